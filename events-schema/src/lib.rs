@@ -1,0 +1,29 @@
+//! The order event vocabulary, and nothing that does I/O.
+//!
+//! This crate owns what an order *is* and how it changes: the validated value types
+//! ([`OrderId`], [`Status`], ...), the five events and their [`Envelope`], the status
+//! machine, [`decide`] (command → events) and [`fold`] (events → state), the tamper-evident
+//! hash chain, the EventBridge detail published for every event (with its JSON Schema) and
+//! the route table that fans statuses out to queues. Every backend and entrypoint builds on
+//! these types; none of them redefines them.
+
+mod chain;
+mod command;
+mod detail;
+mod event;
+mod order;
+mod routes;
+mod values;
+
+pub use chain::{ChainBreak, ChainHash, GENESIS_HASH, hash_of, verify_chain};
+pub use command::{Command, PlaceOrder, Rejection, UpdateOrder, decide};
+pub use detail::{EventDetail, detail_schema};
+pub use event::{
+    EventContext, Envelope, Metadata, OrderCanceled, OrderDetailsRevised, OrderEvent, OrderPlaced,
+    Recorded, SCHEMA_VERSION, record,
+};
+pub use order::{NotPlaced, Order, evolve, fold};
+pub use routes::{Route, RouteTable, route_table};
+pub use values::{
+    CustomerId, DeliveryDate, Description, InvalidValue, OrderId, Reason, Status, UnknownStatus,
+};
