@@ -1,0 +1,10 @@
+#!/usr/bin/env node
+/**
+ * CDK entry point. `SKIP_RUST_BUILD=1` synthesizes without compiling the Rust Lambdas
+ * (`npm run synth`: for tests and review; not deployable). Without it, cargo-lambda must be on
+ * PATH and builds every function's `bootstrap` (arm64) during synth/deploy.
+ */
+import { buildApp } from '../lib/app';
+
+const { app } = buildApp({ skipRustBuild: Boolean(process.env.SKIP_RUST_BUILD) });
+app.synth();

@@ -1,0 +1,145 @@
+/**
+ * The stack's settings: their defaults, their validation, and how they are read from CDK
+ * context (`-c key=value` on the command line, or `context` in cdk.json).
+ */
+import type { Node } from 'constructs';
+
+export interface OrdersourceSettings {
+  /** Name of the custom EventBridge bus. Context `busName`. Default `ordersource`. */
+  readonly busName: string;
+  /**
+   * EventBridge `Source` of the order events; also `ORDERS_EVENT_SOURCE` for the projector.
+   * Context `eventSource`. Default: the `source` of events-schema/routes.json.
+   */
+  readonly eventSource?: string;
+  /** HTTP API stage steady-state rate limit (requests/s). Context `throttleRateLimit`. Default 100. */
+  readonly throttleRateLimit: number;
+  /** HTTP API stage burst limit. Context `throttleBurstLimit`. Default 200. */
+  readonly throttleBurstLimit: number;
+  /**
+   * CORS allowed origins of the HTTP API. Context `corsOrigins` (JSON array or comma list).
+   * Default none: no CORS preflight configuration at all.
+   */
+  readonly corsOrigins: readonly string[];
+  /**
+   * JWT issuer URL (e.g. `https://cognito-idp.<region>.amazonaws.com/<userPoolId>`). When set,
+   * every route except `GET /health` and `GET /openapi.json` requires a JWT from it.
+   * Context `jwtIssuer`. Default unset: no authorizer (for trials only).
+   */
+  readonly jwtIssuer?: string;
+  /** Accepted JWT audiences (Cognito: the app client ids). Context `jwtAudience`. Required with `jwtIssuer`. */
+  readonly jwtAudience: readonly string[];
+  /** Retention of the bus archive, in days. Context `archiveRetentionDays`. Default 365. */
+  readonly archiveRetentionDays: number;
+  /** Retention of the Lambda and API access log groups, in days. Context `logRetentionDays`. Default 30. */
+  readonly logRetentionDays: number;
+  /** Prefix for the SQS queue names of the routes (to deploy two stacks in one account). Context `queueNamePrefix`. Default ''. */
+  readonly queueNamePrefix: string;
+  /** `RUST_LOG` of every function. Context `rustLog`. Default `info`. */
+  readonly rustLog: string;
+  /** Optional e-mail address subscribed to the alarm topic. Context `alarmEmail`. */
+  readonly alarmEmail?: string;
+}
+
+export const DEFAULT_SETTINGS: OrdersourceSettings = {
+  busName: 'ordersource',
+  throttleRateLimit: 100,
+  throttleBurstLimit: 200,
+  corsOrigins: [],
+  jwtAudience: [],
+  archiveRetentionDays: 365,
+  logRetentionDays: 30,
+  queueNamePrefix: '',
+  rustLog: 'info',
+};
+
+/** Log retention values CloudWatch Logs accepts. */
+export const VALID_LOG_RETENTION_DAYS = [
+  1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+  3288, 3653,
+];
+
+function asString(key: string, value: unknown): string | undefined {
+  if (value === undefined || value === null || value === '') return undefined;
+  if (typeof value !== 'string') throw new Error(`context ${key} must be a string`);
+  return value;
+}
+
+function asNumber(key: string, value: unknown): number | undefined {
+  if (value === undefined || value === null || value === '') return undefined;
+  const n = typeof value === 'number' ? value : Number(value);
+  if (!Number.isFinite(n)) throw new Error(`context ${key} must be a number, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+function asList(key: string, value: unknown): string[] | undefined {
+  if (value === undefined || value === null || value === '') return undefined;
+  let v: unknown = value;
+  if (typeof v === 'string') {
+    const s = v.trim();
+    v = s.startsWith('[') ? JSON.parse(s) : s.split(',').map((x) => x.trim()).filter((x) => x);
+  }
+  if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) {
+    throw new Error(`context ${key} must be a list of strings (JSON array or comma-separated)`);
+  }
+  return v;
+}
+
+/** Settings from CDK context, over the defaults. Unknown keys are ignored. */
+export function settingsFromContext(node: Node): Partial<OrdersourceSettings> {
+  const get = (k: string): unknown => node.tryGetContext(k);
+  const out: Record<string, unknown> = {
+    busName: asString('busName', get('busName')),
+    eventSource: asString('eventSource', get('eventSource')),
+    throttleRateLimit: asNumber('throttleRateLimit', get('throttleRateLimit')),
+    throttleBurstLimit: asNumber('throttleBurstLimit', get('throttleBurstLimit')),
+    corsOrigins: asList('corsOrigins', get('corsOrigins')),
+    jwtIssuer: asString('jwtIssuer', get('jwtIssuer')),
+    jwtAudience: asList('jwtAudience', get('jwtAudience')),
+    archiveRetentionDays: asNumber('archiveRetentionDays', get('archiveRetentionDays')),
+    logRetentionDays: asNumber('logRetentionDays', get('logRetentionDays')),
+    queueNamePrefix: asString('queueNamePrefix', get('queueNamePrefix')),
+    rustLog: asString('rustLog', get('rustLog')),
+    alarmEmail: asString('alarmEmail', get('alarmEmail')),
+  };
+  for (const k of Object.keys(out)) if (out[k] === undefined) delete out[k];
+  return out as Partial<OrdersourceSettings>;
+}
+
+/** Defaults + overrides, validated. Throws on a setting AWS would reject at deploy time. */
+export function resolveSettings(overrides: Partial<OrdersourceSettings> = {}): OrdersourceSettings {
+  const s: OrdersourceSettings = { ...DEFAULT_SETTINGS, ...overrides };
+  const errors: string[] = [];
+  if (!/^[A-Za-z0-9._-]{1,256}$/.test(s.busName) || s.busName === 'default') {
+    errors.push(`busName "${s.busName}" must be 1..256 of [A-Za-z0-9._-] and not "default"`);
+  }
+  if (s.eventSource !== undefined && (!/^[A-Za-z0-9._-]{1,256}$/.test(s.eventSource) || s.eventSource.startsWith('aws.'))) {
+    errors.push(`eventSource "${s.eventSource}" must be 1..256 of [A-Za-z0-9._-] and not start with "aws."`);
+  }
+  if (!Number.isInteger(s.throttleRateLimit) || s.throttleRateLimit < 1) {
+    errors.push('throttleRateLimit must be a positive integer');
+  }
+  if (!Number.isInteger(s.throttleBurstLimit) || s.throttleBurstLimit < 1) {
+    errors.push('throttleBurstLimit must be a positive integer');
+  }
+  if (s.jwtIssuer !== undefined) {
+    if (!/^https:\/\/\S+$/.test(s.jwtIssuer)) errors.push('jwtIssuer must be an https:// URL');
+    if (s.jwtAudience.length === 0) errors.push('jwtAudience must name at least one audience when jwtIssuer is set');
+  } else if (s.jwtAudience.length > 0) {
+    errors.push('jwtAudience is set but jwtIssuer is not');
+  }
+  if (!Number.isInteger(s.archiveRetentionDays) || s.archiveRetentionDays < 1) {
+    errors.push('archiveRetentionDays must be a positive integer (an archive kept forever is not allowed here)');
+  }
+  if (!VALID_LOG_RETENTION_DAYS.includes(s.logRetentionDays)) {
+    errors.push(`logRetentionDays must be one of ${VALID_LOG_RETENTION_DAYS.join(', ')}`);
+  }
+  if (!/^[A-Za-z0-9_-]{0,40}$/.test(s.queueNamePrefix)) {
+    errors.push('queueNamePrefix must be 0..40 of [A-Za-z0-9_-]');
+  }
+  for (const o of s.corsOrigins) {
+    if (o !== '*' && !/^https?:\/\/[^\s/]+$/.test(o)) errors.push(`corsOrigins entry "${o}" must be "*" or a scheme://host[:port] origin`);
+  }
+  if (errors.length > 0) throw new Error(`invalid ordersource settings:\n  - ${errors.join('\n  - ')}`);
+  return s;
+}

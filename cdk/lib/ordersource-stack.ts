@@ -1,0 +1,748 @@
+/**
+ * The whole ordersource service on AWS, in one stack:
+ *
+ *   HTTP API -> orders-api -> event table --stream--> orders-projector -> read-model table
+ *                                                            |
+ *                                                            v
+ *                 custom bus (archive, schema registry) -- one rule per status (routes.json)
+ *                                                            |
+ *                                                            v
+ *                              SQS queue (+DLQ) per status -> orders-handler (one per status)
+ *
+ * Every function has its own role holding exactly the actions it uses on exactly the
+ * resources it uses; alarms go to one encrypted SNS topic.
+ */
+import * as path from 'node:path';
+import { Annotations, CfnElement, CfnOutput, Duration, RemovalPolicy, Stack, StackProps, Validations } from 'aws-cdk-lib';
+import { AccessLogFormat } from 'aws-cdk-lib/aws-apigateway';
+import * as apigw from 'aws-cdk-lib/aws-apigatewayv2';
+import { HttpJwtAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
+import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as targets from 'aws-cdk-lib/aws-events-targets';
+import * as eventschemas from 'aws-cdk-lib/aws-eventschemas';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import { DynamoEventSource, SqsDlq, SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import { RustFunction } from 'cargo-lambda-cdk';
+import { Construct } from 'constructs';
+import { OrdersourceSettings, resolveSettings } from './config';
+import { eventSchemaDraft4, readDetailSchema, DETAIL_SCHEMA_FILE } from './event-schema';
+import { loadRouteTable, patternFor, REPO_ROOT, Route, RouteTable, ROUTES_FILE } from './routes';
+
+/** Names the Rust binaries read their configuration from (see backend's AWS adapters). */
+export const ENV = {
+  eventsTable: 'ORDERS_EVENTS_TABLE',
+  readModelTable: 'ORDERS_READ_MODEL_TABLE',
+  ledgerTable: 'ORDERS_LEDGER_TABLE',
+  documentsBucket: 'ORDERS_DOCUMENTS_BUCKET',
+  eventBus: 'ORDERS_EVENT_BUS',
+  eventSource: 'ORDERS_EVENT_SOURCE',
+  handler: 'ORDERS_HANDLER',
+  rustLog: 'RUST_LOG',
+} as const;
+
+/** The read model's GSI by status (the Rust read-model adapter queries it by this name). */
+export const STATUS_INDEX = 'status-index';
+
+/** Projector stream settings (pinned by the tests). */
+export const PROJECTOR_STREAM = {
+  batchSize: 100,
+  maxBatchingWindow: Duration.seconds(1),
+  retryAttempts: 10,
+  maxRecordAge: Duration.hours(6),
+  /** One batch at a time per shard: events of one order are folded in version order. */
+  parallelizationFactor: 1,
+} as const;
+
+/** The Lambda timeouts. A handler's timeout is derived from its queue (see handlerTimeout). */
+export const TIMEOUTS = {
+  api: Duration.seconds(15),
+  projector: Duration.seconds(30),
+} as const;
+
+/**
+ * A route handler's timeout: a sixth of its queue's visibility timeout (AWS's advice for SQS
+ * event sources, so that retries of a batch do not overlap a still-running invocation),
+ * at least 1 s and never more than the visibility timeout itself.
+ */
+export function handlerTimeout(route: Route): Duration {
+  return Duration.seconds(Math.max(1, Math.floor(route.visibilityTimeoutSeconds / 6)));
+}
+
+export interface OrdersourceStackProps extends StackProps {
+  /** Settings over the defaults (see config.ts / README). */
+  readonly settings?: Partial<OrdersourceSettings>;
+  /** The route table file. Default: `<repo>/events-schema/routes.json`. */
+  readonly routesFile?: string;
+  /** The event detail JSON Schema. Default: `<repo>/events-schema/schema/order-event-detail.schema.json`. */
+  readonly detailSchemaFile?: string;
+}
+
+/** A cdk-nag finding acknowledged with its reason. */
+interface NagAck {
+  readonly id: string;
+  readonly reason: string;
+}
+
+interface RouteResources {
+  readonly route: Route;
+  readonly rule: events.Rule;
+  readonly queue: sqs.Queue;
+  readonly dlq: sqs.Queue;
+  readonly fn: lambda.Function;
+}
+
+export class OrdersourceStack extends Stack {
+  readonly settings: OrdersourceSettings;
+  readonly routeTable: RouteTable;
+  readonly eventSource: string;
+
+  readonly eventsTable: dynamodb.Table;
+  readonly readModelTable: dynamodb.Table;
+  readonly ledgerTable: dynamodb.Table;
+  readonly documentsBucket: s3.Bucket;
+  readonly bus: events.EventBus;
+  readonly api: apigw.HttpApi;
+  readonly apiStage: apigw.HttpStage;
+  readonly apiFunction: lambda.Function;
+  readonly projectorFunction: lambda.Function;
+  readonly projectorFailureQueue: sqs.Queue;
+  readonly routeResources: readonly RouteResources[];
+  readonly alarmTopic: sns.Topic;
+
+  constructor(scope: Construct, id: string, props: OrdersourceStackProps = {}) {
+    super(scope, id, props);
+    this.settings = resolveSettings(props.settings);
+    this.routeTable = loadRouteTable(props.routesFile ?? ROUTES_FILE);
+    this.eventSource = this.settings.eventSource ?? this.routeTable.source;
+    const s = this.settings;
+    const logRetention = s.logRetentionDays as logs.RetentionDays;
+
+    // ---------------------------------------------------------------- storage
+    this.eventsTable = new dynamodb.Table(this, 'EventsTable', {
+      partitionKey: { name: 'orderId', type: dynamodb.AttributeType.STRING },
+      sortKey: { name: 'version', type: dynamodb.AttributeType.NUMBER },
+      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+      stream: dynamodb.StreamViewType.NEW_IMAGE,
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      encryption: dynamodb.TableEncryption.AWS_MANAGED,
+      deletionProtection: true,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+
+    this.readModelTable = new dynamodb.Table(this, 'ReadModelTable', {
+      partitionKey: { name: 'orderId', type: dynamodb.AttributeType.STRING },
+      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      encryption: dynamodb.TableEncryption.AWS_MANAGED,
+      // Rebuildable from the event table (`orders rebuild`), but kept: it is cheap at rest.
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    this.readModelTable.addGlobalSecondaryIndex({
+      indexName: STATUS_INDEX,
+      partitionKey: { name: 'status', type: dynamodb.AttributeType.STRING },
+      sortKey: { name: 'createdKey', type: dynamodb.AttributeType.STRING },
+      projectionType: dynamodb.ProjectionType.ALL,
+    });
+
+    this.ledgerTable = new dynamodb.Table(this, 'LedgerTable', {
+      partitionKey: { name: 'pk', type: dynamodb.AttributeType.STRING },
+      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+      timeToLiveAttribute: 'expiresAt',
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      encryption: dynamodb.TableEncryption.AWS_MANAGED,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+
+    const accessLogsBucket = new s3.Bucket(this, 'AccessLogsBucket', {
+      encryption: s3.BucketEncryption.S3_MANAGED,
+      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+      enforceSSL: true,
+      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
+      lifecycleRules: [{ expiration: Duration.days(365) }],
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    Validations.of(accessLogsBucket).acknowledge({
+      id: 'AwsSolutions::AwsSolutions-S1',
+      reason: 'This bucket is the server access log destination of the documents bucket; logging its own access would log into itself.',
+    });
+
+    this.documentsBucket = new s3.Bucket(this, 'DocumentsBucket', {
+      encryption: s3.BucketEncryption.S3_MANAGED,
+      versioned: true,
+      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+      enforceSSL: true,
+      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+      serverAccessLogsBucket: accessLogsBucket,
+      serverAccessLogsPrefix: 'documents/',
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+
+    // ---------------------------------------------------------------- bus
+    this.bus = new events.EventBus(this, 'Bus', { eventBusName: s.busName });
+    this.bus.archive('Archive', {
+      archiveName: `${s.busName}-archive`.slice(0, 48),
+      description: `Every ${this.eventSource} event, for native EventBridge replay.`,
+      eventPattern: { source: [this.eventSource] },
+      retention: Duration.days(s.archiveRetentionDays),
+    });
+    this.addEventSchema(props.detailSchemaFile ?? DETAIL_SCHEMA_FILE);
+
+    // ---------------------------------------------------------------- alarms topic
+    this.alarmTopic = this.createAlarmTopic();
+    if (s.alarmEmail) {
+      this.alarmTopic.addSubscription(new subscriptions.EmailSubscription(s.alarmEmail));
+    }
+
+    // ---------------------------------------------------------------- functions
+    const rustLog = { [ENV.rustLog]: s.rustLog };
+
+    // orders-api: the command API behind the HTTP API.
+    this.apiFunction = this.rustFunction('OrdersApi', {
+      crate: 'command-api',
+      binaryName: 'orders-api',
+      description: 'ordersource command API (HTTP API payload v2)',
+      timeout: TIMEOUTS.api,
+      memorySize: 512,
+      logRetention,
+      environment: {
+        [ENV.eventsTable]: this.eventsTable.tableName,
+        [ENV.readModelTable]: this.readModelTable.tableName,
+        [ENV.ledgerTable]: this.ledgerTable.tableName,
+        [ENV.documentsBucket]: this.documentsBucket.bucketName,
+        ...rustLog,
+      },
+      statements: [
+        new iam.PolicyStatement({
+          sid: 'EventStore',
+          // TransactWriteItems is authorized per item: PutItem + ConditionCheckItem.
+          actions: ['dynamodb:GetItem', 'dynamodb:Query', 'dynamodb:PutItem', 'dynamodb:ConditionCheckItem'],
+          resources: [this.eventsTable.tableArn],
+        }),
+        new iam.PolicyStatement({
+          sid: 'ReadModel',
+          actions: ['dynamodb:GetItem', 'dynamodb:Query', 'dynamodb:Scan'],
+          resources: [this.readModelTable.tableArn],
+        }),
+        new iam.PolicyStatement({
+          sid: 'ReadModelStatusIndex',
+          actions: ['dynamodb:Query'],
+          resources: [`${this.readModelTable.tableArn}/index/${STATUS_INDEX}`],
+        }),
+        new iam.PolicyStatement({
+          sid: 'IdempotencyLedger',
+          actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem'],
+          resources: [this.ledgerTable.tableArn],
+        }),
+        new iam.PolicyStatement({
+          sid: 'DocumentsRead',
+          actions: ['s3:GetObject'],
+          resources: [this.documentsBucket.arnForObjects('*')],
+        }),
+        new iam.PolicyStatement({
+          sid: 'DocumentsList',
+          actions: ['s3:ListBucket'],
+          resources: [this.documentsBucket.bucketArn],
+        }),
+      ],
+      acknowledgements: [this.objectWildcardAck('read the per-order documents listed by GET /orders/{id}/documents')],
+    });
+
+    // orders-projector: event table stream -> read model + bus.
+    this.projectorFailureQueue = new sqs.Queue(this, 'ProjectorFailureQueue', {
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      retentionPeriod: Duration.days(14),
+    });
+    Validations.of(this.projectorFailureQueue).acknowledge({
+      id: 'AwsSolutions::AwsSolutions-SQS3',
+      reason: 'This queue is itself the on-failure destination (a dead-letter store) of the projector\'s DynamoDB stream event source; it is alarmed on depth > 0.',
+    });
+
+    this.projectorFunction = this.rustFunction('OrdersProjector', {
+      crate: 'projector',
+      binaryName: 'orders-projector',
+      description: 'ordersource projector: event table stream -> read model + EventBridge',
+      timeout: TIMEOUTS.projector,
+      memorySize: 256,
+      logRetention,
+      environment: {
+        [ENV.readModelTable]: this.readModelTable.tableName,
+        [ENV.eventBus]: this.bus.eventBusName,
+        [ENV.eventSource]: this.eventSource,
+        ...rustLog,
+      },
+      statements: [
+        new iam.PolicyStatement({
+          sid: 'ReadModelWrite',
+          actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'],
+          resources: [this.readModelTable.tableArn],
+        }),
+        new iam.PolicyStatement({
+          sid: 'PublishToOrdersBus',
+          actions: ['events:PutEvents'],
+          resources: [this.bus.eventBusArn],
+        }),
+      ],
+      acknowledgements: [{
+        id: 'AwsSolutions::AwsSolutions-IAM5[Resource::*]',
+        reason: 'dynamodb:ListStreams (added by the stream event source) has no resource-level permissions, so IAM requires "*"; every other stream action is scoped to the event table stream ARN.',
+      }],
+    });
+    this.projectorFunction.addEventSource(new DynamoEventSource(this.eventsTable, {
+      startingPosition: lambda.StartingPosition.TRIM_HORIZON,
+      batchSize: PROJECTOR_STREAM.batchSize,
+      maxBatchingWindow: PROJECTOR_STREAM.maxBatchingWindow,
+      bisectBatchOnError: true,
+      reportBatchItemFailures: true,
+      retryAttempts: PROJECTOR_STREAM.retryAttempts,
+      maxRecordAge: PROJECTOR_STREAM.maxRecordAge,
+      parallelizationFactor: PROJECTOR_STREAM.parallelizationFactor,
+      onFailure: new SqsDlq(this.projectorFailureQueue),
+      // Only event inserts: the event table is append-only, and an item without an eventId
+      // is not an event.
+      filters: [lambda.FilterCriteria.filter({
+        eventName: lambda.FilterRule.isEqual('INSERT'),
+        dynamodb: { NewImage: { eventId: { S: lambda.FilterRule.exists() } } },
+      })],
+    }));
+
+    // orders-handler: one function per route, each fed by its own queue.
+    this.routeResources = this.routeTable.routes.map((route) => this.createRoute(route, logRetention, rustLog));
+
+    // ---------------------------------------------------------------- HTTP API
+    const { api, stage } = this.createHttpApi(logRetention);
+    this.api = api;
+    this.apiStage = stage;
+
+    // ---------------------------------------------------------------- alarms + dashboard
+    this.createAlarms();
+    this.createDashboard();
+
+    new CfnOutput(this, 'ApiUrl', { value: stage.url, description: 'Base URL of the orders HTTP API' });
+    new CfnOutput(this, 'EventBusName', { value: this.bus.eventBusName });
+    new CfnOutput(this, 'EventsTableName', { value: this.eventsTable.tableName });
+    new CfnOutput(this, 'ReadModelTableName', { value: this.readModelTable.tableName });
+    new CfnOutput(this, 'LedgerTableName', { value: this.ledgerTable.tableName });
+    new CfnOutput(this, 'DocumentsBucketName', { value: this.documentsBucket.bucketName });
+    new CfnOutput(this, 'AlarmTopicArn', { value: this.alarmTopic.topicArn });
+  }
+
+  /** A Rust Lambda from this workspace with its own role and log group. */
+  private rustFunction(id: string, opts: {
+    crate: string;
+    binaryName: string;
+    description: string;
+    timeout: Duration;
+    memorySize: number;
+    logRetention: logs.RetentionDays;
+    environment: Record<string, string>;
+    statements: iam.PolicyStatement[];
+    acknowledgements?: NagAck[];
+  }): lambda.Function {
+    const logGroup = new logs.LogGroup(this, `${id}Logs`, {
+      retention: opts.logRetention,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    // Own role, no managed policies: logs go to this function's log group only.
+    const role = new iam.Role(this, `${id}Role`, {
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      description: `Execution role of ${opts.binaryName} (${id})`,
+    });
+    role.addToPrincipalPolicy(new iam.PolicyStatement({
+      sid: 'OwnLogGroup',
+      actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+      resources: [logGroup.logGroupArn],
+    }));
+    for (const st of opts.statements) role.addToPrincipalPolicy(st);
+    for (const ack of opts.acknowledgements ?? []) Validations.of(role).acknowledge(ack);
+
+    const fn = new RustFunction(this, id, {
+      manifestPath: path.join(REPO_ROOT, opts.crate, 'Cargo.toml'),
+      binaryName: opts.binaryName,
+      runtime: 'provided.al2023',
+      architecture: lambda.Architecture.ARM_64,
+      description: opts.description,
+      timeout: opts.timeout,
+      memorySize: opts.memorySize,
+      role,
+      logGroup,
+      environment: opts.environment,
+    });
+    return fn;
+  }
+
+  /**
+   * cdk-nag acknowledgement of the `<documents bucket ARN>/*` object resource (IAM5): the
+   * bucket's own key space, reached with actions listed one by one.
+   */
+  private objectWildcardAck(why: string): NagAck {
+    const logicalId = this.getLogicalId(this.documentsBucket.node.defaultChild as CfnElement);
+    return {
+      id: `AwsSolutions::AwsSolutions-IAM5[Resource::<${logicalId}.Arn>/*]`,
+      reason: `Object actions on the documents bucket's own keys (bucket ARN + "/*") to ${why}; the actions are listed one by one, none is a wildcard.`,
+    };
+  }
+
+  /** One route: queue + DLQ, the rule that feeds the queue, the handler function. */
+  private createRoute(route: Route, logRetention: logs.RetentionDays, rustLog: Record<string, string>): RouteResources {
+    const s = this.settings;
+    const id = `Route-${route.status}`;
+    const dlq = new sqs.Queue(this, `${id}-Dlq`, {
+      queueName: `${s.queueNamePrefix}${route.deadLetterQueue}`,
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      retentionPeriod: Duration.days(14),
+    });
+    const queue = new sqs.Queue(this, `${id}-Queue`, {
+      queueName: `${s.queueNamePrefix}${route.queue}`,
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      visibilityTimeout: Duration.seconds(route.visibilityTimeoutSeconds),
+      deadLetterQueue: { queue: dlq, maxReceiveCount: route.maxReceiveCount },
+    });
+
+    const rule = new events.Rule(this, `${id}-Rule`, {
+      eventBus: this.bus,
+      ruleName: route.rule,
+      description: `Order events whose order status is ${route.status} -> ${route.queue} (from events-schema/routes.json)`,
+      eventPattern: patternFor(route, this.routeTable.source, this.eventSource) as events.EventPattern,
+    });
+    // The SqsQueue target adds the queue policy statement allowing events.amazonaws.com to
+    // send with aws:SourceArn = this rule only. Failed deliveries go to the route's DLQ.
+    rule.addTarget(new targets.SqsQueue(queue, {
+      deadLetterQueue: dlq,
+      retryAttempts: 185,
+      maxEventAge: Duration.hours(24),
+    }));
+
+    const fn = this.rustFunction(`Handler-${route.handler}`, {
+      crate: 'handlers',
+      binaryName: 'orders-handler',
+      description: `ordersource handler for status ${route.status} (queue ${route.queue})`,
+      timeout: handlerTimeout(route),
+      memorySize: 256,
+      logRetention,
+      environment: {
+        [ENV.ledgerTable]: this.ledgerTable.tableName,
+        [ENV.documentsBucket]: this.documentsBucket.bucketName,
+        [ENV.handler]: route.handler,
+        ...rustLog,
+      },
+      statements: [
+        new iam.PolicyStatement({
+          sid: 'HandlerLedger',
+          actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'],
+          resources: [this.ledgerTable.tableArn],
+        }),
+        new iam.PolicyStatement({
+          sid: 'DocumentsWrite',
+          actions: ['s3:PutObject', 's3:GetObject'],
+          resources: [this.documentsBucket.arnForObjects('*')],
+        }),
+      ],
+      acknowledgements: [this.objectWildcardAck(`write the ${route.status} documents of each order`)],
+    });
+    fn.addEventSource(new SqsEventSource(queue, {
+      batchSize: route.batchSize,
+      reportBatchItemFailures: true,
+    }));
+    return { route, rule, queue, dlq, fn };
+  }
+
+  /**
+   * The registry schema of the bus's events, from the checked-in detail schema. If that file
+   * does not exist the stack cannot publish its contract, so synth fails and says so.
+   */
+  private addEventSchema(file: string): void {
+    const detail = readDetailSchema(file);
+    if (detail === undefined) {
+      // TEMPORARY until the Rust side checks the generated schema in.
+      Annotations.of(this).addWarningV2('ordersource:no-detail-schema', `${file} is missing: no schema registry is deployed.`);
+      return;
+    }
+    const registry = new eventschemas.CfnRegistry(this, 'SchemaRegistry', {
+      registryName: this.settings.busName,
+      description: `Event contracts published on the ${this.settings.busName} bus`,
+    });
+    const schema = new eventschemas.CfnSchema(this, 'OrderEventSchema', {
+      registryName: registry.attrRegistryName,
+      schemaName: `${this.eventSource}@OrderEvent`,
+      type: 'JSONSchemaDraft4',
+      description: 'An order event (OrderPlaced, OrderStarted, OrderCompleted, OrderCanceled, OrderDetailsRevised) with detail = { event, order }.',
+      content: JSON.stringify(eventSchemaDraft4(detail, this.eventSource)),
+    });
+    schema.addResourceDependency(registry);
+  }
+
+  /** SNS topic for alarms, encrypted with its own KMS key that CloudWatch may use. */
+  private createAlarmTopic(): sns.Topic {
+    const key = new kms.Key(this, 'AlarmTopicKey', {
+      description: 'Encrypts the ordersource alarm topic',
+      enableKeyRotation: true,
+      removalPolicy: RemovalPolicy.DESTROY,
+      pendingWindow: Duration.days(7),
+      policy: new iam.PolicyDocument({
+        statements: [
+          new iam.PolicyStatement({
+            sid: 'AccountAdministersKeyThroughIam',
+            principals: [new iam.AccountRootPrincipal()],
+            // Listed one by one (no kms:*): administration plus use through IAM policies.
+            actions: [
+              'kms:CancelKeyDeletion', 'kms:CreateAlias', 'kms:CreateGrant', 'kms:Decrypt',
+              'kms:DeleteAlias', 'kms:DescribeKey', 'kms:DisableKey', 'kms:DisableKeyRotation',
+              'kms:EnableKey', 'kms:EnableKeyRotation', 'kms:Encrypt', 'kms:GenerateDataKey',
+              'kms:GetKeyPolicy', 'kms:GetKeyRotationStatus', 'kms:ListGrants',
+              'kms:ListKeyRotations', 'kms:ListResourceTags', 'kms:PutKeyPolicy',
+              'kms:ReEncryptFrom', 'kms:ReEncryptTo', 'kms:RetireGrant', 'kms:RevokeGrant',
+              'kms:RotateKeyOnDemand', 'kms:ScheduleKeyDeletion', 'kms:TagResource',
+              'kms:UntagResource', 'kms:UpdateAlias', 'kms:UpdateKeyDescription',
+            ],
+            resources: ['*'], // in a key policy "*" means this key
+          }),
+          new iam.PolicyStatement({
+            sid: 'CloudWatchAlarmsPublish',
+            principals: [new iam.ServicePrincipal('cloudwatch.amazonaws.com')],
+            actions: ['kms:Decrypt', 'kms:GenerateDataKey'],
+            resources: ['*'], // in a key policy "*" means this key
+            conditions: { StringEquals: { 'aws:SourceAccount': this.account } },
+          }),
+        ],
+      }),
+    });
+    return new sns.Topic(this, 'AlarmTopic', {
+      displayName: 'ordersource alarms',
+      masterKey: key,
+      enforceSSL: true,
+    });
+  }
+
+  private createHttpApi(logRetention: logs.RetentionDays): { api: apigw.HttpApi; stage: apigw.HttpStage } {
+    const s = this.settings;
+    const integration = new HttpLambdaIntegration('OrdersApiIntegration', this.apiFunction, {
+      payloadFormatVersion: apigw.PayloadFormatVersion.VERSION_2_0,
+    });
+    const authorizer = s.jwtIssuer
+      ? new HttpJwtAuthorizer('JwtAuthorizer', s.jwtIssuer, {
+        jwtAudience: [...s.jwtAudience],
+        identitySource: ['$request.header.Authorization'],
+      })
+      : undefined;
+    const api = new apigw.HttpApi(this, 'HttpApi', {
+      description: 'ordersource command API',
+      createDefaultStage: false,
+      defaultIntegration: integration,
+      defaultAuthorizer: authorizer,
+      corsPreflight: s.corsOrigins.length > 0 ? {
+        allowOrigins: [...s.corsOrigins],
+        allowMethods: [
+          apigw.CorsHttpMethod.GET, apigw.CorsHttpMethod.POST, apigw.CorsHttpMethod.PUT,
+          apigw.CorsHttpMethod.OPTIONS,
+        ],
+        allowHeaders: ['Content-Type', 'Authorization', 'Idempotency-Key', 'If-Match'],
+        exposeHeaders: ['ETag', 'Location'],
+        maxAge: Duration.hours(1),
+      } : undefined,
+    });
+    // Liveness and the API description stay public even with the JWT authorizer on.
+    for (const p of ['/health', '/openapi.json']) {
+      api.addRoutes({
+        path: p,
+        methods: [apigw.HttpMethod.GET],
+        integration,
+        authorizer: new apigw.HttpNoneAuthorizer(),
+      });
+    }
+    if (authorizer) {
+      Validations.of(api).acknowledge({
+        id: 'AwsSolutions::AwsSolutions-APIG4',
+        reason: 'Only GET /health and GET /openapi.json are public (liveness probe and API description, no order data); every other route uses the JWT authorizer.',
+      });
+    } else {
+      Validations.of(api).acknowledge({
+        id: 'AwsSolutions::AwsSolutions-APIG4',
+        reason: 'The JWT authorizer is off by default for trial deployments; production sets jwtIssuer and jwtAudience (README), which puts every route except /health and /openapi.json behind it.',
+      });
+    }
+
+    const accessLogs = new logs.LogGroup(this, 'HttpApiAccessLogs', {
+      retention: logRetention,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    const stage = new apigw.HttpStage(this, 'HttpApiStage', {
+      httpApi: api,
+      stageName: '$default',
+      autoDeploy: true,
+      throttle: { rateLimit: s.throttleRateLimit, burstLimit: s.throttleBurstLimit },
+      accessLogSettings: {
+        destination: new apigw.LogGroupLogDestination(accessLogs),
+        format: AccessLogFormat.custom(JSON.stringify({
+          requestId: '$context.requestId',
+          ip: '$context.identity.sourceIp',
+          requestTime: '$context.requestTime',
+          httpMethod: '$context.httpMethod',
+          routeKey: '$context.routeKey',
+          path: '$context.path',
+          status: '$context.status',
+          protocol: '$context.protocol',
+          responseLength: '$context.responseLength',
+          latency: '$context.responseLatency',
+          integrationError: '$context.integrationErrorMessage',
+          authorizerError: '$context.authorizer.error',
+        })),
+      },
+    });
+    return { api, stage };
+  }
+
+  private createAlarms(): void {
+    const action = new SnsAction(this.alarmTopic);
+    const alarm = (id: string, metric: cloudwatch.IMetric, description: string, threshold = 0,
+      evaluationPeriods = 1) => {
+      const a = new cloudwatch.Alarm(this, id, {
+        metric,
+        threshold,
+        evaluationPeriods,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+        alarmDescription: description,
+      });
+      a.addAlarmAction(action);
+      a.addOkAction(action);
+      return a;
+    };
+    const minute = Duration.minutes(1);
+
+    for (const r of this.routeResources) {
+      alarm(`Route-${r.route.status}-DlqDepth`,
+        r.dlq.metricApproximateNumberOfMessagesVisible({ period: minute, statistic: 'Maximum' }),
+        `Messages in ${r.route.deadLetterQueue}: ${r.route.status} events the handler could not process (or EventBridge could not deliver).`);
+    }
+    alarm('ProjectorFailureQueueDepth',
+      this.projectorFailureQueue.metricApproximateNumberOfMessagesVisible({ period: minute, statistic: 'Maximum' }),
+      'Stream batches the projector gave up on: the read model and the bus are missing events. Run `orders rebuild` / `orders republish` after fixing.');
+    alarm('ProjectorIteratorAge',
+      this.projectorFunction.metric('IteratorAge', { period: minute, statistic: 'Maximum' }),
+      'The projector is more than 60 s behind the event table stream.', 60_000, 3);
+
+    const functions: [string, lambda.Function][] = [
+      ['OrdersApi', this.apiFunction],
+      ['OrdersProjector', this.projectorFunction],
+      ...this.routeResources.map((r): [string, lambda.Function] => [`Handler-${r.route.handler}`, r.fn]),
+    ];
+    for (const [name, fn] of functions) {
+      alarm(`${name}-Errors`, fn.metricErrors({ period: minute, statistic: 'Sum' }),
+        `${name} invocations ended in an error.`);
+      alarm(`${name}-Throttles`, fn.metricThrottles({ period: minute, statistic: 'Sum' }),
+        `${name} invocations were throttled.`);
+    }
+    alarm('HttpApi5xx', this.api.metricServerError({ period: minute, statistic: 'Sum' }),
+      'The HTTP API answered with 5xx.');
+  }
+
+  private createDashboard(): void {
+    const minute = Duration.minutes(1);
+    const dash = new cloudwatch.Dashboard(this, 'PipelineDashboard', {
+      dashboardName: `${this.stackName}-pipeline`,
+      defaultInterval: Duration.hours(3),
+    });
+    dash.addWidgets(new cloudwatch.TextWidget({
+      markdown: '# ordersource pipeline\nHTTP API -> orders-api -> event table -> stream -> orders-projector -> read model + bus -> rule per status -> queue -> orders-handler',
+      width: 24, height: 2,
+    }));
+    dash.addWidgets(
+      new cloudwatch.GraphWidget({
+        title: 'HTTP API requests / 4xx / 5xx',
+        left: [
+          this.api.metricCount({ period: minute, statistic: 'Sum' }),
+          this.api.metricClientError({ period: minute, statistic: 'Sum' }),
+          this.api.metricServerError({ period: minute, statistic: 'Sum' }),
+        ],
+        width: 8,
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'HTTP API latency (p50, p99)',
+        left: [
+          this.api.metricLatency({ period: minute, statistic: 'p50' }),
+          this.api.metricLatency({ period: minute, statistic: 'p99' }),
+        ],
+        width: 8,
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Projector iterator age (max, ms)',
+        left: [this.projectorFunction.metric('IteratorAge', { period: minute, statistic: 'Maximum' })],
+        width: 8,
+      }),
+    );
+    const allFns = [this.apiFunction, this.projectorFunction, ...this.routeResources.map((r) => r.fn)];
+    dash.addWidgets(
+      new cloudwatch.GraphWidget({
+        title: 'Lambda errors',
+        left: allFns.map((f) => f.metricErrors({ period: minute, statistic: 'Sum' })),
+        width: 8,
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Lambda throttles',
+        left: allFns.map((f) => f.metricThrottles({ period: minute, statistic: 'Sum' })),
+        width: 8,
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Lambda duration (p99)',
+        left: allFns.map((f) => f.metricDuration({ period: minute, statistic: 'p99' })),
+        width: 8,
+      }),
+    );
+    dash.addWidgets(
+      new cloudwatch.GraphWidget({
+        title: 'Route queues: visible messages',
+        left: this.routeResources.map((r) => r.queue.metricApproximateNumberOfMessagesVisible({ period: minute, statistic: 'Maximum', label: r.route.queue })),
+        width: 8,
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Route queues: oldest message age (s)',
+        left: this.routeResources.map((r) => r.queue.metricApproximateAgeOfOldestMessage({ period: minute, statistic: 'Maximum', label: r.route.queue })),
+        width: 8,
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Dead letters',
+        left: [
+          ...this.routeResources.map((r) => r.dlq.metricApproximateNumberOfMessagesVisible({ period: minute, statistic: 'Maximum', label: r.route.deadLetterQueue })),
+          this.projectorFailureQueue.metricApproximateNumberOfMessagesVisible({ period: minute, statistic: 'Maximum', label: 'projector on-failure' }),
+        ],
+        width: 8,
+      }),
+    );
+    dash.addWidgets(
+      new cloudwatch.GraphWidget({
+        title: 'Bus rules: matched / failed invocations',
+        left: this.routeResources.map((r) => new cloudwatch.Metric({
+          namespace: 'AWS/Events', metricName: 'TriggeredRules', period: minute, statistic: 'Sum',
+          dimensionsMap: { EventBusName: this.bus.eventBusName, RuleName: r.rule.ruleName },
+          label: `${r.route.rule} triggered`,
+        })),
+        right: this.routeResources.map((r) => new cloudwatch.Metric({
+          namespace: 'AWS/Events', metricName: 'FailedInvocations', period: minute, statistic: 'Sum',
+          dimensionsMap: { EventBusName: this.bus.eventBusName, RuleName: r.rule.ruleName },
+          label: `${r.route.rule} failed`,
+        })),
+        width: 12,
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Event table writes / stream records',
+        left: [this.eventsTable.metricConsumedWriteCapacityUnits({ period: minute, statistic: 'Sum' })],
+        right: [this.projectorFunction.metricInvocations({ period: minute, statistic: 'Sum' })],
+        width: 12,
+      }),
+    );
+  }
+}
