@@ -1,0 +1,143 @@
+//! SQLite plumbing shared by the embedded adapters: connections with the right pragmas, a
+//! small pool of read connections, and running blocking work off the async threads.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+};
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::ports::StoreError;
+
+/// How much a commit must survive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync on every commit: for facts that were acknowledged to a client.
+    Full,
+    /// Survives a process crash; a power cut may lose the last commits. For derived data
+    /// that is recomputed from a durable checkpoint.
+    Normal,
+}
+
+pub fn open(path: &Path, durability: Durability) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(
+        None,
+        "synchronous",
+        match durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        },
+    )?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+/// Read connections, opened on demand and reused. WAL lets them read while a write commits.
+#[derive(Clone)]
+pub struct ReadPool {
+    path: Arc<PathBuf>,
+    idle: Arc<Mutex<Vec<Connection>>>,
+}
+
+impl ReadPool {
+    pub fn new(path: PathBuf) -> Self {
+        Self {
+            path: Arc::new(path),
+            idle: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    /// Runs `f` on a pooled connection on the blocking thread pool.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        context: &'static str,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let pool = self.clone();
+        blocking(context, move || pool.with_conn(f)).await
+    }
+
+    /// Runs `f` on a pooled connection, on this thread.
+    pub fn with_conn<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => {
+                let conn = Connection::open_with_flags(
+                    self.path.as_path(),
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                conn.busy_timeout(std::time::Duration::from_secs(5))?;
+                conn
+            }
+        };
+        let result = f(&conn);
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+        result
+    }
+}
+
+/// Runs SQLite work on tokio's blocking pool and maps its errors to [`StoreError`].
+pub async fn blocking<T: Send + 'static>(
+    context: &'static str,
+    f: impl FnOnce() -> rusqlite::Result<T> + Send + 'static,
+) -> Result<T, StoreError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result.map_err(|e| StoreError::new(context, e)),
+        Err(join) => Err(StoreError::new(context, join)),
+    }
+}
+
+/// A connection that one writer at a time may use, from the blocking pool.
+#[derive(Clone)]
+pub struct Writer {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl Writer {
+    pub fn new(conn: Connection) -> Self {
+        Self {
+            conn: Arc::new(Mutex::new(conn)),
+        }
+    }
+
+    pub async fn write<T: Send + 'static>(
+        &self,
+        context: &'static str,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = self.conn.clone();
+        blocking(context, move || {
+            // A panic mid-write drops (and so rolls back) its transaction: the connection
+            // behind a poisoned lock is still consistent.
+            let mut guard = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            f(&mut guard)
+        })
+        .await
+    }
+}
+
+/// Microseconds since the epoch: a sortable integer form of a timestamp.
+pub fn micros(t: chrono::DateTime<chrono::Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+/// Parses JSON stored in a text column, as a column conversion error if it is not valid.
+pub fn parse_json<T: serde::de::DeserializeOwned>(raw: &str) -> rusqlite::Result<T> {
+    serde_json::from_str(raw).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
