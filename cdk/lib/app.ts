@@ -3,6 +3,8 @@
  * AwsSolutions rules (a validation plugin: any unacknowledged finding fails the synth).
  * Shared by bin/app.ts (the CLI) and the tests, so both synthesize the same thing.
  */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { App, AppProps, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { OrdersourceSettings, settingsFromContext } from './config';
@@ -24,10 +26,19 @@ export interface BuildOptions {
   readonly stackProps?: Omit<OrdersourceStackProps, 'settings'>;
 }
 
+/**
+ * The `context` of cdk.json (the feature flags this app was written against). The CLI passes
+ * it itself; reading it here too gives in-process tests the very same app.
+ */
+export function cdkJsonContext(): Record<string, unknown> {
+  const file = path.join(__dirname, '..', 'cdk.json');
+  return (JSON.parse(fs.readFileSync(file, 'utf-8')) as { context?: Record<string, unknown> }).context ?? {};
+}
+
 export function buildApp(opts: BuildOptions = {}): { app: App; stack: OrdersourceStack } {
   const appProps: AppProps = {
     outdir: opts.outdir,
-    context: opts.context,
+    context: { ...cdkJsonContext(), ...opts.context },
     // `-c aws:cdk:bundling-stacks=[]` is rejected by the CLI; postCliContext is not.
     postCliContext: opts.skipRustBuild ? { 'aws:cdk:bundling-stacks': [] } : undefined,
   };

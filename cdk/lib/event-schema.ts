@@ -168,6 +168,7 @@ export function eventSchemaDraft4(detailSchema: JsonObject, source: string): Jso
   definitions[detailName] = fixRoot(detail);
   for (const k of Object.keys(definitions)) if (k !== detailName) definitions[k] = fixRoot(definitions[k]);
 
+  const detailTypes = eventTypes(definitions, definitions[detailName]);
   const doc: JsonObject = {
     $schema: DRAFT4_URI,
     title: 'OrderEvent',
@@ -178,7 +179,7 @@ export function eventSchemaDraft4(detailSchema: JsonObject, source: string): Jso
     properties: {
       version: { type: 'string' },
       id: { type: 'string' },
-      'detail-type': { type: 'string' },
+      'detail-type': detailTypes.length > 0 ? { type: 'string', enum: detailTypes } : { type: 'string' },
       source: { type: 'string', enum: [source] },
       account: { type: 'string' },
       time: { type: 'string', format: 'date-time' },
@@ -194,6 +195,33 @@ export function eventSchemaDraft4(detailSchema: JsonObject, source: string): Jso
     }
   }
   return doc;
+}
+
+/**
+ * The event types named by the detail schema (`detail.event` is a `oneOf` over
+ * `{type: <const>, data}`), which are also the EventBridge detail-types. Empty when the
+ * schema has another shape: the detail-type is then just a string.
+ */
+function eventTypes(definitions: JsonObject, detail: Json): string[] {
+  const deref = (s: Json | undefined): Json | undefined => {
+    let cur = s;
+    for (let i = 0; i < 10 && isObject(cur) && typeof cur.$ref === 'string'; i++) {
+      const m = /^#\/definitions\/(.+)$/.exec(cur.$ref);
+      cur = m ? definitions[m[1]] : undefined;
+    }
+    return cur;
+  };
+  const d = deref(detail);
+  const event = isObject(d) && isObject(d.properties) ? deref(d.properties.event) : undefined;
+  if (!isObject(event) || !Array.isArray(event.oneOf)) return [];
+  const types: string[] = [];
+  for (const variant of event.oneOf) {
+    const t = isObject(variant) && isObject(variant.properties) ? variant.properties.type : undefined;
+    if (isObject(t) && Array.isArray(t.enum) && t.enum.length === 1 && typeof t.enum[0] === 'string') {
+      types.push(t.enum[0]);
+    }
+  }
+  return types;
 }
 
 /** Reads the checked-in detail schema, or undefined if it does not exist (yet). */

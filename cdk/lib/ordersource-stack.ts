@@ -13,7 +13,7 @@
  * resources it uses; alarms go to one encrypted SNS topic.
  */
 import * as path from 'node:path';
-import { Annotations, CfnElement, CfnOutput, Duration, RemovalPolicy, Stack, StackProps, Validations } from 'aws-cdk-lib';
+import { CfnElement, CfnOutput, Duration, RemovalPolicy, Stack, StackProps, Validations } from 'aws-cdk-lib';
 import { AccessLogFormat } from 'aws-cdk-lib/aws-apigateway';
 import * as apigw from 'aws-cdk-lib/aws-apigatewayv2';
 import { HttpJwtAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
@@ -168,7 +168,7 @@ export class OrdersourceStack extends Stack {
       encryption: s3.BucketEncryption.S3_MANAGED,
       blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
       enforceSSL: true,
-      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
+      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
       lifecycleRules: [{ expiration: Duration.days(365) }],
       removalPolicy: RemovalPolicy.RETAIN,
     });
@@ -379,6 +379,14 @@ export class OrdersourceStack extends Stack {
       logGroup,
       environment: opts.environment,
     });
+    // Lambda's L2 makes the function depend on the whole role construct: the role itself
+    // (already implied by the GetAtt of its ARN; cfn-lint W3005) and its default policy (which
+    // must exist before the function's event source mappings are validated). Keep the latter.
+    const policy = role.node.tryFindChild('DefaultPolicy') as iam.Policy | undefined;
+    if (policy) {
+      (fn.node.defaultChild as lambda.CfnFunction).addOverride('DependsOn',
+        [this.getLogicalId(policy.node.defaultChild as CfnElement)]);
+    }
     return fn;
   }
 
@@ -467,22 +475,19 @@ export class OrdersourceStack extends Stack {
   private addEventSchema(file: string): void {
     const detail = readDetailSchema(file);
     if (detail === undefined) {
-      // TEMPORARY until the Rust side checks the generated schema in.
-      Annotations.of(this).addWarningV2('ordersource:no-detail-schema', `${file} is missing: no schema registry is deployed.`);
-      return;
+      throw new Error(`${file} is missing: it is generated from the Rust types (events-schema) and checked in; the CDK app publishes it to the schema registry.`);
     }
     const registry = new eventschemas.CfnRegistry(this, 'SchemaRegistry', {
       registryName: this.settings.busName,
       description: `Event contracts published on the ${this.settings.busName} bus`,
     });
-    const schema = new eventschemas.CfnSchema(this, 'OrderEventSchema', {
+    new eventschemas.CfnSchema(this, 'OrderEventSchema', {
       registryName: registry.attrRegistryName,
       schemaName: `${this.eventSource}@OrderEvent`,
       type: 'JSONSchemaDraft4',
       description: 'An order event (OrderPlaced, OrderStarted, OrderCompleted, OrderCanceled, OrderDetailsRevised) with detail = { event, order }.',
       content: JSON.stringify(eventSchemaDraft4(detail, this.eventSource)),
     });
-    schema.addResourceDependency(registry);
   }
 
   /** SNS topic for alarms, encrypted with its own KMS key that CloudWatch may use. */
