@@ -1,0 +1,182 @@
+//! Reading request bodies and fields: a size limit, JSON objects only, `null` as "not
+//! sent", Spanish aliases, unknown fields rejected, and every problem named by field.
+
+use axum::body::{Body, to_bytes};
+use events_schema::{CustomerId, DeliveryDate, Description, InvalidValue, OrderId, Reason, Status};
+use serde_json::{Map, Value};
+
+use crate::problem::{ApiError, FieldError};
+
+/// Larger bodies get a 413.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// The body's bytes, or a 413 past the limit.
+pub async fn read(body: Body) -> Result<axum::body::Bytes, ApiError> {
+    to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| ApiError::PayloadTooLarge {
+        limit: MAX_BODY_BYTES,
+    })
+}
+
+/// Parses a body that must be a JSON object. An empty body is `None`, as is a JSON `null`.
+pub fn object(bytes: &[u8]) -> Result<Option<Map<String, Value>>, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(map)) => Ok(Some(map)),
+        Ok(Value::Null) => Ok(None),
+        Ok(other) => Err(ApiError::bad_request(format!(
+            "Request body must be a JSON object, not {}",
+            kind(&other)
+        ))),
+        Err(e) => Err(ApiError::bad_request(format!("Malformed JSON: {e}"))),
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Takes fields out of a request object one by one, collecting every problem, so that a
+/// client learns about all bad fields at once.
+pub struct Fields {
+    map: Map<String, Value>,
+    errors: Vec<FieldError>,
+}
+
+impl Fields {
+    pub fn new(map: Option<Map<String, Value>>) -> Self {
+        Self {
+            map: map.unwrap_or_default(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// The value of `name` (or of one of its aliases) as a string; `None` if absent or null.
+    /// Returns the name the client used, for messages.
+    fn string(&mut self, name: &'static str, aliases: &[&'static str]) -> Option<(&'static str, String)> {
+        let mut found: Option<(&'static str, Value)> = None;
+        for candidate in std::iter::once(&name).chain(aliases) {
+            if let Some(v) = self.map.remove(*candidate) {
+                if v.is_null() {
+                    continue;
+                }
+                if let Some((first, _)) = &found {
+                    self.errors.push(FieldError::new(
+                        *candidate,
+                        format!("{candidate} and {first} are the same field; send only one"),
+                    ));
+                    continue;
+                }
+                found = Some((candidate, v));
+            }
+        }
+        let (used, value) = found?;
+        match value {
+            Value::String(s) => Some((used, s)),
+            other => {
+                self.errors.push(FieldError::new(
+                    used,
+                    format!("{used} must be a string, not {}", kind(&other)),
+                ));
+                None
+            }
+        }
+    }
+
+    fn parse<T>(
+        &mut self,
+        name: &'static str,
+        aliases: &[&'static str],
+        parse: impl FnOnce(&'static str, &str) -> Result<T, InvalidValue>,
+    ) -> Option<T> {
+        let (used, raw) = self.string(name, aliases)?;
+        match parse(used, &raw) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.errors.push(FieldError::new(used, format!("{used} {e}")));
+                None
+            }
+        }
+    }
+
+    pub fn require<T>(&mut self, name: &'static str, value: Option<T>) -> Option<T> {
+        if value.is_none() && !self.errors.iter().any(|e| e.field == name) {
+            self.errors
+                .push(FieldError::new(name, format!("Missing required field: {name}")));
+        }
+        value
+    }
+
+    pub fn order_id(&mut self) -> Option<OrderId> {
+        self.parse("orderId", &[], |_, raw| OrderId::parse(raw))
+    }
+
+    pub fn description(&mut self) -> Option<Description> {
+        self.parse("description", &["descripcion"], |_, raw| Description::parse(raw))
+    }
+
+    pub fn reason(&mut self) -> Option<Reason> {
+        self.parse("reasonForCancellation", &[], |_, raw| Reason::parse(raw))
+    }
+
+    pub fn customer_id(&mut self) -> Option<CustomerId> {
+        self.parse("customerId", &[], |_, raw| CustomerId::parse(raw))
+    }
+
+    /// `deliveryDate` as an ISO date or RFC 3339; seed 001's `fecha_entrega` also as
+    /// `DD/MM/YYYY`.
+    pub fn delivery_date(&mut self) -> Option<DeliveryDate> {
+        self.parse("deliveryDate", &["fecha_entrega"], |used, raw| {
+            if used == "fecha_entrega" {
+                DeliveryDate::parse_spanish(raw)
+            } else {
+                DeliveryDate::parse(raw)
+            }
+        })
+    }
+
+    pub fn register_date(&mut self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.parse("registerDate", &[], |_, raw| {
+            chrono::DateTime::parse_from_rfc3339(raw)
+                .map(|d| d.to_utc())
+                .map_err(|_| InvalidValue(format!("{raw:?} is not an RFC 3339 date-time")))
+        })
+    }
+
+    pub fn status(&mut self) -> Option<Status> {
+        self.parse("status", &["estado"], |_, raw| {
+            raw.parse::<Status>().map_err(|_| {
+                InvalidValue(format!(
+                    "{raw:?} is not a known status; expected one of received, inprocess, completed, canceled"
+                ))
+            })
+        })
+    }
+
+    pub fn error(&mut self, field: &str, message: impl Into<String>) {
+        self.errors.push(FieldError::new(field, message));
+    }
+
+    /// Fails with every collected problem, and with one per field nobody asked for.
+    pub fn finish(mut self) -> Result<(), ApiError> {
+        let mut unknown: Vec<String> = self.map.keys().cloned().collect();
+        unknown.sort();
+        for name in unknown {
+            self.errors
+                .push(FieldError::new(name.clone(), format!("Unknown field: {name}")));
+        }
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::fields(self.errors))
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! Every error the API returns: an `application/problem+json` document (RFC 9457) that also
+//! carries `error` (= `detail`) for seed 000's clients, and field errors in `errors`.
+
+use axum::{
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use backend::{AppendError, StoreError};
+use events_schema::Rejection;
+use serde::Serialize;
+
+/// One problem with one field of the request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed; `errors` names each offending field.
+    #[error("{detail}")]
+    BadRequest {
+        detail: String,
+        errors: Vec<FieldError>,
+    },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    PreconditionFailed(String),
+    #[error("request body is larger than the {limit} byte limit")]
+    PayloadTooLarge { limit: usize },
+    #[error("{0}")]
+    Unprocessable(String),
+    /// The backing store failed or is overloaded: the request changed nothing; retry.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl ApiError {
+    pub fn fields(errors: Vec<FieldError>) -> Self {
+        let detail = errors
+            .iter()
+            .map(|e| e.message.as_str())
+            .collect::<Vec<_>>()
+            .join("; ");
+        ApiError::BadRequest { detail, errors }
+    }
+
+    pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::fields(vec![FieldError::new(field, message)])
+    }
+
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            detail: detail.into(),
+            errors: Vec::new(),
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn slug_and_title(&self) -> (&'static str, &'static str) {
+        match self {
+            ApiError::BadRequest { .. } => ("invalid-request", "The request is invalid"),
+            ApiError::NotFound(_) => ("not-found", "Not found"),
+            ApiError::MethodNotAllowed(_) => ("method-not-allowed", "Method not allowed"),
+            ApiError::Conflict(_) => ("conflict", "The request conflicts with the order's state"),
+            ApiError::PreconditionFailed(_) => ("precondition-failed", "The order has changed"),
+            ApiError::PayloadTooLarge { .. } => ("payload-too-large", "The request body is too large"),
+            ApiError::Unprocessable(_) => (
+                "idempotency-key-reused",
+                "The Idempotency-Key was used for another request",
+            ),
+            ApiError::Unavailable(_) => ("unavailable", "The service cannot complete the request now"),
+        }
+    }
+}
+
+/// The problem document, as served and as described in the OpenAPI document.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// The same text as `detail`, for clients that read `error`.
+    pub error: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let (slug, title) = self.slug_and_title();
+        let detail = self.to_string();
+        if status.is_server_error() {
+            tracing::warn!(%status, detail, "request failed");
+        }
+        let problem = Problem {
+            kind: format!("https://ordersource.dev/problems/{slug}"),
+            title: title.into(),
+            status: status.as_u16(),
+            error: detail.clone(),
+            detail,
+            errors: match self {
+                ApiError::BadRequest { errors, .. } => errors,
+                _ => Vec::new(),
+            },
+        };
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+impl From<Rejection> for ApiError {
+    fn from(r: Rejection) -> Self {
+        match &r {
+            Rejection::NotFound(_) => ApiError::NotFound(r.to_string()),
+            Rejection::AlreadyExists(_)
+            | Rejection::IllegalTransition { .. }
+            | Rejection::RevisionOfTerminal { .. } => ApiError::Conflict(r.to_string()),
+            Rejection::MissingReason => ApiError::field(
+                "reasonForCancellation",
+                "Missing required field: reasonForCancellation",
+            ),
+            Rejection::ReasonWithoutCancel => ApiError::field("reasonForCancellation", r.to_string()),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "store failure");
+        ApiError::Unavailable(format!("the order store is unavailable ({}); nothing was changed, retry", e.context))
+    }
+}
+
+impl From<AppendError> for ApiError {
+    fn from(e: AppendError) -> Self {
+        match e {
+            AppendError::Conflict { .. } => ApiError::Conflict(e.to_string()),
+            AppendError::Store(s) => s.into(),
+        }
+    }
+}

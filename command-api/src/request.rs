@@ -1,0 +1,303 @@
+//! What each endpoint accepts, parsed into domain commands and validated values.
+
+use axum::http::{HeaderMap, HeaderName};
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use events_schema::{
+    Command, OrderId, OrderPlaced, PlaceOrder, Status, UpdateOrder,
+};
+use serde_json::{Map, Value};
+
+use crate::{
+    body::Fields,
+    problem::{ApiError, FieldError},
+};
+
+/// `POST /orders`: a new order, and which optional fields the client actually sent, so
+/// that a retry can be recognised by comparing only those.
+#[derive(Debug, Clone)]
+pub struct PlaceRequest {
+    pub order_id: Option<OrderId>,
+    pub place: PlaceOrder,
+    register_date_sent: bool,
+}
+
+impl PlaceRequest {
+    pub fn parse(body: Option<Map<String, Value>>, now: DateTime<Utc>) -> Result<Self, ApiError> {
+        if body.is_none() {
+            return Err(ApiError::field("description", "Missing required field: description"));
+        }
+        let mut f = Fields::new(body);
+        let order_id = f.order_id();
+        let description = f.description();
+        let description = f.require("description", description);
+        let register_date = f.register_date();
+        let delivery_date = f.delivery_date();
+        let customer_id = f.customer_id();
+        if let Some(status) = f.status() {
+            if status != Status::Received {
+                f.error("status", format!("a new order's status must be received, not {status}"));
+            }
+        }
+        if f.reason().is_some() {
+            f.error(
+                "reasonForCancellation",
+                "reasonForCancellation is only accepted together with status canceled",
+            );
+        }
+        f.finish()?;
+        let description = description.ok_or_else(|| ApiError::field("description", "Missing required field: description"))?;
+        Ok(Self {
+            order_id,
+            register_date_sent: register_date.is_some(),
+            place: PlaceOrder {
+                description,
+                register_date: register_date.unwrap_or(now),
+                delivery_date,
+                customer_id,
+            },
+        })
+    }
+
+    /// Whether `placed` (an existing order's first event) is what this request asks for,
+    /// looking only at the fields the client sent.
+    pub fn matches(&self, placed: &OrderPlaced) -> bool {
+        placed.description == self.place.description
+            && (!self.register_date_sent || placed.register_date == self.place.register_date)
+            && (self.place.delivery_date.is_none() || placed.delivery_date == self.place.delivery_date)
+            && (self.place.customer_id.is_none() || placed.customer_id == self.place.customer_id)
+    }
+}
+
+/// `PUT /orders/{orderId}`: seed 000's shape.
+pub fn parse_update(path_id: &OrderId, body: Option<Map<String, Value>>) -> Result<Command, ApiError> {
+    let mut f = Fields::new(body);
+    if let Some(body_id) = f.order_id() {
+        if body_id != *path_id {
+            f.error(
+                "orderId",
+                format!("orderId in the body ({body_id}) does not match the path ({path_id})"),
+            );
+        }
+    }
+    let update = UpdateOrder {
+        status: f.status(),
+        reason_for_cancellation: f.reason(),
+        description: f.description(),
+        delivery_date: f.delivery_date(),
+    };
+    f.finish()?;
+    Ok(Command::Update(update))
+}
+
+/// `POST /orders/{orderId}/cancel`.
+pub fn parse_cancel(body: Option<Map<String, Value>>) -> Result<Command, ApiError> {
+    let mut f = Fields::new(body);
+    let reason = f.reason();
+    let reason = f.require("reasonForCancellation", reason);
+    f.finish()?;
+    reason
+        .map(|reason| Command::Cancel { reason })
+        .ok_or_else(|| ApiError::field("reasonForCancellation", "Missing required field: reasonForCancellation"))
+}
+
+/// `/start` and `/complete` take no fields; an empty body, `{}` or `null` will do.
+pub fn parse_empty(body: Option<Map<String, Value>>, command: Command) -> Result<Command, ApiError> {
+    Fields::new(body).finish().map(|()| command)
+}
+
+pub fn order_id(raw: &str) -> Result<OrderId, ApiError> {
+    OrderId::parse(raw).map_err(|e| ApiError::field("orderId", format!("orderId {e}")))
+}
+
+/// `If-Match`: which versions the client believes current.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IfMatch {
+    Any,
+    Versions(Vec<u64>),
+}
+
+impl IfMatch {
+    pub fn from_headers(headers: &HeaderMap) -> Result<Option<Self>, ApiError> {
+        let Some(raw) = headers.get(axum::http::header::IF_MATCH) else {
+            return Ok(None);
+        };
+        let invalid = || {
+            ApiError::field(
+                "If-Match",
+                "If-Match must be * or quoted versions such as \"3\"",
+            )
+        };
+        let raw = raw.to_str().map_err(|_| invalid())?.trim();
+        if raw == "*" {
+            return Ok(Some(IfMatch::Any));
+        }
+        let mut versions = Vec::new();
+        for tag in raw.split(',').map(str::trim) {
+            // A weak tag never matches under If-Match's strong comparison.
+            if tag.starts_with("W/") {
+                continue;
+            }
+            let inner = tag
+                .strip_prefix('"')
+                .and_then(|t| t.strip_suffix('"'))
+                .ok_or_else(invalid)?;
+            versions.push(inner.parse::<u64>().map_err(|_| invalid())?);
+        }
+        Ok(Some(IfMatch::Versions(versions)))
+    }
+
+    pub fn matches(&self, version: u64) -> bool {
+        match self {
+            IfMatch::Any => true,
+            IfMatch::Versions(v) => v.contains(&version),
+        }
+    }
+}
+
+pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+pub const CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
+
+/// `Idempotency-Key`: 1..=255 visible ASCII characters.
+pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(raw) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    match raw.to_str() {
+        Ok(key) if !key.is_empty() && key.len() <= 255 && key.bytes().all(|b| b.is_ascii_graphic()) => {
+            Ok(Some(key.to_owned()))
+        }
+        _ => Err(ApiError::field(
+            "Idempotency-Key",
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+        )),
+    }
+}
+
+/// Query parameters, with unknown or repeated ones rejected.
+pub struct QueryParams(Vec<(String, String)>);
+
+impl QueryParams {
+    pub fn parse(raw: Option<&str>, allowed: &[&str]) -> Result<Self, ApiError> {
+        let pairs: Vec<(String, String)> =
+            serde_urlencoded::from_str(raw.unwrap_or(""))
+                .map_err(|e| ApiError::bad_request(format!("Malformed query string: {e}")))?;
+        let mut errors = Vec::new();
+        for (i, (name, _)) in pairs.iter().enumerate() {
+            if !allowed.contains(&name.as_str()) {
+                errors.push(FieldError::new(name.clone(), format!("Unknown query parameter: {name}")));
+            } else if pairs[..i].iter().any(|(n, _)| n == name) {
+                errors.push(FieldError::new(name.clone(), format!("{name} may be given only once")));
+            }
+        }
+        if errors.is_empty() {
+            Ok(Self(pairs))
+        } else {
+            Err(ApiError::fields(errors))
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// `GET /orders/{orderId}?version=&at=`: which past state to return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AsOf {
+    Latest,
+    Version(u64),
+    At(DateTime<Utc>),
+}
+
+impl AsOf {
+    pub fn parse(q: &QueryParams) -> Result<Self, ApiError> {
+        match (q.get("version"), q.get("at")) {
+            (Some(_), Some(_)) => Err(ApiError::bad_request("Give either version or at, not both")),
+            (Some(v), None) => v
+                .parse::<u64>()
+                .ok()
+                .filter(|v| *v >= 1)
+                .map(AsOf::Version)
+                .ok_or_else(|| ApiError::field("version", "version must be a whole number of at least 1")),
+            (None, Some(at)) => DateTime::parse_from_rfc3339(at)
+                .map(|d| AsOf::At(d.to_utc()))
+                .map_err(|_| ApiError::field("at", "at must be an RFC 3339 date-time such as 2026-01-31T08:00:00Z")),
+            (None, None) => Ok(AsOf::Latest),
+        }
+    }
+}
+
+/// `GET /orders?status=&limit=&cursor=`.
+#[derive(Debug, Clone)]
+pub struct ListRequest {
+    pub status: Option<Status>,
+    pub limit: usize,
+    pub after: Option<backend::ListCursor>,
+}
+
+pub const DEFAULT_LIMIT: usize = 20;
+pub const MAX_LIMIT: usize = 100;
+
+impl ListRequest {
+    pub fn parse(q: &QueryParams) -> Result<Self, ApiError> {
+        let mut errors = Vec::new();
+        let status = match q.get("status") {
+            None => None,
+            Some(raw) => match raw.parse::<Status>() {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    errors.push(FieldError::new("status", e.to_string()));
+                    None
+                }
+            },
+        };
+        let limit = match q.get("limit") {
+            None => DEFAULT_LIMIT,
+            Some(raw) => match raw.parse::<usize>() {
+                Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+                _ => {
+                    errors.push(FieldError::new(
+                        "limit",
+                        format!("limit must be a whole number from 1 to {MAX_LIMIT}"),
+                    ));
+                    DEFAULT_LIMIT
+                }
+            },
+        };
+        let after = match q.get("cursor") {
+            None => None,
+            Some(raw) => match decode_cursor(raw) {
+                Some(c) => Some(c),
+                None => {
+                    errors.push(FieldError::new(
+                        "cursor",
+                        "cursor is not one this service issued; use nextCursor from a previous page",
+                    ));
+                    None
+                }
+            },
+        };
+        if errors.is_empty() {
+            Ok(Self { status, limit, after })
+        } else {
+            Err(ApiError::fields(errors))
+        }
+    }
+}
+
+/// Cursors are opaque to clients: base64url of `<created µs>:<orderId>`.
+pub fn encode_cursor(c: &backend::ListCursor) -> String {
+    let raw = format!("{}:{}", c.created_at.timestamp_micros(), c.order_id);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+fn decode_cursor(raw: &str) -> Option<backend::ListCursor> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw).ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    let (micros, id) = text.split_once(':')?;
+    Some(backend::ListCursor {
+        created_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+        order_id: OrderId::parse(id).ok()?,
+    })
+}

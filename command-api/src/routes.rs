@@ -1,0 +1,489 @@
+//! The endpoints, each described for OpenAPI by the same annotation that routes it, so the
+//! served `/openapi.json` cannot drift from the router.
+
+use axum::{
+    Json,
+    body::Body,
+    extract::{FromRequestParts, Path, State},
+    http::{HeaderMap, HeaderValue, Method, StatusCode, header, request::Parts},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+};
+use events_schema::{Command, Envelope, Metadata, Order, OrderEvent, OrderId, fold};
+use serde::Serialize;
+use tracing::Instrument;
+use utoipa::{OpenApi, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::{
+    App, body,
+    idempotency::{self, Begin},
+    problem::{ApiError, FieldError, Problem},
+    request::{
+        self, AsOf, CORRELATION_ID, IfMatch, ListRequest, PlaceRequest, QueryParams,
+        encode_cursor,
+    },
+    service::{Reply, Write, etag},
+};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "ordersource",
+        description = "Event-sourced orders: commands append immutable events; reads fold them.",
+    ),
+    components(schemas(Problem, FieldError))
+)]
+struct ApiDoc;
+
+fn api() -> OpenApiRouter<App> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(place_order, list_orders))
+        .routes(routes!(get_order, update_order))
+        .routes(routes!(start_order))
+        .routes(routes!(complete_order))
+        .routes(routes!(cancel_order))
+        .routes(routes!(order_events))
+        .routes(routes!(health))
+        .routes(routes!(openapi_json))
+}
+
+/// The OpenAPI document of every route [`router`] serves.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().split_for_parts().1
+}
+
+/// The whole HTTP API, ready to serve.
+pub fn router(app: App) -> axum::Router {
+    let (routes, _) = api().split_for_parts();
+    routes
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
+        .layer(middleware::from_fn(correlate))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
+        .with_state(app)
+}
+
+/// The request's correlation id: the client's `X-Correlation-Id`, or a fresh one.
+#[derive(Debug, Clone)]
+pub struct CorrelationId(pub String);
+
+async fn correlate(mut req: axum::extract::Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get(&CORRELATION_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    req.extensions_mut().insert(CorrelationId(id.clone()));
+    let span = tracing::info_span!(
+        "request",
+        method = %req.method(),
+        path = %req.uri().path(),
+        correlation_id = %id,
+    );
+    let mut response = next.run(req).instrument(span.clone()).await;
+    span.in_scope(|| tracing::debug!(status = response.status().as_u16(), "answered"));
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(CORRELATION_ID, v);
+    }
+    response
+}
+
+fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    let mut response = ApiError::Unavailable("internal error; nothing was changed".into()).into_response();
+    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    response
+}
+
+async fn no_route(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::NotFound(format!("no route for {method} {}", uri.path()))
+}
+
+async fn wrong_method(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::MethodNotAllowed(format!("{method} is not allowed on {}", uri.path()))
+}
+
+/// What every write needs from the request line and headers.
+pub struct WriteContext {
+    method: Method,
+    path: String,
+    headers: HeaderMap,
+    correlation_id: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for WriteContext {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        Ok(Self {
+            method: parts.method.clone(),
+            path: parts.uri.path().to_owned(),
+            headers: parts.headers.clone(),
+            correlation_id: parts
+                .extensions
+                .get::<CorrelationId>()
+                .map(|c| c.0.clone())
+                .unwrap_or_default(),
+        })
+    }
+}
+
+/// Runs one write: `Idempotency-Key`, `If-Match`, the decide-append loop, the reply.
+async fn write(
+    app: &App,
+    ctx: &WriteContext,
+    raw_body: &[u8],
+    order_id: &OrderId,
+    command: &Command,
+    success: StatusCode,
+    place: Option<&PlaceRequest>,
+) -> Result<Response, ApiError> {
+    let if_match = IfMatch::from_headers(&ctx.headers)?;
+    let key = request::idempotency_key(&ctx.headers)?;
+    let fingerprint = idempotency::fingerprint(&ctx.method, &ctx.path, raw_body);
+    let guard = match idempotency::begin(&app.commands.idempotency, key.clone(), fingerprint).await? {
+        Begin::Answer(saved) => return Ok(saved),
+        Begin::Proceed(guard) => guard,
+    };
+    let claimed = guard.as_ref().map(|g| &g.claimed);
+    let metadata = Metadata {
+        correlation_id: ctx.correlation_id.clone(),
+        causation_id: None,
+        actor: None,
+        idempotency_key: key,
+    };
+    let run = Write {
+        order_id,
+        command,
+        if_match: if_match.as_ref(),
+        metadata,
+        success,
+        claimed,
+    };
+    let reply = match (place, if_match.is_none()) {
+        // A repeated placement with the same content is a retry: it gets the first answer.
+        (Some(place), true) => match existing_placement(app, order_id, place).await? {
+            Some(first) => {
+                app.commands.save(claimed, &first, crate::service::now()).await?;
+                first
+            }
+            None => match app.commands.execute(run).await {
+                Err(ApiError::Conflict(_)) if existing_placement(app, order_id, place).await?.is_some() => {
+                    let first = existing_placement(app, order_id, place).await?.ok_or_else(|| {
+                        ApiError::Conflict(format!("order {order_id} already exists"))
+                    })?;
+                    app.commands.save(claimed, &first, crate::service::now()).await?;
+                    first
+                }
+                other => other?,
+            },
+        },
+        _ => app.commands.execute(run).await?,
+    };
+    if let Some(guard) = guard {
+        guard.completed();
+    }
+    Ok(reply.into_response())
+}
+
+/// For an order that already exists: the reply to its first placement if `place` asks for
+/// the same thing, a 409 if it asks for something else; `None` if there is no such order.
+async fn existing_placement(
+    app: &App,
+    order_id: &OrderId,
+    place: &PlaceRequest,
+) -> Result<Option<Reply>, ApiError> {
+    let history = app.commands.events.history(order_id).await?;
+    let Some(first) = history.first() else {
+        return Ok(None);
+    };
+    match &first.event {
+        OrderEvent::OrderPlaced(placed) if place.matches(placed) => {
+            let order = fold([first]).map_err(|e| ApiError::Unavailable(e.to_string()))?;
+            Ok(order.map(|o| Reply::order(StatusCode::CREATED, &o)))
+        }
+        _ => Err(ApiError::Conflict(format!(
+            "order {order_id} already exists with different content; choose another orderId"
+        ))),
+    }
+}
+
+/// Documents `POST /orders`; the body is parsed field by field (see `request`).
+#[derive(ToSchema)]
+#[schema(example = json!({"orderId": "ORD-001", "status": "received", "description": "Mantenimiento básico", "registerDate": "2025-01-31T08:00:00Z"}))]
+#[allow(dead_code)]
+#[serde(rename_all = "camelCase")]
+struct PlaceOrderBody {
+    /// 1..128 of `[A-Za-z0-9._:-]`; the server makes a UUIDv7 when absent.
+    order_id: Option<String>,
+    /// 1..2000 characters. Alias: `descripcion`.
+    description: String,
+    /// RFC 3339; defaults to now.
+    register_date: Option<String>,
+    /// `YYYY-MM-DD` or RFC 3339. Alias: `fecha_entrega` (also `DD/MM/YYYY`).
+    delivery_date: Option<String>,
+    customer_id: Option<String>,
+    /// Must be `received` if sent. Alias: `estado` (`recibida`).
+    status: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[serde(rename_all = "camelCase")]
+struct UpdateOrderBody {
+    /// Must equal the path's when sent.
+    order_id: Option<String>,
+    /// The target status. Alias: `estado` (`recibida`, `en_proceso`, `completada`, `cancelada`).
+    status: Option<String>,
+    /// Required when the status becomes `canceled`; refused otherwise.
+    reason_for_cancellation: Option<String>,
+    description: Option<String>,
+    delivery_date: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[serde(rename_all = "camelCase")]
+struct CancelOrderBody {
+    reason_for_cancellation: String,
+}
+
+#[derive(Serialize, ToSchema)]
+struct WriteResponse {
+    /// Always "Order processed successfully".
+    message: String,
+    order: Order,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct OrderPage {
+    items: Vec<Order>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    next_cursor: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct EventPage {
+    /// The order's events in version order: envelopes with the hash chain.
+    #[schema(value_type = Vec<Object>)]
+    items: Vec<Envelope>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct Health {
+    status: String,
+    /// Events written but not yet projected into the read model.
+    projector_lag: u64,
+}
+
+fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => {
+            let mut r = (status, body).into_response();
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r
+        }
+        Err(e) => ApiError::Unavailable(format!("could not encode the response: {e}")).into_response(),
+    }
+}
+
+#[utoipa::path(post, path = "/orders", tag = "orders",
+    request_body(content = PlaceOrderBody, description = "The new order"),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key and body get the first answer"),
+        ("X-Correlation-Id" = Option<String>, Header, description = "Carried into every event's metadata"),
+    ),
+    responses(
+        (status = 201, description = "Placed (or a retry of the same placement)", body = WriteResponse),
+        (status = 400, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The orderId exists with other content, or the key is in use", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 1 MiB", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Idempotency-Key reused with another request", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn place_order(State(app): State<App>, ctx: WriteContext, body: Body) -> Result<Response, ApiError> {
+    let bytes = body::read(body).await?;
+    let place = PlaceRequest::parse(body::object(&bytes)?, crate::service::now())?;
+    let order_id = place.order_id.clone().unwrap_or_else(OrderId::generate);
+    let command = Command::Place(place.place.clone());
+    write(&app, &ctx, &bytes, &order_id, &command, StatusCode::CREATED, Some(&place)).await
+}
+
+#[utoipa::path(put, path = "/orders/{orderId}", tag = "orders",
+    params(
+        ("orderId" = String, Path, description = "The order"),
+        ("If-Match" = Option<String>, Header, description = "The ETag read last: 412 if the order changed since"),
+        ("Idempotency-Key" = Option<String>, Header),
+    ),
+    request_body(content = UpdateOrderBody),
+    responses(
+        (status = 200, description = "Applied (or nothing to change)", body = WriteResponse),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not a legal transition", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "Stale If-Match", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn update_order(
+    State(app): State<App>,
+    Path(raw_id): Path<String>,
+    ctx: WriteContext,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = body::read(body).await?;
+    let order_id = request::order_id(&raw_id)?;
+    let command = request::parse_update(&order_id, body::object(&bytes)?)?;
+    write(&app, &ctx, &bytes, &order_id, &command, StatusCode::OK, None).await
+}
+
+macro_rules! transition_endpoint {
+    ($name:ident, $path:literal, $what:literal, $parse:expr) => {
+        #[utoipa::path(post, path = $path, tag = "orders", description = $what,
+            params(
+                ("orderId" = String, Path),
+                ("If-Match" = Option<String>, Header),
+                ("Idempotency-Key" = Option<String>, Header),
+            ),
+            responses(
+                (status = 200, body = WriteResponse),
+                (status = 400, body = Problem, content_type = "application/problem+json"),
+                (status = 404, body = Problem, content_type = "application/problem+json"),
+                (status = 409, description = "Not a legal transition from the current status", body = Problem, content_type = "application/problem+json"),
+                (status = 412, body = Problem, content_type = "application/problem+json"),
+            ))]
+        async fn $name(
+            State(app): State<App>,
+            Path(raw_id): Path<String>,
+            ctx: WriteContext,
+            body: Body,
+        ) -> Result<Response, ApiError> {
+            let bytes = body::read(body).await?;
+            let order_id = request::order_id(&raw_id)?;
+            let command = ($parse)(body::object(&bytes)?)?;
+            write(&app, &ctx, &bytes, &order_id, &command, StatusCode::OK, None).await
+        }
+    };
+}
+
+transition_endpoint!(start_order, "/orders/{orderId}/start", "received → inprocess",
+    |b| request::parse_empty(b, Command::Start));
+transition_endpoint!(complete_order, "/orders/{orderId}/complete", "inprocess → completed",
+    |b| request::parse_empty(b, Command::Complete));
+transition_endpoint!(cancel_order, "/orders/{orderId}/cancel",
+    "received or inprocess → canceled; body {\"reasonForCancellation\": \"...\"}",
+    request::parse_cancel);
+
+#[utoipa::path(get, path = "/orders/{orderId}", tag = "orders",
+    description = "Strongly consistent: folds the order's events. `version` or `at` return the state as of then.",
+    params(
+        ("orderId" = String, Path),
+        ("version" = Option<u64>, Query, description = "The state after this version"),
+        ("at" = Option<String>, Query, description = "The state at this RFC 3339 instant"),
+    ),
+    responses(
+        (status = 200, body = Order, headers(("ETag" = String, description = "The version, quoted"))),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn get_order(
+    State(app): State<App>,
+    Path(raw_id): Path<String>,
+    uri: axum::http::Uri,
+) -> Result<Response, ApiError> {
+    let order_id = request::order_id(&raw_id)?;
+    let as_of = AsOf::parse(&QueryParams::parse(uri.query(), &["version", "at"])?)?;
+    let history = app.commands.events.history(&order_id).await?;
+    let latest = history.last().map(|e| e.version);
+    let Some(latest) = latest else {
+        return Err(ApiError::NotFound(format!("order {order_id} does not exist")));
+    };
+    let upto: Vec<&Envelope> = match as_of {
+        AsOf::Latest => history.iter().collect(),
+        AsOf::Version(v) if v > latest => {
+            return Err(ApiError::NotFound(format!(
+                "order {order_id} has no version {v}; its latest is {latest}"
+            )));
+        }
+        AsOf::Version(v) => history.iter().filter(|e| e.version <= v).collect(),
+        AsOf::At(at) => history.iter().filter(|e| e.occurred_at <= at).collect(),
+    };
+    let order = fold(upto)
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?
+        .ok_or_else(|| ApiError::NotFound(format!("order {order_id} did not exist yet at that time")))?;
+    let mut response = json_response(StatusCode::OK, &order);
+    if let Ok(v) = HeaderValue::from_str(&etag(order.version)) {
+        response.headers_mut().insert(header::ETAG, v);
+    }
+    Ok(response)
+}
+
+#[utoipa::path(get, path = "/orders", tag = "orders",
+    description = "From the read model: eventually consistent, ordered by creation time.",
+    params(
+        ("status" = Option<String>, Query, description = "received, inprocess, completed or canceled"),
+        ("limit" = Option<usize>, Query, description = "1..100, default 20"),
+        ("cursor" = Option<String>, Query, description = "nextCursor of the previous page"),
+    ),
+    responses(
+        (status = 200, body = OrderPage),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn list_orders(State(app): State<App>, uri: axum::http::Uri) -> Result<Response, ApiError> {
+    let q = QueryParams::parse(uri.query(), &["status", "limit", "cursor"])?;
+    let req = ListRequest::parse(&q)?;
+    let page = app
+        .read_model
+        .list(&backend::ListQuery {
+            status: req.status,
+            limit: req.limit,
+            after: req.after,
+        })
+        .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &OrderPage {
+            items: page.items,
+            next_cursor: page.next.as_ref().map(encode_cursor),
+        },
+    ))
+}
+
+#[utoipa::path(get, path = "/orders/{orderId}/events", tag = "orders",
+    params(("orderId" = String, Path)),
+    responses(
+        (status = 200, body = EventPage),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn order_events(State(app): State<App>, Path(raw_id): Path<String>) -> Result<Response, ApiError> {
+    let order_id = request::order_id(&raw_id)?;
+    let items = app.commands.events.history(&order_id).await?;
+    if items.is_empty() {
+        return Err(ApiError::NotFound(format!("order {order_id} does not exist")));
+    }
+    Ok(json_response(StatusCode::OK, &EventPage { items }))
+}
+
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses((status = 200, body = Health), (status = 503, body = Problem, content_type = "application/problem+json")))]
+async fn health(State(app): State<App>) -> Result<Json<Health>, ApiError> {
+    let projector_lag = app.feed.lag().await?;
+    Ok(Json(Health {
+        status: "ok".into(),
+        projector_lag,
+    }))
+}
+
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "This document", content_type = "application/json")))]
+async fn openapi_json() -> Response {
+    static DOC: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| openapi().to_json().unwrap_or_default());
+    let mut r = DOC.as_str().into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
