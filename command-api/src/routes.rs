@@ -23,7 +23,7 @@ use crate::{
         self, AsOf, CORRELATION_ID, IfMatch, ListRequest, PlaceRequest, QueryParams,
         encode_cursor,
     },
-    service::{Reply, Write, etag},
+    service::{Reply, Write, WriteResponse, etag},
 };
 
 #[derive(OpenApi)]
@@ -249,13 +249,6 @@ struct UpdateOrderBody {
 #[serde(rename_all = "camelCase")]
 struct CancelOrderBody {
     reason_for_cancellation: String,
-}
-
-#[derive(Serialize, ToSchema)]
-struct WriteResponse {
-    /// Always "Order processed successfully".
-    message: String,
-    order: Order,
 }
 
 #[derive(Serialize, ToSchema)]

@@ -20,6 +20,14 @@ const MAX_ATTEMPTS: usize = 64;
 
 pub const MESSAGE: &str = "Order processed successfully";
 
+/// The body of every successful write.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct WriteResponse {
+    /// Always "Order processed successfully" (what seed 000's clients check).
+    pub message: String,
+    pub order: Order,
+}
+
 /// A write's HTTP answer, in the form both served and saved for idempotent retries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
@@ -32,7 +40,11 @@ impl Reply {
     /// `{"message": ..., "order": ...}` with the order's strong ETag (and `Location` when
     /// the order was created).
     pub fn order(status: StatusCode, order: &Order) -> Reply {
-        let body = serde_json::json!({ "message": MESSAGE, "order": order }).to_string();
+        let body = serde_json::to_string(&WriteResponse {
+            message: MESSAGE.into(),
+            order: order.clone(),
+        })
+        .unwrap_or_default();
         let mut headers = vec![(header::ETAG, etag(order.version))];
         if status == StatusCode::CREATED {
             headers.push((header::LOCATION, format!("/orders/{}", order.order_id)));
