@@ -1,0 +1,335 @@
+//! The port contract: one suite, run against every backend. Each backend module below
+//! provides `fixture()`; the `contract_suite!` macro instantiates every test for it.
+
+use std::sync::Arc;
+
+use backend::{
+    Append, AppendError, ChangeFeed, Claim, EventStore, IdempotencyRecord, IdempotencyStore,
+    ListQuery, ReadModel, SavedResponse,
+};
+use chrono::{TimeZone, Utc};
+use events_schema::{
+    Command, Description, EventContext, Metadata, Order, OrderId, PlaceOrder, Recorded, Status,
+    decide, record,
+};
+
+/// Everything a backend offers, behind the ports.
+pub struct Fixture {
+    pub events: Arc<dyn EventStore>,
+    pub idempotency: Arc<dyn IdempotencyStore>,
+    pub read_model: Arc<dyn ReadModel>,
+    pub feed: Arc<dyn ChangeFeed>,
+    /// Keeps whatever the backend needs alive (a temp dir, a server).
+    pub _guard: Box<dyn std::any::Any + Send + Sync>,
+}
+
+fn oid(s: &str) -> OrderId {
+    OrderId::parse(s).expect("valid id")
+}
+
+fn ctx() -> EventContext {
+    EventContext {
+        occurred_at: Utc::now(),
+        metadata: Metadata {
+            correlation_id: "test".into(),
+            ..Metadata::default()
+        },
+    }
+}
+
+/// Decides `command` on the order's current head and returns the append that records it.
+async fn next_append(f: &Fixture, id: &OrderId, command: Command) -> Append {
+    let head = f.events.head(id).await.expect("head");
+    let events = decide(id, head.as_ref().map(|h| &h.order), &command).expect("accepted");
+    let recorded = record(
+        id,
+        head.as_ref().map(|h| (&h.order, &h.hash)),
+        events,
+        &ctx(),
+        uuid::Uuid::now_v7,
+    )
+    .expect("records");
+    Append {
+        order_id: id.clone(),
+        expected_version: head.map_or(0, |h| h.order.version),
+        events: recorded,
+        idempotency: None,
+    }
+}
+
+fn place(description: &str) -> Command {
+    Command::Place(PlaceOrder {
+        description: Description::parse(description).expect("valid"),
+        register_date: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().expect("date"),
+        delivery_date: None,
+        customer_id: None,
+    })
+}
+
+async fn placed(f: &Fixture, id: &str) -> OrderId {
+    let id = oid(id);
+    let append = next_append(f, &id, place("an order")).await;
+    f.events.append(append).await.expect("appends");
+    id
+}
+
+pub async fn append_then_head_and_history_return_what_was_written(f: Fixture) {
+    let id = placed(&f, "ORD-A").await;
+    let start = next_append(&f, &id, Command::Start).await;
+    f.events.append(start).await.expect("appends");
+    let head = f.events.head(&id).await.expect("head").expect("exists");
+    assert_eq!((head.order.version, head.order.status), (2, Status::Inprocess));
+    let history = f.events.history(&id).await.expect("history");
+    assert_eq!(history.iter().map(|e| e.version).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(head.hash, history[1].hash);
+    assert!(f.events.head(&oid("nobody")).await.expect("head").is_none());
+    assert!(f.events.history(&oid("nobody")).await.expect("history").is_empty());
+}
+
+pub async fn an_append_at_a_stale_version_is_a_conflict_and_writes_nothing(f: Fixture) {
+    let id = placed(&f, "ORD-B").await;
+    let first = next_append(&f, &id, Command::Start).await;
+    let stale = first.clone();
+    f.events.append(first).await.expect("first wins");
+    match f.events.append(stale).await {
+        Err(AppendError::Conflict { expected: 1, .. }) => {}
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(f.events.history(&id).await.expect("history").len(), 2);
+}
+
+pub async fn placing_an_existing_order_again_conflicts(f: Fixture) {
+    let id = placed(&f, "ORD-C").await;
+    let again = Append {
+        expected_version: 0,
+        ..next_append(&f, &oid("ORD-C-other"), place("x")).await
+    };
+    let again = Append { order_id: id.clone(), ..again };
+    assert!(matches!(f.events.append(again).await, Err(AppendError::Conflict { .. })));
+}
+
+pub async fn of_many_concurrent_appends_at_one_version_exactly_one_wins(f: Fixture) {
+    let f = Arc::new(f);
+    let id = placed(&f, "ORD-D").await;
+    let append = next_append(&f, &id, Command::Start).await;
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (f, a) = (f.clone(), append.clone());
+        tasks.push(tokio::spawn(async move { f.events.append(a).await }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        match t.await.expect("task") {
+            Ok(()) => wins += 1,
+            Err(AppendError::Conflict { .. }) => {}
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!(wins, 1);
+    assert_eq!(f.events.history(&id).await.expect("history").len(), 2);
+}
+
+pub async fn concurrent_appends_to_different_orders_all_commit(f: Fixture) {
+    let f = Arc::new(f);
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let f = f.clone();
+        tasks.push(tokio::spawn(async move { placed(&f, &format!("ORD-E-{i}")).await }));
+    }
+    for t in tasks {
+        let id = t.await.expect("task");
+        assert_eq!(f.events.history(&id).await.expect("history").len(), 1);
+    }
+}
+
+fn saved(body: &str) -> SavedResponse {
+    SavedResponse {
+        status: 201,
+        headers: vec![("etag".into(), "\"1\"".into())],
+        body: body.into(),
+    }
+}
+
+pub async fn idempotency_keys_claim_replay_mismatch_and_release(f: Fixture) {
+    let now = Utc::now();
+    let store = &f.idempotency;
+    assert_eq!(store.claim("k1", "fp", now).await.expect("claim"), Claim::Acquired);
+    assert_eq!(store.claim("k1", "fp", now).await.expect("claim"), Claim::InProgress);
+    assert_eq!(store.claim("k1", "other", now).await.expect("claim"), Claim::Mismatch);
+    store.release("k1").await.expect("release");
+    assert_eq!(store.claim("k1", "fp", now).await.expect("claim"), Claim::Acquired);
+
+    let id = oid("ORD-F");
+    let mut append = next_append(&f, &id, place("x")).await;
+    append.idempotency = Some(IdempotencyRecord {
+        key: "k1".into(),
+        fingerprint: "fp".into(),
+        response: saved("first"),
+        expires_at: now + chrono::Duration::hours(1),
+    });
+    f.events.append(append).await.expect("appends");
+    assert_eq!(store.claim("k1", "fp", now).await.expect("claim"), Claim::Replay(saved("first")));
+    assert_eq!(store.claim("k1", "changed", now).await.expect("claim"), Claim::Mismatch);
+    // After expiry the key is free again.
+    let later = now + chrono::Duration::hours(2);
+    assert_eq!(store.claim("k1", "fp", later).await.expect("claim"), Claim::Acquired);
+}
+
+pub async fn a_response_saved_without_events_is_replayed(f: Fixture) {
+    let now = Utc::now();
+    assert_eq!(f.idempotency.claim("k2", "fp", now).await.expect("claim"), Claim::Acquired);
+    f.idempotency
+        .complete(IdempotencyRecord {
+            key: "k2".into(),
+            fingerprint: "fp".into(),
+            response: saved("no change"),
+            expires_at: now + chrono::Duration::hours(1),
+        })
+        .await
+        .expect("complete");
+    assert_eq!(
+        f.idempotency.claim("k2", "fp", now).await.expect("claim"),
+        Claim::Replay(saved("no change"))
+    );
+}
+
+pub async fn the_change_feed_delivers_every_event_in_order_once_checkpointed(f: Fixture) {
+    for i in 0..5 {
+        placed(&f, &format!("ORD-G-{i}")).await;
+    }
+    let id = oid("ORD-G-0");
+    let start = next_append(&f, &id, Command::Start).await;
+    f.events.append(start).await.expect("appends");
+    let wait = std::time::Duration::from_secs(5);
+    let mut seen: Vec<Recorded> = Vec::new();
+    let first = f.feed.next_batch(4, wait).await.expect("batch");
+    assert_eq!(first.records.len(), 4, "honours the batch size");
+    // Not checkpointed: the same records come again.
+    let again = f.feed.next_batch(4, wait).await.expect("batch");
+    assert_eq!(
+        again.records.iter().map(|r| r.change.sequence_number.clone()).collect::<Vec<_>>(),
+        first.records.iter().map(|r| r.change.sequence_number.clone()).collect::<Vec<_>>()
+    );
+    loop {
+        let batch = f.feed.next_batch(4, std::time::Duration::from_millis(50)).await.expect("batch");
+        let Some(last) = batch.records.last().and_then(|r| r.change.sequence_number.clone()) else {
+            break;
+        };
+        for r in batch.records {
+            assert_eq!(r.event_name, "INSERT");
+            seen.push(backend::item::from_item(r.change.new_image).expect("an event item"));
+        }
+        f.feed.checkpoint(&last).await.expect("checkpoint");
+    }
+    assert_eq!(seen.len(), 6);
+    assert_eq!(f.feed.lag().await.expect("lag"), 0);
+    let g0: Vec<u64> = seen
+        .iter()
+        .filter(|r| r.envelope.order_id == id)
+        .map(|r| r.envelope.version)
+        .collect();
+    assert_eq!(g0, vec![1, 2], "an order's events arrive in version order");
+    assert_eq!(seen.last().map(|r| r.order.status), Some(Status::Inprocess));
+}
+
+fn order_at(f_id: &str, version: u64, status: Status, created_second: u32) -> Order {
+    let t = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, created_second).single().expect("date");
+    Order {
+        order_id: oid(f_id),
+        status,
+        version,
+        description: Description::parse(&format!("v{version}")).expect("valid"),
+        register_date: t,
+        delivery_date: None,
+        customer_id: None,
+        reason_for_cancellation: None,
+        created_at: t,
+        updated_at: t,
+    }
+}
+
+pub async fn the_read_model_never_moves_an_order_back_a_version(f: Fixture) {
+    let rm = &f.read_model;
+    rm.apply(&[order_at("ORD-H", 2, Status::Inprocess, 1)]).await.expect("apply");
+    rm.apply(&[order_at("ORD-H", 1, Status::Received, 1)]).await.expect("apply");
+    rm.apply(&[order_at("ORD-H", 2, Status::Inprocess, 1)]).await.expect("apply twice");
+    let got = rm.get(&oid("ORD-H")).await.expect("get").expect("exists");
+    assert_eq!((got.version, got.status), (2, Status::Inprocess));
+    rm.apply(&[order_at("ORD-H", 3, Status::Completed, 1)]).await.expect("apply");
+    assert_eq!(rm.get(&oid("ORD-H")).await.expect("get").map(|o| o.version), Some(3));
+}
+
+pub async fn the_read_model_lists_by_status_in_creation_order_across_pages(f: Fixture) {
+    let rm = &f.read_model;
+    let mut orders = Vec::new();
+    for i in 0..7u32 {
+        let status = if i % 2 == 0 { Status::Received } else { Status::Canceled };
+        orders.push(order_at(&format!("ORD-L-{i}"), 1, status, i));
+    }
+    rm.apply(&orders).await.expect("apply");
+    let mut after = None;
+    let mut ids = Vec::new();
+    loop {
+        let page = rm
+            .list(&ListQuery { status: Some(Status::Received), limit: 2, after })
+            .await
+            .expect("list");
+        assert!(page.items.len() <= 2);
+        ids.extend(page.items.iter().map(|o| o.order_id.to_string()));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(ids, vec!["ORD-L-0", "ORD-L-2", "ORD-L-4", "ORD-L-6"]);
+    let all = rm.list(&ListQuery { status: None, limit: 100, after: None }).await.expect("list");
+    assert_eq!(all.items.len(), 7);
+    assert!(all.next.is_none());
+}
+
+macro_rules! contract_suite {
+    ($backend:ident, $($test:ident),* $(,)?) => {
+        mod $backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(super::backends::$backend::fixture().await).await;
+                }
+            )*
+        }
+    };
+}
+
+mod backends {
+    pub mod embedded {
+        use std::sync::Arc;
+
+        use backend::embedded::Embedded;
+
+        pub async fn fixture() -> super::super::Fixture {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let e = Embedded::open(dir.path()).expect("opens");
+            super::super::Fixture {
+                events: e.events.clone(),
+                idempotency: e.events.clone(),
+                read_model: e.read_model.clone(),
+                feed: e.feed.clone(),
+                _guard: Box::new((Arc::new(e), dir)),
+            }
+        }
+    }
+}
+
+contract_suite!(
+    embedded,
+    append_then_head_and_history_return_what_was_written,
+    an_append_at_a_stale_version_is_a_conflict_and_writes_nothing,
+    placing_an_existing_order_again_conflicts,
+    of_many_concurrent_appends_at_one_version_exactly_one_wins,
+    concurrent_appends_to_different_orders_all_commit,
+    idempotency_keys_claim_replay_mismatch_and_release,
+    a_response_saved_without_events_is_replayed,
+    the_change_feed_delivers_every_event_in_order_once_checkpointed,
+    the_read_model_never_moves_an_order_back_a_version,
+    the_read_model_lists_by_status_in_creation_order_across_pages,
+);
