@@ -33,7 +33,8 @@ pub fn to_item(recorded: &Recorded) -> Result<serde_dynamo::Item, NotAnEventItem
 }
 
 pub fn from_item(item: serde_dynamo::Item) -> Result<Recorded, NotAnEventItem> {
-    let owned: ItemOwned = serde_dynamo::from_item(item).map_err(|e| NotAnEventItem(e.to_string()))?;
+    let owned: ItemOwned =
+        serde_dynamo::from_item(item).map_err(|e| NotAnEventItem(e.to_string()))?;
     Ok(Recorded {
         envelope: owned.envelope,
         order: owned.order,

@@ -95,8 +95,12 @@ pub enum Claim {
 /// fingerprint, in progress until the response is saved, expiring after a while.
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync {
-    async fn claim(&self, key: &str, fingerprint: &str, now: DateTime<Utc>)
-    -> Result<Claim, StoreError>;
+    async fn claim(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Claim, StoreError>;
     /// Gives up a claim whose request failed, so that the client may retry.
     async fn release(&self, key: &str) -> Result<(), StoreError>;
     /// Saves the response of a request that appended nothing.

@@ -60,7 +60,10 @@ async fn next_append(f: &Fixture, id: &OrderId, command: Command) -> Append {
 fn place(description: &str) -> Command {
     Command::Place(PlaceOrder {
         description: Description::parse(description).expect("valid"),
-        register_date: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().expect("date"),
+        register_date: Utc
+            .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+            .single()
+            .expect("date"),
         delivery_date: None,
         customer_id: None,
     })
@@ -78,12 +81,24 @@ pub async fn append_then_head_and_history_return_what_was_written(f: Fixture) {
     let start = next_append(&f, &id, Command::Start).await;
     f.events.append(start).await.expect("appends");
     let head = f.events.head(&id).await.expect("head").expect("exists");
-    assert_eq!((head.order.version, head.order.status), (2, Status::Inprocess));
+    assert_eq!(
+        (head.order.version, head.order.status),
+        (2, Status::Inprocess)
+    );
     let history = f.events.history(&id).await.expect("history");
-    assert_eq!(history.iter().map(|e| e.version).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(
+        history.iter().map(|e| e.version).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
     assert_eq!(head.hash, history[1].hash);
     assert!(f.events.head(&oid("nobody")).await.expect("head").is_none());
-    assert!(f.events.history(&oid("nobody")).await.expect("history").is_empty());
+    assert!(
+        f.events
+            .history(&oid("nobody"))
+            .await
+            .expect("history")
+            .is_empty()
+    );
 }
 
 pub async fn an_append_at_a_stale_version_is_a_conflict_and_writes_nothing(f: Fixture) {
@@ -104,8 +119,14 @@ pub async fn placing_an_existing_order_again_conflicts(f: Fixture) {
         expected_version: 0,
         ..next_append(&f, &oid("ORD-C-other"), place("x")).await
     };
-    let again = Append { order_id: id.clone(), ..again };
-    assert!(matches!(f.events.append(again).await, Err(AppendError::Conflict { .. })));
+    let again = Append {
+        order_id: id.clone(),
+        ..again
+    };
+    assert!(matches!(
+        f.events.append(again).await,
+        Err(AppendError::Conflict { .. })
+    ));
 }
 
 pub async fn of_many_concurrent_appends_at_one_version_exactly_one_wins(f: Fixture) {
@@ -134,7 +155,9 @@ pub async fn concurrent_appends_to_different_orders_all_commit(f: Fixture) {
     let mut tasks = Vec::new();
     for i in 0..64 {
         let f = f.clone();
-        tasks.push(tokio::spawn(async move { placed(&f, &format!("ORD-E-{i}")).await }));
+        tasks.push(tokio::spawn(async move {
+            placed(&f, &format!("ORD-E-{i}")).await
+        }));
     }
     for t in tasks {
         let id = t.await.expect("task");
@@ -153,11 +176,23 @@ fn saved(body: &str) -> SavedResponse {
 pub async fn idempotency_keys_claim_replay_mismatch_and_release(f: Fixture) {
     let now = Utc::now();
     let store = &f.idempotency;
-    assert_eq!(store.claim("k1", "fp", now).await.expect("claim"), Claim::Acquired);
-    assert_eq!(store.claim("k1", "fp", now).await.expect("claim"), Claim::InProgress);
-    assert_eq!(store.claim("k1", "other", now).await.expect("claim"), Claim::Mismatch);
+    assert_eq!(
+        store.claim("k1", "fp", now).await.expect("claim"),
+        Claim::Acquired
+    );
+    assert_eq!(
+        store.claim("k1", "fp", now).await.expect("claim"),
+        Claim::InProgress
+    );
+    assert_eq!(
+        store.claim("k1", "other", now).await.expect("claim"),
+        Claim::Mismatch
+    );
     store.release("k1").await.expect("release");
-    assert_eq!(store.claim("k1", "fp", now).await.expect("claim"), Claim::Acquired);
+    assert_eq!(
+        store.claim("k1", "fp", now).await.expect("claim"),
+        Claim::Acquired
+    );
 
     let id = oid("ORD-F");
     let mut append = next_append(&f, &id, place("x")).await;
@@ -168,16 +203,28 @@ pub async fn idempotency_keys_claim_replay_mismatch_and_release(f: Fixture) {
         expires_at: now + chrono::Duration::hours(1),
     });
     f.events.append(append).await.expect("appends");
-    assert_eq!(store.claim("k1", "fp", now).await.expect("claim"), Claim::Replay(saved("first")));
-    assert_eq!(store.claim("k1", "changed", now).await.expect("claim"), Claim::Mismatch);
+    assert_eq!(
+        store.claim("k1", "fp", now).await.expect("claim"),
+        Claim::Replay(saved("first"))
+    );
+    assert_eq!(
+        store.claim("k1", "changed", now).await.expect("claim"),
+        Claim::Mismatch
+    );
     // After expiry the key is free again.
     let later = now + chrono::Duration::hours(2);
-    assert_eq!(store.claim("k1", "fp", later).await.expect("claim"), Claim::Acquired);
+    assert_eq!(
+        store.claim("k1", "fp", later).await.expect("claim"),
+        Claim::Acquired
+    );
 }
 
 pub async fn a_response_saved_without_events_is_replayed(f: Fixture) {
     let now = Utc::now();
-    assert_eq!(f.idempotency.claim("k2", "fp", now).await.expect("claim"), Claim::Acquired);
+    assert_eq!(
+        f.idempotency.claim("k2", "fp", now).await.expect("claim"),
+        Claim::Acquired
+    );
     f.idempotency
         .complete(IdempotencyRecord {
             key: "k2".into(),
@@ -207,12 +254,28 @@ pub async fn the_change_feed_delivers_every_event_in_order_once_checkpointed(f: 
     // Not checkpointed: the same records come again.
     let again = f.feed.next_batch(4, wait).await.expect("batch");
     assert_eq!(
-        again.records.iter().map(|r| r.change.sequence_number.clone()).collect::<Vec<_>>(),
-        first.records.iter().map(|r| r.change.sequence_number.clone()).collect::<Vec<_>>()
+        again
+            .records
+            .iter()
+            .map(|r| r.change.sequence_number.clone())
+            .collect::<Vec<_>>(),
+        first
+            .records
+            .iter()
+            .map(|r| r.change.sequence_number.clone())
+            .collect::<Vec<_>>()
     );
     loop {
-        let batch = f.feed.next_batch(4, std::time::Duration::from_millis(50)).await.expect("batch");
-        let Some(last) = batch.records.last().and_then(|r| r.change.sequence_number.clone()) else {
+        let batch = f
+            .feed
+            .next_batch(4, std::time::Duration::from_millis(50))
+            .await
+            .expect("batch");
+        let Some(last) = batch
+            .records
+            .last()
+            .and_then(|r| r.change.sequence_number.clone())
+        else {
             break;
         };
         for r in batch.records {
@@ -233,7 +296,10 @@ pub async fn the_change_feed_delivers_every_event_in_order_once_checkpointed(f: 
 }
 
 fn order_at(f_id: &str, version: u64, status: Status, created_second: u32) -> Order {
-    let t = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, created_second).single().expect("date");
+    let t = Utc
+        .with_ymd_and_hms(2026, 1, 1, 0, 0, created_second)
+        .single()
+        .expect("date");
     Order {
         order_id: oid(f_id),
         status,
@@ -250,20 +316,35 @@ fn order_at(f_id: &str, version: u64, status: Status, created_second: u32) -> Or
 
 pub async fn the_read_model_never_moves_an_order_back_a_version(f: Fixture) {
     let rm = &f.read_model;
-    rm.apply(&[order_at("ORD-H", 2, Status::Inprocess, 1)]).await.expect("apply");
-    rm.apply(&[order_at("ORD-H", 1, Status::Received, 1)]).await.expect("apply");
-    rm.apply(&[order_at("ORD-H", 2, Status::Inprocess, 1)]).await.expect("apply twice");
+    rm.apply(&[order_at("ORD-H", 2, Status::Inprocess, 1)])
+        .await
+        .expect("apply");
+    rm.apply(&[order_at("ORD-H", 1, Status::Received, 1)])
+        .await
+        .expect("apply");
+    rm.apply(&[order_at("ORD-H", 2, Status::Inprocess, 1)])
+        .await
+        .expect("apply twice");
     let got = rm.get(&oid("ORD-H")).await.expect("get").expect("exists");
     assert_eq!((got.version, got.status), (2, Status::Inprocess));
-    rm.apply(&[order_at("ORD-H", 3, Status::Completed, 1)]).await.expect("apply");
-    assert_eq!(rm.get(&oid("ORD-H")).await.expect("get").map(|o| o.version), Some(3));
+    rm.apply(&[order_at("ORD-H", 3, Status::Completed, 1)])
+        .await
+        .expect("apply");
+    assert_eq!(
+        rm.get(&oid("ORD-H")).await.expect("get").map(|o| o.version),
+        Some(3)
+    );
 }
 
 pub async fn the_read_model_lists_by_status_in_creation_order_across_pages(f: Fixture) {
     let rm = &f.read_model;
     let mut orders = Vec::new();
     for i in 0..7u32 {
-        let status = if i % 2 == 0 { Status::Received } else { Status::Canceled };
+        let status = if i % 2 == 0 {
+            Status::Received
+        } else {
+            Status::Canceled
+        };
         orders.push(order_at(&format!("ORD-L-{i}"), 1, status, i));
     }
     rm.apply(&orders).await.expect("apply");
@@ -271,7 +352,11 @@ pub async fn the_read_model_lists_by_status_in_creation_order_across_pages(f: Fi
     let mut ids = Vec::new();
     loop {
         let page = rm
-            .list(&ListQuery { status: Some(Status::Received), limit: 2, after })
+            .list(&ListQuery {
+                status: Some(Status::Received),
+                limit: 2,
+                after,
+            })
             .await
             .expect("list");
         assert!(page.items.len() <= 2);
@@ -282,7 +367,14 @@ pub async fn the_read_model_lists_by_status_in_creation_order_across_pages(f: Fi
         }
     }
     assert_eq!(ids, vec!["ORD-L-0", "ORD-L-2", "ORD-L-4", "ORD-L-6"]);
-    let all = rm.list(&ListQuery { status: None, limit: 100, after: None }).await.expect("list");
+    let all = rm
+        .list(&ListQuery {
+            status: None,
+            limit: 100,
+            after: None,
+        })
+        .await
+        .expect("list");
     assert_eq!(all.items.len(), 7);
     assert!(all.next.is_none());
 }

@@ -12,9 +12,11 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// The body's bytes, or a 413 past the limit.
 pub async fn read(body: Body) -> Result<axum::body::Bytes, ApiError> {
-    to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| ApiError::PayloadTooLarge {
-        limit: MAX_BODY_BYTES,
-    })
+    to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge {
+            limit: MAX_BODY_BYTES,
+        })
 }
 
 /// Parses a body that must be a JSON object. An empty body is `None`, as is a JSON `null`.
@@ -61,7 +63,11 @@ impl Fields {
 
     /// The value of `name` (or of one of its aliases) as a string; `None` if absent or null.
     /// Returns the name the client used, for messages.
-    fn string(&mut self, name: &'static str, aliases: &[&'static str]) -> Option<(&'static str, String)> {
+    fn string(
+        &mut self,
+        name: &'static str,
+        aliases: &[&'static str],
+    ) -> Option<(&'static str, String)> {
         let mut found: Option<(&'static str, Value)> = None;
         for candidate in std::iter::once(&name).chain(aliases) {
             if let Some(v) = self.map.remove(*candidate) {
@@ -101,7 +107,8 @@ impl Fields {
         match parse(used, &raw) {
             Ok(v) => Some(v),
             Err(e) => {
-                self.errors.push(FieldError::new(used, format!("{used} {e}")));
+                self.errors
+                    .push(FieldError::new(used, format!("{used} {e}")));
                 None
             }
         }
@@ -109,8 +116,10 @@ impl Fields {
 
     pub fn require<T>(&mut self, name: &'static str, value: Option<T>) -> Option<T> {
         if value.is_none() && !self.errors.iter().any(|e| e.field == name) {
-            self.errors
-                .push(FieldError::new(name, format!("Missing required field: {name}")));
+            self.errors.push(FieldError::new(
+                name,
+                format!("Missing required field: {name}"),
+            ));
         }
         value
     }
@@ -120,7 +129,9 @@ impl Fields {
     }
 
     pub fn description(&mut self) -> Option<Description> {
-        self.parse("description", &["descripcion"], |_, raw| Description::parse(raw))
+        self.parse("description", &["descripcion"], |_, raw| {
+            Description::parse(raw)
+        })
     }
 
     pub fn reason(&mut self) -> Option<Reason> {
@@ -170,8 +181,10 @@ impl Fields {
         let mut unknown: Vec<String> = self.map.keys().cloned().collect();
         unknown.sort();
         for name in unknown {
-            self.errors
-                .push(FieldError::new(name.clone(), format!("Unknown field: {name}")));
+            self.errors.push(FieldError::new(
+                name.clone(),
+                format!("Unknown field: {name}"),
+            ));
         }
         if self.errors.is_empty() {
             Ok(())

@@ -69,7 +69,10 @@ pub async fn begin(
     let Some(key) = key else {
         return Ok(Begin::Proceed(None));
     };
-    match store.claim(&key, &fingerprint, crate::service::now()).await? {
+    match store
+        .claim(&key, &fingerprint, crate::service::now())
+        .await?
+    {
         Claim::Acquired => Ok(Begin::Proceed(Some(ClaimGuard {
             store: store.clone(),
             claimed: Claimed { key, fingerprint },

@@ -91,12 +91,16 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => ("method-not-allowed", "Method not allowed"),
             ApiError::Conflict(_) => ("conflict", "The request conflicts with the order's state"),
             ApiError::PreconditionFailed(_) => ("precondition-failed", "The order has changed"),
-            ApiError::PayloadTooLarge { .. } => ("payload-too-large", "The request body is too large"),
+            ApiError::PayloadTooLarge { .. } => {
+                ("payload-too-large", "The request body is too large")
+            }
             ApiError::Unprocessable(_) => (
                 "idempotency-key-reused",
                 "The Idempotency-Key was used for another request",
             ),
-            ApiError::Unavailable(_) => ("unavailable", "The service cannot complete the request now"),
+            ApiError::Unavailable(_) => {
+                ("unavailable", "The service cannot complete the request now")
+            }
         }
     }
 }
@@ -160,7 +164,9 @@ impl From<Rejection> for ApiError {
                 "reasonForCancellation",
                 "Missing required field: reasonForCancellation",
             ),
-            Rejection::ReasonWithoutCancel => ApiError::field("reasonForCancellation", r.to_string()),
+            Rejection::ReasonWithoutCancel => {
+                ApiError::field("reasonForCancellation", r.to_string())
+            }
         }
     }
 }
@@ -168,7 +174,10 @@ impl From<Rejection> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         tracing::error!(error = %e, "store failure");
-        ApiError::Unavailable(format!("the order store is unavailable ({}); nothing was changed, retry", e.context))
+        ApiError::Unavailable(format!(
+            "the order store is unavailable ({}); nothing was changed, retry",
+            e.context
+        ))
     }
 }
 

@@ -3,9 +3,7 @@
 use axum::http::{HeaderMap, HeaderName};
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use events_schema::{
-    Command, OrderId, OrderPlaced, PlaceOrder, Status, UpdateOrder,
-};
+use events_schema::{Command, OrderId, OrderPlaced, PlaceOrder, Status, UpdateOrder};
 use serde_json::{Map, Value};
 
 use crate::{
@@ -25,7 +23,10 @@ pub struct PlaceRequest {
 impl PlaceRequest {
     pub fn parse(body: Option<Map<String, Value>>, now: DateTime<Utc>) -> Result<Self, ApiError> {
         if body.is_none() {
-            return Err(ApiError::field("description", "Missing required field: description"));
+            return Err(ApiError::field(
+                "description",
+                "Missing required field: description",
+            ));
         }
         let mut f = Fields::new(body);
         let order_id = f.order_id();
@@ -34,10 +35,13 @@ impl PlaceRequest {
         let register_date = f.register_date();
         let delivery_date = f.delivery_date();
         let customer_id = f.customer_id();
-        if let Some(status) = f.status() {
-            if status != Status::Received {
-                f.error("status", format!("a new order's status must be received, not {status}"));
-            }
+        if let Some(status) = f.status()
+            && status != Status::Received
+        {
+            f.error(
+                "status",
+                format!("a new order's status must be received, not {status}"),
+            );
         }
         if f.reason().is_some() {
             f.error(
@@ -46,7 +50,8 @@ impl PlaceRequest {
             );
         }
         f.finish()?;
-        let description = description.ok_or_else(|| ApiError::field("description", "Missing required field: description"))?;
+        let description = description
+            .ok_or_else(|| ApiError::field("description", "Missing required field: description"))?;
         Ok(Self {
             order_id,
             register_date_sent: register_date.is_some(),
@@ -64,21 +69,25 @@ impl PlaceRequest {
     pub fn matches(&self, placed: &OrderPlaced) -> bool {
         placed.description == self.place.description
             && (!self.register_date_sent || placed.register_date == self.place.register_date)
-            && (self.place.delivery_date.is_none() || placed.delivery_date == self.place.delivery_date)
+            && (self.place.delivery_date.is_none()
+                || placed.delivery_date == self.place.delivery_date)
             && (self.place.customer_id.is_none() || placed.customer_id == self.place.customer_id)
     }
 }
 
 /// `PUT /orders/{orderId}`: seed 000's shape.
-pub fn parse_update(path_id: &OrderId, body: Option<Map<String, Value>>) -> Result<Command, ApiError> {
+pub fn parse_update(
+    path_id: &OrderId,
+    body: Option<Map<String, Value>>,
+) -> Result<Command, ApiError> {
     let mut f = Fields::new(body);
-    if let Some(body_id) = f.order_id() {
-        if body_id != *path_id {
-            f.error(
-                "orderId",
-                format!("orderId in the body ({body_id}) does not match the path ({path_id})"),
-            );
-        }
+    if let Some(body_id) = f.order_id()
+        && body_id != *path_id
+    {
+        f.error(
+            "orderId",
+            format!("orderId in the body ({body_id}) does not match the path ({path_id})"),
+        );
     }
     let update = UpdateOrder {
         status: f.status(),
@@ -98,11 +107,19 @@ pub fn parse_cancel(body: Option<Map<String, Value>>) -> Result<Command, ApiErro
     f.finish()?;
     reason
         .map(|reason| Command::Cancel { reason })
-        .ok_or_else(|| ApiError::field("reasonForCancellation", "Missing required field: reasonForCancellation"))
+        .ok_or_else(|| {
+            ApiError::field(
+                "reasonForCancellation",
+                "Missing required field: reasonForCancellation",
+            )
+        })
 }
 
 /// `/start` and `/complete` take no fields; an empty body, `{}` or `null` will do.
-pub fn parse_empty(body: Option<Map<String, Value>>, command: Command) -> Result<Command, ApiError> {
+pub fn parse_empty(
+    body: Option<Map<String, Value>>,
+    command: Command,
+) -> Result<Command, ApiError> {
     Fields::new(body).finish().map(|()| command)
 }
 
@@ -164,7 +181,9 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> 
         return Ok(None);
     };
     match raw.to_str() {
-        Ok(key) if !key.is_empty() && key.len() <= 255 && key.bytes().all(|b| b.is_ascii_graphic()) => {
+        Ok(key)
+            if !key.is_empty() && key.len() <= 255 && key.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
             Ok(Some(key.to_owned()))
         }
         _ => Err(ApiError::field(
@@ -179,15 +198,20 @@ pub struct QueryParams(Vec<(String, String)>);
 
 impl QueryParams {
     pub fn parse(raw: Option<&str>, allowed: &[&str]) -> Result<Self, ApiError> {
-        let pairs: Vec<(String, String)> =
-            serde_urlencoded::from_str(raw.unwrap_or(""))
-                .map_err(|e| ApiError::bad_request(format!("Malformed query string: {e}")))?;
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or(""))
+            .map_err(|e| ApiError::bad_request(format!("Malformed query string: {e}")))?;
         let mut errors = Vec::new();
         for (i, (name, _)) in pairs.iter().enumerate() {
             if !allowed.contains(&name.as_str()) {
-                errors.push(FieldError::new(name.clone(), format!("Unknown query parameter: {name}")));
+                errors.push(FieldError::new(
+                    name.clone(),
+                    format!("Unknown query parameter: {name}"),
+                ));
             } else if pairs[..i].iter().any(|(n, _)| n == name) {
-                errors.push(FieldError::new(name.clone(), format!("{name} may be given only once")));
+                errors.push(FieldError::new(
+                    name.clone(),
+                    format!("{name} may be given only once"),
+                ));
             }
         }
         if errors.is_empty() {
@@ -198,7 +222,10 @@ impl QueryParams {
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -219,10 +246,17 @@ impl AsOf {
                 .ok()
                 .filter(|v| *v >= 1)
                 .map(AsOf::Version)
-                .ok_or_else(|| ApiError::field("version", "version must be a whole number of at least 1")),
+                .ok_or_else(|| {
+                    ApiError::field("version", "version must be a whole number of at least 1")
+                }),
             (None, Some(at)) => DateTime::parse_from_rfc3339(at)
                 .map(|d| AsOf::At(d.to_utc()))
-                .map_err(|_| ApiError::field("at", "at must be an RFC 3339 date-time such as 2026-01-31T08:00:00Z")),
+                .map_err(|_| {
+                    ApiError::field(
+                        "at",
+                        "at must be an RFC 3339 date-time such as 2026-01-31T08:00:00Z",
+                    )
+                }),
             (None, None) => Ok(AsOf::Latest),
         }
     }
@@ -279,7 +313,11 @@ impl ListRequest {
             },
         };
         if errors.is_empty() {
-            Ok(Self { status, limit, after })
+            Ok(Self {
+                status,
+                limit,
+                after,
+            })
         } else {
             Err(ApiError::fields(errors))
         }
@@ -293,11 +331,101 @@ pub fn encode_cursor(c: &backend::ListCursor) -> String {
 }
 
 fn decode_cursor(raw: &str) -> Option<backend::ListCursor> {
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw).ok()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(raw)
+        .ok()?;
     let text = String::from_utf8(bytes).ok()?;
     let (micros, id) = text.split_once(':')?;
     Some(backend::ListCursor {
         created_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
         order_id: OrderId::parse(id).ok()?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn if_match(raw: &str) -> Result<Option<IfMatch>, ApiError> {
+        let mut h = HeaderMap::new();
+        h.insert(
+            axum::http::header::IF_MATCH,
+            HeaderValue::from_str(raw).expect("header"),
+        );
+        IfMatch::from_headers(&h)
+    }
+
+    #[test]
+    fn if_match_accepts_star_and_quoted_versions_and_never_matches_weak_tags() {
+        assert_eq!(if_match("*"), Ok(Some(IfMatch::Any)));
+        assert_eq!(if_match("\"3\""), Ok(Some(IfMatch::Versions(vec![3]))));
+        assert_eq!(
+            if_match("\"3\", \"4\""),
+            Ok(Some(IfMatch::Versions(vec![3, 4])))
+        );
+        let weak = if_match("W/\"3\"").expect("parses").expect("present");
+        assert!(!weak.matches(3));
+        assert!(if_match("3").is_err());
+        assert!(if_match("\"three\"").is_err());
+        assert_eq!(IfMatch::from_headers(&HeaderMap::new()), Ok(None));
+    }
+
+    #[test]
+    fn cursors_round_trip_and_foreign_ones_are_rejected() {
+        let cursor = backend::ListCursor {
+            created_at: DateTime::from_timestamp_micros(1_700_000_000_123_456).expect("time"),
+            order_id: OrderId::parse("ORD:1").expect("id"),
+        };
+        assert_eq!(decode_cursor(&encode_cursor(&cursor)), Some(cursor));
+        assert_eq!(decode_cursor("not-a-cursor"), None);
+        assert_eq!(decode_cursor(""), None);
+    }
+
+    #[test]
+    fn list_limits_outside_one_to_one_hundred_are_rejected() {
+        for bad in ["0", "101", "x", "-1"] {
+            let q = QueryParams::parse(Some(&format!("limit={bad}")), &["limit"]).expect("params");
+            assert!(ListRequest::parse(&q).is_err(), "limit={bad}");
+        }
+        let q = QueryParams::parse(Some("limit=100&status=cancelada"), &["limit", "status"])
+            .expect("params");
+        let req = ListRequest::parse(&q).expect("valid");
+        assert_eq!((req.limit, req.status), (100, Some(Status::Canceled)));
+        assert!(QueryParams::parse(Some("limit=1&limit=2"), &["limit"]).is_err());
+        assert!(QueryParams::parse(Some("colour=red"), &["limit"]).is_err());
+    }
+
+    #[test]
+    fn a_repeated_placement_matches_only_on_the_fields_the_client_sent() {
+        let body = |v: serde_json::Value| v.as_object().cloned();
+        let now = Utc::now();
+        let first = PlaceRequest::parse(
+            body(serde_json::json!({"description": "a", "customerId": "c1"})),
+            now,
+        )
+        .expect("valid");
+        let placed = OrderPlaced {
+            description: first.place.description.clone(),
+            register_date: now,
+            delivery_date: None,
+            customer_id: first.place.customer_id.clone(),
+        };
+        let later = now + chrono::Duration::seconds(5);
+        let same = PlaceRequest::parse(body(serde_json::json!({"description": "a"})), later)
+            .expect("valid");
+        assert!(
+            same.matches(&placed),
+            "registerDate and customerId were not sent"
+        );
+        let other = PlaceRequest::parse(body(serde_json::json!({"description": "b"})), later)
+            .expect("valid");
+        assert!(!other.matches(&placed));
+        let other_customer = PlaceRequest::parse(
+            body(serde_json::json!({"description": "a", "customerId": "c2"})),
+            later,
+        )
+        .expect("valid");
+        assert!(!other_customer.matches(&placed));
+    }
 }

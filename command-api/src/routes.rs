@@ -20,8 +20,7 @@ use crate::{
     idempotency::{self, Begin},
     problem::{ApiError, FieldError, Problem},
     request::{
-        self, AsOf, CORRELATION_ID, IfMatch, ListRequest, PlaceRequest, QueryParams,
-        encode_cursor,
+        self, AsOf, CORRELATION_ID, IfMatch, ListRequest, PlaceRequest, QueryParams, encode_cursor,
     },
     service::{Reply, Write, WriteResponse, etag},
 };
@@ -93,7 +92,8 @@ async fn correlate(mut req: axum::extract::Request, next: Next) -> Response {
 
 fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("a request handler panicked");
-    let mut response = ApiError::Unavailable("internal error; nothing was changed".into()).into_response();
+    let mut response =
+        ApiError::Unavailable("internal error; nothing was changed".into()).into_response();
     *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
     response
 }
@@ -144,10 +144,11 @@ async fn write(
     let if_match = IfMatch::from_headers(&ctx.headers)?;
     let key = request::idempotency_key(&ctx.headers)?;
     let fingerprint = idempotency::fingerprint(&ctx.method, &ctx.path, raw_body);
-    let guard = match idempotency::begin(&app.commands.idempotency, key.clone(), fingerprint).await? {
-        Begin::Answer(saved) => return Ok(saved),
-        Begin::Proceed(guard) => guard,
-    };
+    let guard =
+        match idempotency::begin(&app.commands.idempotency, key.clone(), fingerprint).await? {
+            Begin::Answer(saved) => return Ok(saved),
+            Begin::Proceed(guard) => guard,
+        };
     let claimed = guard.as_ref().map(|g| &g.claimed);
     let metadata = Metadata {
         correlation_id: ctx.correlation_id.clone(),
@@ -167,15 +168,24 @@ async fn write(
         // A repeated placement with the same content is a retry: it gets the first answer.
         (Some(place), true) => match existing_placement(app, order_id, place).await? {
             Some(first) => {
-                app.commands.save(claimed, &first, crate::service::now()).await?;
+                app.commands
+                    .save(claimed, &first, crate::service::now())
+                    .await?;
                 first
             }
             None => match app.commands.execute(run).await {
-                Err(ApiError::Conflict(_)) if existing_placement(app, order_id, place).await?.is_some() => {
-                    let first = existing_placement(app, order_id, place).await?.ok_or_else(|| {
-                        ApiError::Conflict(format!("order {order_id} already exists"))
-                    })?;
-                    app.commands.save(claimed, &first, crate::service::now()).await?;
+                Err(ApiError::Conflict(_))
+                    if existing_placement(app, order_id, place).await?.is_some() =>
+                {
+                    let first =
+                        existing_placement(app, order_id, place)
+                            .await?
+                            .ok_or_else(|| {
+                                ApiError::Conflict(format!("order {order_id} already exists"))
+                            })?;
+                    app.commands
+                        .save(claimed, &first, crate::service::now())
+                        .await?;
                     first
                 }
                 other => other?,
@@ -278,11 +288,15 @@ fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Response {
     match serde_json::to_vec(value) {
         Ok(body) => {
             let mut r = (status, body).into_response();
-            r.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
             r
         }
-        Err(e) => ApiError::Unavailable(format!("could not encode the response: {e}")).into_response(),
+        Err(e) => {
+            ApiError::Unavailable(format!("could not encode the response: {e}")).into_response()
+        }
     }
 }
 
@@ -299,12 +313,25 @@ fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Response {
         (status = 413, description = "Body over 1 MiB", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Idempotency-Key reused with another request", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn place_order(State(app): State<App>, ctx: WriteContext, body: Body) -> Result<Response, ApiError> {
+async fn place_order(
+    State(app): State<App>,
+    ctx: WriteContext,
+    body: Body,
+) -> Result<Response, ApiError> {
     let bytes = body::read(body).await?;
     let place = PlaceRequest::parse(body::object(&bytes)?, crate::service::now())?;
     let order_id = place.order_id.clone().unwrap_or_else(OrderId::generate);
     let command = Command::Place(place.place.clone());
-    write(&app, &ctx, &bytes, &order_id, &command, StatusCode::CREATED, Some(&place)).await
+    write(
+        &app,
+        &ctx,
+        &bytes,
+        &order_id,
+        &command,
+        StatusCode::CREATED,
+        Some(&place),
+    )
+    .await
 }
 
 #[utoipa::path(put, path = "/orders/{orderId}", tag = "orders",
@@ -330,7 +357,16 @@ async fn update_order(
     let bytes = body::read(body).await?;
     let order_id = request::order_id(&raw_id)?;
     let command = request::parse_update(&order_id, body::object(&bytes)?)?;
-    write(&app, &ctx, &bytes, &order_id, &command, StatusCode::OK, None).await
+    write(
+        &app,
+        &ctx,
+        &bytes,
+        &order_id,
+        &command,
+        StatusCode::OK,
+        None,
+    )
+    .await
 }
 
 macro_rules! transition_endpoint {
@@ -362,13 +398,24 @@ macro_rules! transition_endpoint {
     };
 }
 
-transition_endpoint!(start_order, "/orders/{orderId}/start", "received → inprocess",
-    |b| request::parse_empty(b, Command::Start));
-transition_endpoint!(complete_order, "/orders/{orderId}/complete", "inprocess → completed",
-    |b| request::parse_empty(b, Command::Complete));
-transition_endpoint!(cancel_order, "/orders/{orderId}/cancel",
+transition_endpoint!(
+    start_order,
+    "/orders/{orderId}/start",
+    "received → inprocess",
+    |b| request::parse_empty(b, Command::Start)
+);
+transition_endpoint!(
+    complete_order,
+    "/orders/{orderId}/complete",
+    "inprocess → completed",
+    |b| request::parse_empty(b, Command::Complete)
+);
+transition_endpoint!(
+    cancel_order,
+    "/orders/{orderId}/cancel",
     "received or inprocess → canceled; body {\"reasonForCancellation\": \"...\"}",
-    request::parse_cancel);
+    request::parse_cancel
+);
 
 #[utoipa::path(get, path = "/orders/{orderId}", tag = "orders",
     description = "Strongly consistent: folds the order's events. `version` or `at` return the state as of then.",
@@ -392,7 +439,9 @@ async fn get_order(
     let history = app.commands.events.history(&order_id).await?;
     let latest = history.last().map(|e| e.version);
     let Some(latest) = latest else {
-        return Err(ApiError::NotFound(format!("order {order_id} does not exist")));
+        return Err(ApiError::NotFound(format!(
+            "order {order_id} does not exist"
+        )));
     };
     let upto: Vec<&Envelope> = match as_of {
         AsOf::Latest => history.iter().collect(),
@@ -406,7 +455,9 @@ async fn get_order(
     };
     let order = fold(upto)
         .map_err(|e| ApiError::Unavailable(e.to_string()))?
-        .ok_or_else(|| ApiError::NotFound(format!("order {order_id} did not exist yet at that time")))?;
+        .ok_or_else(|| {
+            ApiError::NotFound(format!("order {order_id} did not exist yet at that time"))
+        })?;
     let mut response = json_response(StatusCode::OK, &order);
     if let Ok(v) = HeaderValue::from_str(&etag(order.version)) {
         response.headers_mut().insert(header::ETAG, v);
@@ -451,11 +502,16 @@ async fn list_orders(State(app): State<App>, uri: axum::http::Uri) -> Result<Res
         (status = 200, body = EventPage),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
-async fn order_events(State(app): State<App>, Path(raw_id): Path<String>) -> Result<Response, ApiError> {
+async fn order_events(
+    State(app): State<App>,
+    Path(raw_id): Path<String>,
+) -> Result<Response, ApiError> {
     let order_id = request::order_id(&raw_id)?;
     let items = app.commands.events.history(&order_id).await?;
     if items.is_empty() {
-        return Err(ApiError::NotFound(format!("order {order_id} does not exist")));
+        return Err(ApiError::NotFound(format!(
+            "order {order_id} does not exist"
+        )));
     }
     Ok(json_response(StatusCode::OK, &EventPage { items }))
 }
@@ -476,7 +532,9 @@ async fn openapi_json() -> Response {
     static DOC: std::sync::LazyLock<String> =
         std::sync::LazyLock::new(|| openapi().to_json().unwrap_or_default());
     let mut r = DOC.as_str().into_response();
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }

@@ -49,7 +49,11 @@ impl Reply {
         if status == StatusCode::CREATED {
             headers.push((header::LOCATION, format!("/orders/{}", order.order_id)));
         }
-        Reply { status, headers, body }
+        Reply {
+            status,
+            headers,
+            body,
+        }
     }
 
     pub fn saved(&self) -> SavedResponse {
@@ -115,7 +119,10 @@ impl Commands {
             let now = now();
             if events.is_empty() {
                 let Some(head) = head else {
-                    return Err(ApiError::NotFound(format!("order {} does not exist", write.order_id)));
+                    return Err(ApiError::NotFound(format!(
+                        "order {} does not exist",
+                        write.order_id
+                    )));
                 };
                 let reply = Reply::order(write.success, &head.order);
                 self.save(write.claimed, &reply, now).await?;
@@ -172,7 +179,9 @@ impl Commands {
         now: DateTime<Utc>,
     ) -> Result<(), ApiError> {
         if let Some(claimed) = claimed {
-            self.idempotency.complete(claimed.record(reply, now)).await?;
+            self.idempotency
+                .complete(claimed.record(reply, now))
+                .await?;
         }
         Ok(())
     }
@@ -185,7 +194,9 @@ fn check_precondition(
 ) -> Result<(), ApiError> {
     match (if_match, head) {
         (None, _) => Ok(()),
-        (Some(_), None) => Err(ApiError::NotFound(format!("order {order_id} does not exist"))),
+        (Some(_), None) => Err(ApiError::NotFound(format!(
+            "order {order_id} does not exist"
+        ))),
         (Some(m), Some(h)) if m.matches(h.order.version) => Ok(()),
         (Some(_), Some(h)) => Err(ApiError::PreconditionFailed(format!(
             "order {order_id} is at version {}, which If-Match does not name; read it again and retry with ETag {}",

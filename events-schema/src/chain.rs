@@ -91,7 +91,9 @@ fn hash_of_value(value: &mut serde_json::Value) -> Option<ChainHash> {
 /// A property of an order's stored history that does not hold.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChainBreak {
-    #[error("version {found} found where version {expected} was expected (versions must run 1, 2, 3, ... without gaps)")]
+    #[error(
+        "version {found} found where version {expected} was expected (versions must run 1, 2, 3, ... without gaps)"
+    )]
     VersionGap { expected: u64, found: u64 },
     #[error("version {version}: stored hash {stored} does not match the recomputed {computed}")]
     HashMismatch {

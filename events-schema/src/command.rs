@@ -14,7 +14,9 @@ pub enum Command {
     Place(PlaceOrder),
     Start,
     Complete,
-    Cancel { reason: Reason },
+    Cancel {
+        reason: Reason,
+    },
     /// Seed 000's PUT: any mix of a status change and revised details.
     Update(UpdateOrder),
 }
@@ -48,7 +50,9 @@ pub enum Rejection {
         from: Status,
         to: Status,
     },
-    #[error("order {order_id} is {status}, a terminal status; its details can no longer be revised")]
+    #[error(
+        "order {order_id} is {status}, a terminal status; its details can no longer be revised"
+    )]
     RevisionOfTerminal { order_id: OrderId, status: Status },
     #[error("reasonForCancellation is required to cancel an order")]
     MissingReason,
@@ -61,10 +65,7 @@ fn allowed_phrase(from: Status, to: Status) -> String {
         [] => format!("it is terminal and cannot move to {to}"),
         next => {
             let names: Vec<&str> = next.iter().map(|s| s.as_str()).collect();
-            format!(
-                "it can move to {} but not to {to}",
-                names.join(" or ")
-            )
+            format!("it can move to {} but not to {to}", names.join(" or "))
         }
     }
 }
@@ -85,7 +86,9 @@ pub fn decide(
         })]),
         (Some(_), Command::Place(_)) => Err(Rejection::AlreadyExists(order_id.clone())),
         (None, _) => Err(Rejection::NotFound(order_id.clone())),
-        (Some(order), Command::Start) => transition(order, Status::Inprocess, None).map(|e| vec![e]),
+        (Some(order), Command::Start) => {
+            transition(order, Status::Inprocess, None).map(|e| vec![e])
+        }
         (Some(order), Command::Complete) => {
             transition(order, Status::Completed, None).map(|e| vec![e])
         }
@@ -143,7 +146,11 @@ fn decide_update(order: &Order, update: &UpdateOrder) -> Result<Vec<OrderEvent>,
         events.push(OrderEvent::OrderDetailsRevised(revised));
     }
     if target != order.status {
-        events.push(transition(order, target, update.reason_for_cancellation.as_ref())?);
+        events.push(transition(
+            order,
+            target,
+            update.reason_for_cancellation.as_ref(),
+        )?);
     } else if target == Status::Canceled
         && update.reason_for_cancellation.is_some()
         && update.reason_for_cancellation != order.reason_for_cancellation

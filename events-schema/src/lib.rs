@@ -19,7 +19,7 @@ pub use chain::{ChainBreak, ChainHash, GENESIS_HASH, hash_of, verify_chain};
 pub use command::{Command, PlaceOrder, Rejection, UpdateOrder, decide};
 pub use detail::{EventDetail, detail_schema};
 pub use event::{
-    EventContext, Envelope, Metadata, OrderCanceled, OrderDetailsRevised, OrderEvent, OrderPlaced,
+    Envelope, EventContext, Metadata, OrderCanceled, OrderDetailsRevised, OrderEvent, OrderPlaced,
     Recorded, SCHEMA_VERSION, record,
 };
 pub use order::{NotPlaced, Order, evolve, fold};

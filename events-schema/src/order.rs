@@ -33,7 +33,9 @@ pub struct Order {
 
 /// A history that cannot be folded: it does not begin with the order's placement.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("order {order_id}: event version {version} ({event_type}) comes before the order was placed")]
+#[error(
+    "order {order_id}: event version {version} ({event_type}) comes before the order was placed"
+)]
 pub struct NotPlaced {
     pub order_id: OrderId,
     pub version: u64,

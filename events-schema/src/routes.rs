@@ -69,7 +69,9 @@ mod tests {
             sorted.dedup();
             sorted.len() == names.len()
         };
-        assert!(unique(table.routes.iter().map(|r| r.rule.as_str()).collect()));
+        assert!(unique(
+            table.routes.iter().map(|r| r.rule.as_str()).collect()
+        ));
         assert!(unique(
             table
                 .routes

@@ -197,7 +197,10 @@ fn check_text(raw: &str, max_chars: usize) -> Result<(), InvalidValue> {
             "must be at most {max_chars} characters (got {chars})"
         )));
     }
-    if raw.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+    if raw
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
         return Err(InvalidValue("must not contain control characters".into()));
     }
     Ok(())

@@ -7,7 +7,11 @@ use sha2::{Digest, Sha256};
 use support::*;
 
 fn sample() -> History {
-    History::given(&[place("Mantenimiento básico ✓"), Command::Start, Command::Complete])
+    History::given(&[
+        place("Mantenimiento básico ✓"),
+        Command::Start,
+        Command::Complete,
+    ])
 }
 
 #[test]
@@ -45,7 +49,10 @@ fn changing_one_byte_of_an_events_data_is_detected_at_that_version() {
     raw[0] = raw[0].replace("básico", "básicp");
     let breaks = verify_chain(raw.iter().map(String::as_str));
     assert!(
-        matches!(breaks.as_slice(), [ChainBreak::HashMismatch { version: 1, .. }]),
+        matches!(
+            breaks.as_slice(),
+            [ChainBreak::HashMismatch { version: 1, .. }]
+        ),
         "{breaks:?}"
     );
 }
@@ -62,13 +69,18 @@ fn every_single_byte_change_anywhere_is_detected() {
             let replacement = if original == b'1' { b'2' } else { b'1' };
             let mut bytes = event.clone().into_bytes();
             bytes[pos] = replacement;
-            let Ok(tampered) = String::from_utf8(bytes) else { continue };
+            let Ok(tampered) = String::from_utf8(bytes) else {
+                continue;
+            };
             let mut copy = raw.clone();
             copy[i] = tampered;
             let breaks = verify_chain(copy.iter().map(String::as_str));
             // Whitespace between tokens is the one thing JSON lets change without meaning;
             // serde_json writes none, so every position is significant.
-            assert!(!breaks.is_empty(), "change at event {i} byte {pos} went unnoticed");
+            assert!(
+                !breaks.is_empty(),
+                "change at event {i} byte {pos} went unnoticed"
+            );
         }
     }
 }
@@ -78,6 +90,16 @@ fn a_missing_event_is_a_version_gap() {
     let mut raw = sample().raw();
     raw.remove(1);
     let breaks = verify_chain(raw.iter().map(String::as_str));
-    assert!(breaks.iter().any(|b| matches!(b, ChainBreak::VersionGap { expected: 2, found: 3 })));
-    assert!(breaks.iter().any(|b| matches!(b, ChainBreak::PrevHashMismatch { version: 3, .. })));
+    assert!(breaks.iter().any(|b| matches!(
+        b,
+        ChainBreak::VersionGap {
+            expected: 2,
+            found: 3
+        }
+    )));
+    assert!(
+        breaks
+            .iter()
+            .any(|b| matches!(b, ChainBreak::PrevHashMismatch { version: 3, .. }))
+    );
 }

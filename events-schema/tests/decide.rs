@@ -22,13 +22,24 @@ fn placing_a_new_order_records_order_placed_in_status_received() {
 #[test]
 fn placing_an_existing_order_again_is_rejected() {
     let mut h = History::given(&[place("a")]);
-    assert_eq!(h.when(&place("a")), Err(Rejection::AlreadyExists(id("ORD-1"))));
+    assert_eq!(
+        h.when(&place("a")),
+        Err(Rejection::AlreadyExists(id("ORD-1")))
+    );
 }
 
 #[test]
 fn commands_on_a_missing_order_are_not_found() {
-    for c in [Command::Start, Command::Complete, cancel("x"), update(UpdateOrder::default())] {
-        assert_eq!(History::default().when(&c), Err(Rejection::NotFound(id("ORD-1"))));
+    for c in [
+        Command::Start,
+        Command::Complete,
+        cancel("x"),
+        update(UpdateOrder::default()),
+    ] {
+        assert_eq!(
+            History::default().when(&c),
+            Err(Rejection::NotFound(id("ORD-1")))
+        );
     }
 }
 
@@ -37,7 +48,10 @@ fn the_happy_path_runs_received_inprocess_completed() {
     let mut h = History::given(&[place("a")]);
     assert_eq!(h.when(&Command::Start), Ok(vec!["OrderStarted"]));
     assert_eq!(h.when(&Command::Complete), Ok(vec!["OrderCompleted"]));
-    assert_eq!(h.state().map(|o| (o.status, o.version)), Some((Status::Completed, 3)));
+    assert_eq!(
+        h.state().map(|o| (o.status, o.version)),
+        Some((Status::Completed, 3))
+    );
 }
 
 #[test]
@@ -55,7 +69,11 @@ fn completing_a_received_order_is_illegal() {
     let mut h = History::given(&[place("a")]);
     assert!(matches!(
         h.when(&Command::Complete),
-        Err(Rejection::IllegalTransition { from: Status::Received, to: Status::Completed, .. })
+        Err(Rejection::IllegalTransition {
+            from: Status::Received,
+            to: Status::Completed,
+            ..
+        })
     ));
 }
 
@@ -78,7 +96,10 @@ fn canceling_records_the_reason() {
     assert_eq!(h.when(&cancel("Motivo X")), Ok(vec!["OrderCanceled"]));
     let order = h.state().expect("state");
     assert_eq!(order.status, Status::Canceled);
-    assert_eq!(order.reason_for_cancellation.as_ref().map(|r| r.as_str()), Some("Motivo X"));
+    assert_eq!(
+        order.reason_for_cancellation.as_ref().map(|r| r.as_str()),
+        Some("Motivo X")
+    );
 }
 
 #[test]
@@ -135,7 +156,13 @@ fn terminal_orders_cannot_be_revised() {
         delivery_date: Some(DeliveryDate::parse("2030-01-01").expect("date")),
         ..UpdateOrder::default()
     }));
-    assert!(matches!(err, Err(Rejection::RevisionOfTerminal { status: Status::Completed, .. })));
+    assert!(matches!(
+        err,
+        Err(Rejection::RevisionOfTerminal {
+            status: Status::Completed,
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -145,7 +172,13 @@ fn moving_back_to_received_is_illegal() {
         status: Some(Status::Received),
         ..UpdateOrder::default()
     }));
-    assert!(matches!(err, Err(Rejection::IllegalTransition { to: Status::Received, .. })));
+    assert!(matches!(
+        err,
+        Err(Rejection::IllegalTransition {
+            to: Status::Received,
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -153,7 +186,10 @@ fn fold_of_recorded_events_equals_the_state_after_each_event() {
     let h = History::given(&[place("a"), Command::Start, cancel("r")]);
     for n in 1..=h.recorded.len() {
         let envelopes = h.envelopes();
-        assert_eq!(fold(&envelopes[..n]).expect("folds").as_ref(), Some(&h.recorded[n - 1].order));
+        assert_eq!(
+            fold(&envelopes[..n]).expect("folds").as_ref(),
+            Some(&h.recorded[n - 1].order)
+        );
     }
 }
 

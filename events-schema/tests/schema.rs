@@ -7,7 +7,10 @@ mod support;
 use events_schema::*;
 use support::*;
 
-const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/schema/order-event-detail.schema.json");
+const PATH: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/schema/order-event-detail.schema.json"
+);
 
 #[test]
 fn checked_in_detail_schema_matches_the_rust_types() {

@@ -71,10 +71,10 @@ pub async fn run(
                 }
             }
         };
-        if let Some(seq) = done_upto {
-            if let Err(e) = feed.checkpoint(&seq).await {
-                tracing::error!(error = %e, "saving the checkpoint failed; records will be projected again");
-            }
+        if let Some(seq) = done_upto
+            && let Err(e) = feed.checkpoint(&seq).await
+        {
+            tracing::error!(error = %e, "saving the checkpoint failed; records will be projected again");
         }
     }
     tracing::info!("projector stopped");

@@ -18,7 +18,8 @@ use crate::{
 };
 
 /// The embedded stand-in for the event table's stream ARN.
-pub const STREAM_ARN: &str = "arn:ordersource:embedded:local:000000000000:table/events/stream/local";
+pub const STREAM_ARN: &str =
+    "arn:ordersource:embedded:local:000000000000:table/events/stream/local";
 const CHECKPOINT: &str = "projector";
 
 pub struct SqliteChangeFeed {
@@ -28,7 +29,11 @@ pub struct SqliteChangeFeed {
 }
 
 impl SqliteChangeFeed {
-    pub(super) fn new(events: ReadPool, checkpoints: Writer, committed: watch::Receiver<u64>) -> Self {
+    pub(super) fn new(
+        events: ReadPool,
+        checkpoints: Writer,
+        committed: watch::Receiver<u64>,
+    ) -> Self {
         Self {
             events,
             checkpoints,
@@ -81,8 +86,10 @@ impl ChangeFeed for SqliteChangeFeed {
         let mut event = dynamodb::Event::default();
         for (position, envelope, order) in rows {
             let recorded = Recorded {
-                envelope: parse_json(&envelope).map_err(|e| StoreError::new("reading an event", e))?,
-                order: parse_json::<Order>(&order).map_err(|e| StoreError::new("reading an event", e))?,
+                envelope: parse_json(&envelope)
+                    .map_err(|e| StoreError::new("reading an event", e))?,
+                order: parse_json::<Order>(&order)
+                    .map_err(|e| StoreError::new("reading an event", e))?,
             };
             let record = item::stream_record(&recorded, sequence_number(position), STREAM_ARN)
                 .map_err(|e| StoreError::new("building a stream record", e))?;

@@ -17,8 +17,7 @@ use tokio::sync::{oneshot, watch};
 
 use super::sqlite::{self, Durability, ReadPool, micros, parse_json};
 use crate::ports::{
-    Append, AppendError, Claim, EventStore, Head, IdempotencyRecord, IdempotencyStore,
-    StoreError,
+    Append, AppendError, Claim, EventStore, Head, IdempotencyRecord, IdempotencyStore, StoreError,
 };
 
 const SCHEMA: &str = "
@@ -87,7 +86,9 @@ impl SqliteEventStore {
             .and_then(|c| c.execute_batch(SCHEMA).map(|()| c))
             .map_err(|e| StoreError::new("opening the event store", e))?;
         let last: u64 = conn
-            .query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |r| r.get(0))
+            .query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |r| {
+                r.get(0)
+            })
             .map_err(|e| StoreError::new("reading the event store", e))?;
         conn.execute(
             "DELETE FROM idempotency WHERE expires_at < ?1",
@@ -211,10 +212,7 @@ fn writer_loop(
 
 type GroupOutcome = (Vec<Result<(), AppendError>>, u64);
 
-fn commit_group(
-    conn: &mut Connection,
-    group: &[(Write, Reply)],
-) -> rusqlite::Result<GroupOutcome> {
+fn commit_group(conn: &mut Connection, group: &[(Write, Reply)]) -> rusqlite::Result<GroupOutcome> {
     let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut outcomes = Vec::with_capacity(group.len());
     for (write, _) in group {
@@ -315,7 +313,9 @@ impl EventStore for SqliteEventStore {
                     )?
                     .query_row([&id], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()?;
-                let Some((order, envelope)) = row else { return Ok(None) };
+                let Some((order, envelope)) = row else {
+                    return Ok(None);
+                };
                 let order: Order = parse_json(&order)?;
                 let hash = envelope_hash(&envelope)?;
                 Ok(Some(Head { order, hash }))
@@ -400,14 +400,14 @@ fn claim(
     now: DateTime<Utc>,
 ) -> rusqlite::Result<Claim> {
     let mut held = in_progress.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some((held_fp, since)) = held.get(&key) {
-        if since.elapsed() < IN_PROGRESS_EXPIRY {
-            return Ok(if *held_fp == fingerprint {
-                Claim::InProgress
-            } else {
-                Claim::Mismatch
-            });
-        }
+    if let Some((held_fp, since)) = held.get(&key)
+        && since.elapsed() < IN_PROGRESS_EXPIRY
+    {
+        return Ok(if *held_fp == fingerprint {
+            Claim::InProgress
+        } else {
+            Claim::Mismatch
+        });
     }
     let saved: Option<(String, String)> = reads.with_conn(|conn| {
         conn.prepare_cached(

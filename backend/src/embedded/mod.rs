@@ -32,7 +32,10 @@ impl Embedded {
     /// Opens (creating if needed) the data directory. Only one process may hold it.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| {
-            StoreError::new("creating the data directory", format!("{}: {e}", dir.display()))
+            StoreError::new(
+                "creating the data directory",
+                format!("{}: {e}", dir.display()),
+            )
         })?;
         let lock = File::create(dir.join("orders.lock"))
             .map_err(|e| StoreError::new("locking the data directory", e))?;

@@ -47,7 +47,6 @@ impl SqliteReadModel {
     pub(super) fn writer(&self) -> &Writer {
         &self.writer
     }
-
 }
 
 #[async_trait]
@@ -119,10 +118,12 @@ impl ReadModel for SqliteReadModel {
                      WHERE (?1 IS NULL OR status = ?1) AND (created_at, order_id) > (?2, ?3)
                      ORDER BY created_at, order_id LIMIT ?4",
                 )?;
-                let rows = stmt.query_map(params![status, after_created, after_id, fetch], |r| {
-                    r.get::<_, String>(0)
-                })?;
-                rows.map(|b| parse_json::<Order>(&b?)).collect::<rusqlite::Result<Vec<_>>>()
+                let rows = stmt
+                    .query_map(params![status, after_created, after_id, fetch], |r| {
+                        r.get::<_, String>(0)
+                    })?;
+                rows.map(|b| parse_json::<Order>(&b?))
+                    .collect::<rusqlite::Result<Vec<_>>>()
             })
             .await?;
         let mut items = items;
@@ -163,4 +164,3 @@ pub(super) fn save_checkpoint(
     .execute(params![name, position])
     .map(|_| ())
 }
-

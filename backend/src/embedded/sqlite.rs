@@ -85,7 +85,10 @@ impl ReadPool {
             }
         };
         let result = f(&conn);
-        self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+        self.idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(conn);
         result
     }
 }

@@ -11,7 +11,10 @@ pub fn id(s: &str) -> OrderId {
 pub fn place(description: &str) -> Command {
     Command::Place(PlaceOrder {
         description: Description::parse(description).expect("valid description"),
-        register_date: Utc.with_ymd_and_hms(2025, 1, 31, 8, 0, 0).single().expect("date"),
+        register_date: Utc
+            .with_ymd_and_hms(2025, 1, 31, 8, 0, 0)
+            .single()
+            .expect("date"),
         delivery_date: None,
         customer_id: None,
     })
@@ -58,10 +61,7 @@ impl History {
     /// Decides and records `command`; returns the new events' types.
     pub fn when(&mut self, command: &Command) -> Result<Vec<&'static str>, Rejection> {
         let oid = id("ORD-1");
-        let head = self
-            .recorded
-            .last()
-            .map(|r| (&r.order, &r.envelope.hash));
+        let head = self.recorded.last().map(|r| (&r.order, &r.envelope.hash));
         let events = decide(&oid, self.state(), command)?;
         let types = events.iter().map(OrderEvent::type_name).collect();
         let n = self.recorded.len() as u32;
