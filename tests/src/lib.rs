@@ -139,13 +139,19 @@ impl TestApp {
 
     /// The process id of the running service.
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("the service is not running").id()
+        self.child
+            .as_ref()
+            .expect("the service is not running")
+            .id()
     }
 
     /// Starts the service (again) on this handle's data directory and waits for its
     /// `listening on http://...` line.
     pub fn start(&mut self) {
-        assert!(self.child.is_none(), "start: the service is already running");
+        assert!(
+            self.child.is_none(),
+            "start: the service is already running"
+        );
         let log = File::options()
             .create(true)
             .append(true)
@@ -188,7 +194,10 @@ impl TestApp {
             Ok(Err(e)) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("reading the service's stdout: {e}\nlog:\n{}", self.log_tail(4000));
+                panic!(
+                    "reading the service's stdout: {e}\nlog:\n{}",
+                    self.log_tail(4000)
+                );
             }
             Err(_) => {
                 let _ = child.kill();
@@ -211,7 +220,10 @@ impl TestApp {
                 self.log_tail(4000)
             );
         };
-        assert!(addr.ip().is_loopback() && addr.port() != 0, "bad address line {line:?}");
+        assert!(
+            addr.ip().is_loopback() && addr.port() != 0,
+            "bad address line {line:?}"
+        );
         self.addr = addr;
         self.client = Client { addr };
         self.child = Some(child);
@@ -222,13 +234,20 @@ impl TestApp {
     /// Sends SIGTERM and waits (with a deadline) for the process to exit; returns its exit
     /// status. Panics if it does not stop in time.
     pub async fn stop_graceful(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("stop_graceful: the service is not running");
+        let mut child = self
+            .child
+            .take()
+            .expect("stop_graceful: the service is not running");
         let status = Command::new("kill")
             .arg("-TERM")
             .arg(child.id().to_string())
             .status()
             .expect("running kill -TERM");
-        assert!(status.success(), "kill -TERM {} failed: {status}", child.id());
+        assert!(
+            status.success(),
+            "kill -TERM {} failed: {status}",
+            child.id()
+        );
         let deadline = Instant::now() + SHUTDOWN_TIMEOUT;
         loop {
             if let Some(status) = child.try_wait().expect("waiting for the service") {
@@ -249,7 +268,10 @@ impl TestApp {
 
     /// SIGKILL: the process dies at once, wherever it was.
     pub fn kill9(&mut self) {
-        let mut child = self.child.take().expect("kill9: the service is not running");
+        let mut child = self
+            .child
+            .take()
+            .expect("kill9: the service is not running");
         child.kill().expect("SIGKILL the service");
         child.wait().expect("reaping the service");
         self.join_stdout();
@@ -295,16 +317,32 @@ impl TestApp {
     pub async fn post(&self, path: &str, body: impl Into<Payload>) -> Resp {
         self.client.post(path, body).await
     }
-    pub async fn post_with(&self, path: &str, body: impl Into<Payload>, headers: &[(&str, &str)]) -> Resp {
+    pub async fn post_with(
+        &self,
+        path: &str,
+        body: impl Into<Payload>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
         self.client.post_with(path, body, headers).await
     }
     pub async fn put(&self, path: &str, body: impl Into<Payload>) -> Resp {
         self.client.put(path, body).await
     }
-    pub async fn put_with(&self, path: &str, body: impl Into<Payload>, headers: &[(&str, &str)]) -> Resp {
+    pub async fn put_with(
+        &self,
+        path: &str,
+        body: impl Into<Payload>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
         self.client.put_with(path, body, headers).await
     }
-    pub async fn send(&self, method: Method, path: &str, body: impl Into<Payload>, headers: &[(&str, &str)]) -> Resp {
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: impl Into<Payload>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
         self.client.send(method, path, body, headers).await
     }
 
@@ -313,7 +351,10 @@ impl TestApp {
     /// `POST /orders` with `orderId` and `description`; expects 201.
     pub async fn place(&self, order_id: &str, description: &str) -> Value {
         let r = self
-            .post("/orders", json!({"orderId": order_id, "description": description}))
+            .post(
+                "/orders",
+                json!({"orderId": order_id, "description": description}),
+            )
             .await
             .expect_status(201);
         r.json["order"].clone()
@@ -321,12 +362,18 @@ impl TestApp {
 
     /// `GET /orders/{id}`; expects 200, returns the order.
     pub async fn order(&self, order_id: &str) -> Value {
-        self.get(&format!("/orders/{order_id}")).await.expect_status(200).json
+        self.get(&format!("/orders/{order_id}"))
+            .await
+            .expect_status(200)
+            .json
     }
 
     /// `GET /orders/{id}/events`; expects 200, checks the chain, returns the events.
     pub async fn events(&self, order_id: &str) -> Vec<Value> {
-        let r = self.get(&format!("/orders/{order_id}/events")).await.expect_status(200);
+        let r = self
+            .get(&format!("/orders/{order_id}/events"))
+            .await
+            .expect_status(200);
         let items = r.json["items"]
             .as_array()
             .unwrap_or_else(|| panic!("events of {order_id}: no items array: {}", r.text))
@@ -356,9 +403,11 @@ impl TestApp {
 
     /// Polls `/health` until `projectorLag` is 0.
     pub async fn wait_projected(&self) {
-        wait_until(PROJECTION_TIMEOUT, "the projector to catch up (projectorLag 0)", || async {
-            self.projector_lag().await == 0
-        })
+        wait_until(
+            PROJECTION_TIMEOUT,
+            "the projector to catch up (projectorLag 0)",
+            || async { self.projector_lag().await == 0 },
+        )
         .await;
     }
 
@@ -382,7 +431,10 @@ impl TestApp {
             match &r.json["nextCursor"] {
                 Value::Null => return items,
                 Value::String(c) => {
-                    assert!(!page.is_empty(), "GET {path}: an empty page with a nextCursor");
+                    assert!(
+                        !page.is_empty(),
+                        "GET {path}: an empty page with a nextCursor"
+                    );
                     cursor = Some(c.clone());
                 }
                 other => panic!("GET {path}: nextCursor is neither a string nor null: {other}"),
@@ -465,18 +517,34 @@ impl Client {
     pub async fn post(&self, path: &str, body: impl Into<Payload>) -> Resp {
         self.send(Method::POST, path, body, &[]).await
     }
-    pub async fn post_with(&self, path: &str, body: impl Into<Payload>, headers: &[(&str, &str)]) -> Resp {
+    pub async fn post_with(
+        &self,
+        path: &str,
+        body: impl Into<Payload>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
         self.send(Method::POST, path, body, headers).await
     }
     pub async fn put(&self, path: &str, body: impl Into<Payload>) -> Resp {
         self.send(Method::PUT, path, body, &[]).await
     }
-    pub async fn put_with(&self, path: &str, body: impl Into<Payload>, headers: &[(&str, &str)]) -> Resp {
+    pub async fn put_with(
+        &self,
+        path: &str,
+        body: impl Into<Payload>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
         self.send(Method::PUT, path, body, headers).await
     }
 
     /// Sends a request; panics if there is no HTTP response (connection error, timeout).
-    pub async fn send(&self, method: Method, path: &str, body: impl Into<Payload>, headers: &[(&str, &str)]) -> Resp {
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: impl Into<Payload>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
         let what = format!("{method} {path}");
         match self.try_send(method, path, body, headers).await {
             Ok(r) => r,
@@ -550,7 +618,9 @@ impl Client {
         };
         match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
             Ok(r) => r,
-            Err(_) => Err(format!("{request_line}: no response within {REQUEST_TIMEOUT:?}")),
+            Err(_) => Err(format!(
+                "{request_line}: no response within {REQUEST_TIMEOUT:?}"
+            )),
         }
     }
 }
@@ -600,7 +670,11 @@ impl Resp {
             "{}: content-type",
             self.request
         );
-        assert_eq!(self.json["message"], OK_MESSAGE, "{}: message in {}", self.request, self.text);
+        assert_eq!(
+            self.json["message"], OK_MESSAGE,
+            "{}: message in {}",
+            self.request, self.text
+        );
         let order = &self.json["order"];
         let version = order["version"]
             .as_u64()
@@ -630,13 +704,24 @@ impl Resp {
         let p = &self.json;
         assert!(p.is_object(), "not a JSON object; {ctx}");
         for member in ["type", "title", "detail", "error"] {
-            let v = p[member].as_str().unwrap_or_else(|| panic!("no string `{member}`; {ctx}"));
+            let v = p[member]
+                .as_str()
+                .unwrap_or_else(|| panic!("no string `{member}`; {ctx}"));
             assert!(!v.trim().is_empty(), "empty `{member}`; {ctx}");
         }
-        assert_eq!(p["status"].as_u64(), Some(u64::from(status)), "`status` member; {ctx}");
-        assert_eq!(p["error"], p["detail"], "`error` must equal `detail`; {ctx}");
+        assert_eq!(
+            p["status"].as_u64(),
+            Some(u64::from(status)),
+            "`status` member; {ctx}"
+        );
+        assert_eq!(
+            p["error"], p["detail"],
+            "`error` must equal `detail`; {ctx}"
+        );
         if let Some(errors) = p.get("errors") {
-            let errors = errors.as_array().unwrap_or_else(|| panic!("`errors` is not an array; {ctx}"));
+            let errors = errors
+                .as_array()
+                .unwrap_or_else(|| panic!("`errors` is not an array; {ctx}"));
             for e in errors {
                 assert!(
                     e["field"].as_str().is_some_and(|f| !f.is_empty())
@@ -652,7 +737,11 @@ impl Resp {
     pub fn error_fields(&self) -> Vec<String> {
         self.json["errors"]
             .as_array()
-            .map(|a| a.iter().filter_map(|e| e["field"].as_str().map(str::to_owned)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| e["field"].as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -700,7 +789,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -720,15 +812,32 @@ pub fn assert_chain(order_id: &str, events: &[Value]) {
     let mut ids = std::collections::HashSet::new();
     for (i, e) in events.iter().enumerate() {
         let ctx = format!("order {order_id}, event #{i}: {e}");
-        assert_eq!(e["version"].as_u64(), Some(i as u64 + 1), "versions must be 1..n; {ctx}");
+        assert_eq!(
+            e["version"].as_u64(),
+            Some(i as u64 + 1),
+            "versions must be 1..n; {ctx}"
+        );
         assert_eq!(e["orderId"], order_id, "{ctx}");
-        assert!(e["type"].as_str().is_some_and(|t| t.starts_with("Order")), "type; {ctx}");
-        let id = e["eventId"].as_str().unwrap_or_else(|| panic!("eventId; {ctx}"));
-        let uuid = uuid::Uuid::parse_str(id).unwrap_or_else(|_| panic!("eventId is not a UUID; {ctx}"));
+        assert!(
+            e["type"].as_str().is_some_and(|t| t.starts_with("Order")),
+            "type; {ctx}"
+        );
+        let id = e["eventId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("eventId; {ctx}"));
+        let uuid =
+            uuid::Uuid::parse_str(id).unwrap_or_else(|_| panic!("eventId is not a UUID; {ctx}"));
         assert_eq!(uuid.get_version_num(), 7, "eventId must be a UUIDv7; {ctx}");
         assert!(ids.insert(id.to_owned()), "duplicate eventId; {ctx}");
-        assert_eq!(e["prevHash"].as_str(), Some(prev.as_str()), "prevHash; {ctx}");
-        let hash = e["hash"].as_str().unwrap_or_else(|| panic!("hash; {ctx}")).to_owned();
+        assert_eq!(
+            e["prevHash"].as_str(),
+            Some(prev.as_str()),
+            "prevHash; {ctx}"
+        );
+        let hash = e["hash"]
+            .as_str()
+            .unwrap_or_else(|| panic!("hash; {ctx}"))
+            .to_owned();
         assert_eq!(recompute_hash(e), hash, "hash does not recompute; {ctx}");
         prev = hash;
     }

@@ -43,7 +43,10 @@ async fn seed000_post_creates_the_order_with_message_location_and_etag() {
     // The Location names the order as a strongly consistent read returns it.
     let got = app.get("/orders/ORD-001").await.expect_status(200);
     assert_eq!(got.header("etag"), Some("\"1\""));
-    assert_eq!(got.json, order, "GET returns the order the POST answered with");
+    assert_eq!(
+        got.json, order,
+        "GET returns the order the POST answered with"
+    );
 }
 
 #[tokio::test]
@@ -76,9 +79,15 @@ async fn seed000_put_cancel_revises_the_description_and_cancels_at_version_3() {
 async fn seed000_put_cancel_retried_is_200_and_appends_nothing() {
     let app = spawn_app();
     app.post("/orders", SEED000_POST).await.expect_write(201);
-    let first = app.put("/orders/ORD-001", SEED000_PUT).await.expect_write(200);
+    let first = app
+        .put("/orders/ORD-001", SEED000_PUT)
+        .await
+        .expect_write(200);
     // A client that did not see the answer sends the same PUT again.
-    let again = app.put("/orders/ORD-001", SEED000_PUT).await.expect_write(200);
+    let again = app
+        .put("/orders/ORD-001", SEED000_PUT)
+        .await
+        .expect_write(200);
     assert_eq!(again, first);
     assert_eq!(app.events("ORD-001").await.len(), 3);
 }
@@ -128,7 +137,11 @@ async fn seed000_body_without_order_id_gets_a_server_made_uuid_v7() {
     let order = r.expect_write(201);
     let id = order["orderId"].as_str().unwrap();
     let uuid = uuid::Uuid::parse_str(id).unwrap_or_else(|_| panic!("{id} is not a UUID"));
-    assert_eq!(uuid.get_version_num(), 7, "server-made ids are UUIDv7: {id}");
+    assert_eq!(
+        uuid.get_version_num(),
+        7,
+        "server-made ids are UUIDv7: {id}"
+    );
     assert_eq!(r.header("location"), Some(format!("/orders/{id}").as_str()));
     assert_eq!(app.order(id).await, order);
 }
@@ -138,8 +151,14 @@ async fn seed001_spanish_body_is_accepted_with_english_reply() {
     let app = spawn_app();
     let r = app.post("/orders", SEED001_POST).await;
     let order = r.expect_write(201);
-    assert_eq!(r.json["message"], "Order processed successfully", "replies are in English");
-    assert_eq!(order["deliveryDate"], "2026-04-10", "DD/MM/YYYY is read as day/month/year");
+    assert_eq!(
+        r.json["message"], "Order processed successfully",
+        "replies are in English"
+    );
+    assert_eq!(
+        order["deliveryDate"], "2026-04-10",
+        "DD/MM/YYYY is read as day/month/year"
+    );
     assert_eq!(order["description"], "creacion de orden de trabajo");
     assert_eq!(order["status"], "received");
     assert_eq!(order["version"], 1);
@@ -158,21 +177,33 @@ async fn seed001_spanish_aliases_work_on_put() {
     let path = format!("/orders/{id}");
 
     let order = app
-        .put(&path, json!({"estado": "en_proceso", "fecha_entrega": "11/05/2026"}))
+        .put(
+            &path,
+            json!({"estado": "en_proceso", "fecha_entrega": "11/05/2026"}),
+        )
         .await
         .expect_write(200);
     assert_eq!(order["status"], "inprocess");
     assert_eq!(order["deliveryDate"], "2026-05-11");
 
     let order = app
-        .put(&path, json!({"estado": "completada", "descripcion": "orden terminada"}))
+        .put(
+            &path,
+            json!({"estado": "completada", "descripcion": "orden terminada"}),
+        )
         .await
         .expect_write(200);
     assert_eq!(order["status"], "completed");
     assert_eq!(order["description"], "orden terminada");
     assert_eq!(
         event_types(&app.events(&id).await),
-        ["OrderPlaced", "OrderDetailsRevised", "OrderStarted", "OrderDetailsRevised", "OrderCompleted"]
+        [
+            "OrderPlaced",
+            "OrderDetailsRevised",
+            "OrderStarted",
+            "OrderDetailsRevised",
+            "OrderCompleted"
+        ]
     );
 }
 
