@@ -61,14 +61,16 @@ pub enum Begin {
     Answer(Response),
 }
 
+/// `fingerprint` is only computed when the request carries a key.
 pub async fn begin(
     store: &Arc<dyn IdempotencyStore>,
     key: Option<String>,
-    fingerprint: String,
+    fingerprint: impl FnOnce() -> String,
 ) -> Result<Begin, ApiError> {
     let Some(key) = key else {
         return Ok(Begin::Proceed(None));
     };
+    let fingerprint = fingerprint();
     match store
         .claim(&key, &fingerprint, crate::service::now())
         .await?

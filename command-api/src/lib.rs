@@ -35,10 +35,7 @@ impl App {
         feed: Arc<dyn ChangeFeed>,
     ) -> Self {
         Self {
-            commands: service::Commands {
-                events,
-                idempotency,
-            },
+            commands: service::Commands::new(events, idempotency),
             read_model,
             feed,
         }

@@ -143,7 +143,7 @@ async fn write(
 ) -> Result<Response, ApiError> {
     let if_match = IfMatch::from_headers(&ctx.headers)?;
     let key = request::idempotency_key(&ctx.headers)?;
-    let fingerprint = idempotency::fingerprint(&ctx.method, &ctx.path, raw_body);
+    let fingerprint = || idempotency::fingerprint(&ctx.method, &ctx.path, raw_body);
     let guard =
         match idempotency::begin(&app.commands.idempotency, key.clone(), fingerprint).await? {
             Begin::Answer(saved) => return Ok(saved),
@@ -156,15 +156,17 @@ async fn write(
         actor: None,
         idempotency_key: key,
     };
+    let fresh_id = place.is_some_and(|p| p.order_id.is_none());
     let run = Write {
         order_id,
+        fresh_id,
         command,
         if_match: if_match.as_ref(),
         metadata,
         success,
         claimed,
     };
-    let reply = match (place, if_match.is_none()) {
+    let reply = match (place, if_match.is_none() && !fresh_id) {
         // A repeated placement with the same content is a retry: it gets the first answer.
         (Some(place), true) => match existing_placement(app, order_id, place).await? {
             Some(first) => {

@@ -94,6 +94,8 @@ impl Claimed {
 /// One write as the HTTP layer hands it over.
 pub struct Write<'a> {
     pub order_id: &'a OrderId,
+    /// The server just made this id up: no order can have it yet.
+    pub fresh_id: bool,
     pub command: &'a Command,
     pub if_match: Option<&'a IfMatch>,
     pub metadata: Metadata,
@@ -101,18 +103,55 @@ pub struct Write<'a> {
     pub claimed: Option<&'a Claimed>,
 }
 
+/// Orders whose head this process has seen lately.
+const CACHED_HEADS: usize = 100_000;
+
 #[derive(Clone)]
 pub struct Commands {
     pub events: Arc<dyn EventStore>,
     pub idempotency: Arc<dyn IdempotencyStore>,
+    /// The heads this process appended last. Only a hint: another writer may have moved an
+    /// order on, which the optimistic append then detects, and the loop re-reads the store.
+    heads: Arc<quick_cache::sync::Cache<OrderId, Head>>,
 }
 
 impl Commands {
+    pub fn new(events: Arc<dyn EventStore>, idempotency: Arc<dyn IdempotencyStore>) -> Self {
+        Self {
+            events,
+            idempotency,
+            heads: Arc::new(quick_cache::sync::Cache::new(CACHED_HEADS)),
+        }
+    }
+
+    /// The order's head: from the cache on a first attempt, else from the store. A cached
+    /// head that fails `If-Match` is re-read, so a stale cache never causes a wrong 412.
+    async fn head(&self, write: &Write<'_>, first_attempt: bool) -> Result<Option<Head>, ApiError> {
+        if first_attempt {
+            if write.fresh_id {
+                return Ok(None);
+            }
+            if let Some(head) = self.heads.get(write.order_id)
+                && write.if_match.is_none_or(|m| m.matches(head.order.version))
+            {
+                return Ok(Some(head));
+            }
+        }
+        let head = self.events.head(write.order_id).await?;
+        match &head {
+            Some(h) => self.heads.insert(write.order_id.clone(), h.clone()),
+            None => {
+                self.heads.remove(write.order_id);
+            }
+        }
+        Ok(head)
+    }
+
     /// Runs the decide-append loop until the events are durable, the command is refused,
     /// or the `If-Match` precondition fails.
     pub async fn execute(&self, write: Write<'_>) -> Result<Reply, ApiError> {
-        for _ in 0..MAX_ATTEMPTS {
-            let head = self.events.head(write.order_id).await?;
+        for attempt in 0..MAX_ATTEMPTS {
+            let head = self.head(&write, attempt == 0).await?;
             check_precondition(write.order_id, head.as_ref(), write.if_match)?;
             let state = head.as_ref().map(|h| &h.order);
             let events = decide(write.order_id, state, write.command)?;
@@ -140,10 +179,14 @@ impl Commands {
                 uuid::Uuid::now_v7,
             )
             .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-            let Some(after) = recorded.last().map(|r| r.order.clone()) else {
+            let Some(new_head) = recorded.last().map(|r| Head {
+                order: r.order.clone(),
+                hash: r.envelope.hash,
+            }) else {
                 continue;
             };
-            let reply = Reply::order(write.success, &after);
+            let after = &new_head.order;
+            let reply = Reply::order(write.success, after);
             let append = Append {
                 order_id: write.order_id.clone(),
                 expected_version: head.as_ref().map_or(0, |h| h.order.version),
@@ -151,14 +194,19 @@ impl Commands {
                 idempotency: write.claimed.map(|c| c.record(&reply, now)),
             };
             match self.events.append(append).await {
-                Ok(()) => return Ok(reply),
+                Ok(()) => {
+                    self.heads.insert(write.order_id.clone(), new_head);
+                    return Ok(reply);
+                }
                 Err(AppendError::Conflict { .. }) if write.if_match.is_some() => {
+                    self.heads.remove(write.order_id);
                     return Err(ApiError::PreconditionFailed(format!(
                         "order {} changed while this request was being applied; read it again and retry with its new ETag",
                         write.order_id
                     )));
                 }
                 Err(AppendError::Conflict { .. }) => {
+                    self.heads.remove(write.order_id);
                     tracing::debug!(order_id = %write.order_id, "version race; deciding again");
                     tokio::task::yield_now().await;
                 }

@@ -73,12 +73,65 @@ impl JsonSchema for ChainHash {
 
 /// The hash `envelope` must carry, computed from its other fields.
 pub fn hash_of(envelope: &Envelope) -> ChainHash {
-    let mut value = match serde_json::to_value(envelope) {
-        Ok(value) => value,
-        // An envelope is plain data (strings, integers, maps): serializing it cannot fail.
-        Err(_) => return ChainHash::GENESIS,
+    ChainHash::of_canonical(&canonical(envelope))
+}
+
+/// The RFC 8785 form of an envelope without `hash`, written directly: every object below is
+/// serialized with its members already in JCS order (the payload and metadata structs
+/// declare their fields sorted), and serde_json's compact output escapes strings and writes
+/// integers exactly as JCS does. A property test pins this against a generic JCS encoder.
+pub fn canonical(envelope: &Envelope) -> Vec<u8> {
+    use crate::event::OrderEvent;
+
+    #[derive(Serialize)]
+    struct NoFields {}
+
+    #[derive(Serialize)]
+    #[serde(untagged)]
+    enum Data<'a> {
+        Placed(&'a crate::event::OrderPlaced),
+        Canceled(&'a crate::event::OrderCanceled),
+        Revised(&'a crate::event::OrderDetailsRevised),
+        Empty(NoFields),
+    }
+
+    // Members in JCS (UTF-16 code unit) order; all names are ASCII.
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Canonical<'a> {
+        data: Data<'a>,
+        event_id: &'a uuid::Uuid,
+        metadata: &'a crate::event::Metadata,
+        occurred_at: &'a chrono::DateTime<chrono::Utc>,
+        order_id: &'a crate::values::OrderId,
+        prev_hash: &'a ChainHash,
+        schema_version: u32,
+        status: crate::values::Status,
+        #[serde(rename = "type")]
+        kind: &'static str,
+        version: u64,
+    }
+
+    let data = match &envelope.event {
+        OrderEvent::OrderPlaced(p) => Data::Placed(p),
+        OrderEvent::OrderCanceled(c) => Data::Canceled(c),
+        OrderEvent::OrderDetailsRevised(r) => Data::Revised(r),
+        OrderEvent::OrderStarted {} | OrderEvent::OrderCompleted {} => Data::Empty(NoFields {}),
     };
-    hash_of_value(&mut value).unwrap_or(ChainHash::GENESIS)
+    let view = Canonical {
+        data,
+        event_id: &envelope.event_id,
+        metadata: &envelope.metadata,
+        occurred_at: &envelope.occurred_at,
+        order_id: &envelope.order_id,
+        prev_hash: &envelope.prev_hash,
+        schema_version: envelope.schema_version,
+        status: envelope.status,
+        kind: envelope.event.type_name(),
+        version: envelope.version,
+    };
+    // Plain data (strings, integers, maps with string keys): serializing cannot fail.
+    serde_json::to_vec(&view).unwrap_or_default()
 }
 
 /// The hash of a stored envelope's JSON, ignoring (and removing) its `hash` member.

@@ -41,13 +41,15 @@ impl OrderEvent {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+// Event payload fields are declared in JSON-name order: their serialization is then
+// already canonical (RFC 8785), which the hash chain relies on (see `chain`).
 pub struct OrderPlaced {
-    pub description: Description,
-    pub register_date: DateTime<Utc>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delivery_date: Option<DeliveryDate>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub customer_id: Option<CustomerId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_date: Option<DeliveryDate>,
+    pub description: Description,
+    pub register_date: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -61,20 +63,21 @@ pub struct OrderCanceled {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OrderDetailsRevised {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<Description>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery_date: Option<DeliveryDate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<Description>,
 }
 
 /// Who and what caused an event, carried from the HTTP request to every handler.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+// Fields in JSON-name order, as for the payloads above.
 pub struct Metadata {
-    pub correlation_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub causation_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causation_id: Option<String>,
+    pub correlation_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
 }

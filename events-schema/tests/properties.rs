@@ -88,3 +88,33 @@ proptest! {
         prop_assert_eq!(h.state().cloned(), before);
     }
 }
+
+fn any_text() -> impl Strategy<Value = String> {
+    // Any characters at all, control characters, quotes and astral planes included.
+    "\\PC{1,12}|[\\x00-\\x1f\"\\\\\u{7f}\u{2028}\u{1F600}a-z]{1,12}"
+        .prop_filter("valid text", |s| Description::parse(s).is_ok())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn the_fast_canonical_form_equals_a_generic_rfc8785_encoding(
+        description in any_text(),
+        reason in any_text(),
+        correlation in "\\PC{0,20}",
+        actor in prop::option::of("\\PC{0,20}"),
+    ) {
+        let mut h = History::given(&[place(&description), Command::Start]);
+        h.when(&cancel(&reason)).expect("cancel");
+        for r in &mut h.recorded {
+            r.envelope.metadata.correlation_id = correlation.clone();
+            r.envelope.metadata.actor = actor.clone();
+            let mut generic = serde_json::to_value(&r.envelope).expect("json");
+            generic.as_object_mut().expect("object").remove("hash");
+            let expected = serde_json_canonicalizer::to_vec(&generic).expect("jcs");
+            let fast = canonical(&r.envelope);
+            prop_assert_eq!(String::from_utf8_lossy(&fast), String::from_utf8_lossy(&expected));
+        }
+    }
+}
