@@ -154,3 +154,104 @@ pub trait ChangeFeed: Send + Sync {
     /// How many records are written but not yet checkpointed.
     async fn lag(&self) -> Result<u64, StoreError>;
 }
+
+/// One EventBridge entry, as the projector publishes each event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BusEntry {
+    pub source: String,
+    pub detail_type: String,
+    /// The JSON of an `events_schema::EventDetail`.
+    pub detail: String,
+    pub time: DateTime<Utc>,
+}
+
+/// The event bus (EventBridge `PutEvents`): routes each entry to the targets of every rule
+/// whose pattern matches it.
+#[async_trait]
+pub trait EventPublisher: Send + Sync {
+    /// Publishes `entries`; returns the indices of the entries that failed (to be retried).
+    async fn publish(&self, entries: &[BusEntry]) -> Result<Vec<usize>, StoreError>;
+}
+
+/// A received message, shaped like SQS's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueMessage {
+    pub message_id: String,
+    /// Identifies this receipt; deleting needs the latest one.
+    pub receipt_handle: String,
+    pub body: String,
+    /// How many times the message has been received, this time included.
+    pub receive_count: u32,
+    pub sent_at: DateTime<Utc>,
+}
+
+/// A queue's state, for `/health` and operators.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueStats {
+    pub queue: String,
+    /// Messages waiting to be received.
+    pub visible: u64,
+    /// Received, not yet deleted, invisible until their visibility timeout.
+    pub in_flight: u64,
+    /// Messages in the queue's dead-letter queue.
+    pub dead_letters: u64,
+}
+
+/// A queue with SQS semantics: at-least-once delivery, a visibility timeout, a receive
+/// count, and redrive to a dead-letter queue after `max_receive_count` receives.
+#[async_trait]
+pub trait Queues: Send + Sync {
+    async fn send(&self, queue: &str, bodies: &[String]) -> Result<(), StoreError>;
+    /// Up to `max` messages, hidden for `visibility`; waits up to `wait` for the first.
+    async fn receive(
+        &self,
+        queue: &str,
+        max: usize,
+        visibility: std::time::Duration,
+        wait: std::time::Duration,
+    ) -> Result<Vec<QueueMessage>, StoreError>;
+    async fn delete(&self, queue: &str, receipt_handles: &[String]) -> Result<(), StoreError>;
+    async fn stats(&self, queue: &str) -> Result<QueueStats, StoreError>;
+    /// The messages in `queue`'s dead-letter queue.
+    async fn dead_letters(&self, queue: &str) -> Result<Vec<QueueMessage>, StoreError>;
+    /// Moves every message of `queue`'s dead-letter queue back to `queue`; returns how many.
+    async fn redrive(&self, queue: &str) -> Result<u64, StoreError>;
+}
+
+/// A document a handler produced for an order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Document {
+    pub name: String,
+    pub content_type: String,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DocumentInfo {
+    pub name: String,
+    pub size: u64,
+}
+
+/// Where handlers keep the documents they write, per order (S3 bucket or files).
+#[async_trait]
+pub trait DocumentStore: Send + Sync {
+    /// Writes (or rewrites, identically) a document; durable when this returns.
+    async fn put(&self, order_id: &OrderId, document: &Document) -> Result<(), StoreError>;
+    /// The order's documents, by name.
+    async fn list(&self, order_id: &OrderId) -> Result<Vec<DocumentInfo>, StoreError>;
+    async fn get(&self, order_id: &OrderId, name: &str) -> Result<Option<Document>, StoreError>;
+}
+
+/// Every port of one backend, as the entrypoints wire them.
+#[derive(Clone)]
+pub struct Ports {
+    pub events: std::sync::Arc<dyn EventStore>,
+    pub idempotency: std::sync::Arc<dyn IdempotencyStore>,
+    pub read_model: std::sync::Arc<dyn ReadModel>,
+    pub feed: std::sync::Arc<dyn ChangeFeed>,
+    pub publisher: std::sync::Arc<dyn EventPublisher>,
+    pub queues: std::sync::Arc<dyn Queues>,
+    pub documents: std::sync::Arc<dyn DocumentStore>,
+}

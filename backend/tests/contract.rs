@@ -400,7 +400,7 @@ mod backends {
 
         pub async fn fixture() -> super::super::Fixture {
             let dir = tempfile::tempdir().expect("temp dir");
-            let e = Embedded::open(dir.path()).expect("opens");
+            let e = Embedded::open(dir.path(), events_schema::route_table()).expect("opens");
             super::super::Fixture {
                 events: e.events.clone(),
                 idempotency: e.events.clone(),

@@ -14,7 +14,8 @@ pub mod service;
 
 use std::sync::Arc;
 
-use backend::{ChangeFeed, EventStore, IdempotencyStore, ReadModel};
+use backend::{ChangeFeed, DocumentStore, Ports, Queues, ReadModel};
+use events_schema::RouteTable;
 
 pub use routes::{openapi, router};
 
@@ -23,21 +24,22 @@ pub use routes::{openapi, router};
 pub struct App {
     pub commands: service::Commands,
     pub read_model: Arc<dyn ReadModel>,
-    /// For `/health`: how far the projector is behind.
+    pub documents: Arc<dyn DocumentStore>,
+    /// For `/health`: how far the projector is behind, and each route's queue.
     pub feed: Arc<dyn ChangeFeed>,
+    pub queues: Arc<dyn Queues>,
+    pub queue_names: Vec<String>,
 }
 
 impl App {
-    pub fn new(
-        events: Arc<dyn EventStore>,
-        idempotency: Arc<dyn IdempotencyStore>,
-        read_model: Arc<dyn ReadModel>,
-        feed: Arc<dyn ChangeFeed>,
-    ) -> Self {
+    pub fn new(ports: &Ports, routes: &RouteTable) -> Self {
         Self {
-            commands: service::Commands::new(events, idempotency),
-            read_model,
-            feed,
+            commands: service::Commands::new(ports.events.clone(), ports.idempotency.clone()),
+            read_model: ports.read_model.clone(),
+            documents: ports.documents.clone(),
+            feed: ports.feed.clone(),
+            queues: ports.queues.clone(),
+            queue_names: routes.routes.iter().map(|r| r.queue.clone()).collect(),
         }
     }
 }

@@ -43,6 +43,8 @@ fn api() -> OpenApiRouter<App> {
         .routes(routes!(complete_order))
         .routes(routes!(cancel_order))
         .routes(routes!(order_events))
+        .routes(routes!(order_documents))
+        .routes(routes!(order_document))
         .routes(routes!(health))
         .routes(routes!(openapi_json))
 }
@@ -282,8 +284,34 @@ struct EventPage {
 #[serde(rename_all = "camelCase")]
 struct Health {
     status: String,
-    /// Events written but not yet projected into the read model.
+    /// Events written but not yet projected into the read model and published.
     projector_lag: u64,
+    queues: Vec<QueueHealth>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct QueueHealth {
+    queue: String,
+    /// Waiting to be handled.
+    depth: u64,
+    /// Being handled (received, not yet deleted).
+    in_flight: u64,
+    /// In the queue's dead-letter queue.
+    dead_letters: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+struct DocumentPage {
+    items: Vec<DocumentItem>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct DocumentItem {
+    name: String,
+    size: u64,
+    /// Where to fetch it.
+    url: String,
 }
 
 fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Response {
@@ -518,13 +546,77 @@ async fn order_events(
     Ok(json_response(StatusCode::OK, &EventPage { items }))
 }
 
+#[utoipa::path(get, path = "/orders/{orderId}/documents", tag = "orders",
+    description = "The documents the status handlers wrote for the order, in event order.",
+    params(("orderId" = String, Path)),
+    responses(
+        (status = 200, body = DocumentPage),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn order_documents(
+    State(app): State<App>,
+    Path(raw_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let order_id = request::order_id(&raw_id)?;
+    let docs = app.documents.list(&order_id).await?;
+    if docs.is_empty() && app.commands.events.head(&order_id).await?.is_none() {
+        return Err(ApiError::NotFound(format!(
+            "order {order_id} does not exist"
+        )));
+    }
+    let items = docs
+        .into_iter()
+        .map(|d| DocumentItem {
+            url: format!("/orders/{order_id}/documents/{}", d.name),
+            name: d.name,
+            size: d.size,
+        })
+        .collect();
+    Ok(json_response(StatusCode::OK, &DocumentPage { items }))
+}
+
+#[utoipa::path(get, path = "/orders/{orderId}/documents/{name}", tag = "orders",
+    params(("orderId" = String, Path), ("name" = String, Path)),
+    responses(
+        (status = 200, description = "The document", content_type = "application/json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn order_document(
+    State(app): State<App>,
+    Path((raw_id, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let order_id = request::order_id(&raw_id)?;
+    let Some(doc) = app.documents.get(&order_id, &name).await? else {
+        return Err(ApiError::NotFound(format!(
+            "order {order_id} has no document {name:?}"
+        )));
+    };
+    let mut r = (StatusCode::OK, doc.body).into_response();
+    if let Ok(v) = HeaderValue::from_str(&doc.content_type) {
+        r.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    Ok(r)
+}
+
 #[utoipa::path(get, path = "/health", tag = "operations",
+    description = "The pipeline's state: projector lag and, per route queue, depth, in-flight and dead letters.",
     responses((status = 200, body = Health), (status = 503, body = Problem, content_type = "application/problem+json")))]
 async fn health(State(app): State<App>) -> Result<Json<Health>, ApiError> {
     let projector_lag = app.feed.lag().await?;
+    let mut queues = Vec::with_capacity(app.queue_names.len());
+    for name in &app.queue_names {
+        let s = app.queues.stats(name).await?;
+        queues.push(QueueHealth {
+            queue: s.queue,
+            depth: s.visible,
+            in_flight: s.in_flight,
+            dead_letters: s.dead_letters,
+        });
+    }
     Ok(Json(Health {
         status: "ok".into(),
         projector_lag,
+        queues,
     }))
 }
 

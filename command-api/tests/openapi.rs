@@ -10,13 +10,9 @@ use http_body_util::BodyExt;
 use tower::ServiceExt;
 
 fn app(dir: &std::path::Path) -> (axum::Router, Embedded) {
-    let e = Embedded::open(dir).expect("opens");
-    let app = App::new(
-        e.events.clone(),
-        e.events.clone(),
-        e.read_model.clone(),
-        e.feed.clone(),
-    );
+    let routes = events_schema::route_table();
+    let e = Embedded::open(dir, routes).expect("opens");
+    let app = App::new(&e.ports(), routes);
     (router(app), e)
 }
 
@@ -44,6 +40,8 @@ fn every_endpoint_of_the_brief_is_documented() {
         ("POST", "/orders/{orderId}/complete"),
         ("POST", "/orders/{orderId}/cancel"),
         ("GET", "/orders/{orderId}/events"),
+        ("GET", "/orders/{orderId}/documents"),
+        ("GET", "/orders/{orderId}/documents/{name}"),
         ("GET", "/health"),
         ("GET", "/openapi.json"),
     ]
@@ -58,7 +56,9 @@ async fn every_documented_operation_is_routed() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (router, _e) = app(dir.path());
     for (method, path) in documented() {
-        let uri = path.replace("{orderId}", "ORD-X");
+        let uri = path
+            .replace("{orderId}", "ORD-X")
+            .replace("{name}", "x.json");
         let req = axum::http::Request::builder()
             .method(method.as_str())
             .uri(&uri)

@@ -1,1 +1,158 @@
-//! placeholder
+//! The status handlers: one per order status, each fed by its own queue. A handler takes
+//! an SQS batch (the payload Lambda delivers), reacts to each event at most once in effect
+//! (a ledger record per handler and event id, claimed with a conditional write), writes the
+//! reaction's document, and reports the messages it could not handle as batch-item
+//! failures, so that only those are retried and, in the end, dead-lettered.
+//!
+//! Adding a reaction is one [`Reaction`] impl in [`reactions`] and one route entry.
+
+pub mod reactions;
+
+use std::sync::Arc;
+
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use backend::{Claim, Document, DocumentStore, IdempotencyRecord, IdempotencyStore, SavedResponse};
+use chrono::Utc;
+use events_schema::EventDetail;
+use tracing::Instrument;
+
+/// What a handler does with an event: the document it calls for, if any. Pure, so that
+/// handling the same event twice produces the same document.
+pub trait Reaction: Send + Sync {
+    /// The handler's name, as in the route table's `handler`.
+    fn name(&self) -> &'static str;
+    fn react(&self, detail: &EventDetail) -> Option<Document>;
+}
+
+/// How long a handler remembers that it handled an event.
+const LEDGER_TTL: chrono::Duration = chrono::Duration::days(365);
+
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error("not an order event: {0}")]
+    Poison(String),
+    #[error("another invocation is handling this event")]
+    InProgress,
+    #[error("store: {0}")]
+    Store(#[from] backend::StoreError),
+    #[error("test hook: the order's description contains the failure marker")]
+    Injected,
+}
+
+pub struct Handler {
+    pub reaction: Box<dyn Reaction>,
+    pub ledger: Arc<dyn IdempotencyStore>,
+    pub documents: Arc<dyn DocumentStore>,
+    /// Test hook (`ORDERS_HANDLER_FAIL_MARKER`): fail every event whose order description
+    /// contains this text, to exercise retries and dead-lettering end to end.
+    pub fail_marker: Option<String>,
+}
+
+impl Handler {
+    /// Handles a batch; every message not listed in the response's failures is done.
+    pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
+        let mut response = SqsBatchResponse::default();
+        for message in event.records {
+            let body = message.body.unwrap_or_default();
+            if let Err(failure) = self.handle_one(&body).await {
+                tracing::warn!(handler = self.reaction.name(), message_id = ?message.message_id, error = %failure, "message failed; it will be retried");
+                response.add_failure(message.message_id.unwrap_or_default());
+            }
+        }
+        response
+    }
+
+    async fn handle_one(&self, body: &str) -> Result<(), Failure> {
+        let detail = parse(body)?;
+        let span = tracing::info_span!(
+            "handle",
+            handler = self.reaction.name(),
+            order_id = %detail.event.order_id,
+            event_id = %detail.event.event_id,
+            correlation_id = %detail.event.metadata.correlation_id,
+        );
+        self.react(&detail).instrument(span).await
+    }
+
+    async fn react(&self, detail: &EventDetail) -> Result<(), Failure> {
+        if let Some(marker) = &self.fail_marker
+            && detail.order.description.as_str().contains(marker.as_str())
+        {
+            return Err(Failure::Injected);
+        }
+        let Some(document) = self.reaction.react(detail) else {
+            tracing::debug!(event_type = detail.event.event.type_name(), "nothing to do");
+            return Ok(());
+        };
+        let event_id = detail.event.event_id.to_string();
+        let key = format!("handled:{}:{event_id}", self.reaction.name());
+        let now = Utc::now();
+        match self.ledger.claim(&key, &event_id, now).await? {
+            Claim::Replay(_) => {
+                tracing::debug!("already handled");
+                return Ok(());
+            }
+            Claim::InProgress | Claim::Mismatch => return Err(Failure::InProgress),
+            Claim::Acquired => {}
+        }
+        let result = self
+            .write(detail, &document, key.clone(), event_id, now)
+            .await;
+        if result.is_err() {
+            // The document is written under a fixed name, so a retry rewrites it identically.
+            let _ = self.ledger.release(&key).await;
+        }
+        result
+    }
+
+    async fn write(
+        &self,
+        detail: &EventDetail,
+        document: &Document,
+        key: String,
+        event_id: String,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<(), Failure> {
+        self.documents.put(&detail.event.order_id, document).await?;
+        self.ledger
+            .complete(IdempotencyRecord {
+                key,
+                fingerprint: event_id,
+                response: SavedResponse {
+                    status: 200,
+                    headers: Vec::new(),
+                    body: document.name.clone(),
+                },
+                expires_at: now + LEDGER_TTL,
+            })
+            .await?;
+        tracing::info!(document = %document.name, "document written");
+        Ok(())
+    }
+}
+
+/// The `detail` of the EventBridge event in an SQS message body.
+fn parse(body: &str) -> Result<EventDetail, Failure> {
+    #[derive(serde::Deserialize)]
+    struct BusEvent {
+        detail: EventDetail,
+    }
+    serde_json::from_str::<BusEvent>(body)
+        .map(|e| e.detail)
+        .map_err(|e| Failure::Poison(e.to_string()))
+}
+
+/// The handler for a route's `handler` name.
+pub fn handler(
+    name: &str,
+    ledger: Arc<dyn IdempotencyStore>,
+    documents: Arc<dyn DocumentStore>,
+    fail_marker: Option<String>,
+) -> Option<Handler> {
+    reactions::by_name(name).map(|reaction| Handler {
+        reaction,
+        ledger,
+        documents,
+        fail_marker,
+    })
+}

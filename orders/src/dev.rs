@@ -1,12 +1,19 @@
-//! `orders dev`: the whole service in one process on the embedded backend: the HTTP API
-//! and the projector, data kept in one directory across restarts.
+//! `orders dev`: the whole service in one process on the embedded backend: the HTTP API,
+//! the projector and bus, and a handler per status on its own queue; data kept in one
+//! directory across restarts.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use backend::embedded::Embedded;
+use backend::{
+    Ports,
+    embedded::{Embedded, LOCAL_ACCOUNT, LOCAL_REGION},
+};
 use command_api::App;
-use tokio::sync::watch;
+use events_schema::RouteTable;
+use tokio::{sync::watch, task::JoinSet};
+
+use crate::runtime::{queue::QueuePoller, stream};
 
 #[derive(clap::Args, Debug)]
 pub struct DevArgs {
@@ -16,28 +23,44 @@ pub struct DevArgs {
     /// Directory that holds the service's data.
     #[arg(long, env = "ORDERS_DATA", default_value = "./.orders")]
     pub data: PathBuf,
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+}
+
+/// How the local event source mappings run.
+#[derive(clap::Args, Debug, Clone)]
+pub struct PipelineArgs {
+    /// Concurrent pollers (like Lambda's concurrency) per route queue.
+    #[arg(long, env = "ORDERS_HANDLER_CONCURRENCY", default_value_t = 2)]
+    pub handler_concurrency: usize,
+    /// Overrides every route's visibility timeout, in seconds: how long a failed message
+    /// waits before it is retried (the route table's value otherwise).
+    #[arg(long, env = "ORDERS_VISIBILITY_TIMEOUT")]
+    pub visibility_timeout: Option<u64>,
+    /// Test hook: handlers fail every event whose order description contains this text.
+    #[arg(long, env = "ORDERS_HANDLER_FAIL_MARKER", hide = true)]
+    pub handler_fail_marker: Option<String>,
 }
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
-    let embedded = Embedded::open(&args.data)
+    let routes = events_schema::route_table();
+    let embedded = Embedded::open(&args.data, routes)
         .with_context(|| format!("cannot open the data directory {}", args.data.display()))?;
-    let app = App::new(
-        embedded.events.clone(),
-        embedded.events.clone(),
-        embedded.read_model.clone(),
-        embedded.feed.clone(),
-    );
+    let ports = embedded.ports();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let local = listener.local_addr().context("reading the bound address")?;
 
     let (stop, stopped) = watch::channel(false);
-    let projector = tokio::spawn(crate::stream::run(
-        embedded.feed.clone(),
-        embedded.read_model.clone(),
-        stopped.clone(),
-    ));
+    let pipeline = start_pipeline(
+        &ports,
+        routes,
+        &args.pipeline,
+        LOCAL_REGION,
+        LOCAL_ACCOUNT,
+        stopped,
+    )?;
 
     tracing::info!(data = %embedded.dir().display(), "embedded backend ready");
     // The one line on stdout: scripts and tests read the address from it.
@@ -46,14 +69,60 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, command_api::router(app))
+    axum::serve(listener, command_api::router(App::new(&ports, routes)))
         .with_graceful_shutdown(signal())
         .await
         .context("serving HTTP")?;
     tracing::info!("HTTP server stopped; stopping the pipeline");
     let _ = stop.send(true);
-    let _ = projector.await;
+    pipeline.join_all().await;
     Ok(())
+}
+
+/// Starts the projector and every route's queue pollers; they stop when `stop` flips.
+pub fn start_pipeline(
+    ports: &Ports,
+    routes: &RouteTable,
+    args: &PipelineArgs,
+    region: &str,
+    account: &str,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<JoinSet<()>> {
+    let mut tasks = JoinSet::new();
+    tasks.spawn(stream::run(
+        ports.feed.clone(),
+        ports.read_model.clone(),
+        ports.publisher.clone(),
+        routes.source.clone(),
+        stop.clone(),
+    ));
+    for route in &routes.routes {
+        let handler = handlers::handler(
+            &route.handler,
+            ports.idempotency.clone(),
+            ports.documents.clone(),
+            args.handler_fail_marker.clone(),
+        )
+        .with_context(|| format!("route {}: no handler named {:?}", route.rule, route.handler))?;
+        let handler = Arc::new(handler);
+        let visibility = Duration::from_secs(
+            args.visibility_timeout
+                .unwrap_or(u64::from(route.visibility_timeout_seconds)),
+        );
+        for _ in 0..args.handler_concurrency.max(1) {
+            let poller = QueuePoller {
+                queue: route.queue.clone(),
+                queues: ports.queues.clone(),
+                handler: handler.clone(),
+                batch_size: route.batch_size as usize,
+                visibility_timeout: visibility,
+                queue_arn: format!("arn:aws:sqs:{region}:{account}:{}", route.queue),
+                region: region.to_owned(),
+            };
+            tasks.spawn(poller.run(stop.clone()));
+        }
+    }
+    Ok(tasks)
 }
 
 /// Resolves on SIGINT or SIGTERM.

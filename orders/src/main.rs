@@ -3,7 +3,8 @@
 
 mod bench;
 mod dev;
-mod stream;
+mod dlq;
+mod runtime;
 
 use clap::{Parser, Subcommand};
 
@@ -20,6 +21,8 @@ enum Cmd {
     Dev(dev::DevArgs),
     /// Drive order lifecycles against a running service and report throughput and latency.
     Bench(bench::BenchArgs),
+    /// Inspect and re-drive a route queue's dead letters (also while `orders dev` runs).
+    Dlq(dlq::DlqArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -39,6 +42,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Cmd::Dev(args) => dev::run(args).await,
             Cmd::Bench(args) => bench::run(args).await,
+            Cmd::Dlq(args) => dlq::run(args).await,
         }
     });
     match result {

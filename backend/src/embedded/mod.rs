@@ -2,8 +2,11 @@
 //! and for tests. `events.db` holds the facts (fsync on every commit); `projection.db`
 //! holds what is derived from them.
 
+mod bus;
 mod change_feed;
+mod documents;
 mod event_store;
+mod queues;
 mod read_model;
 mod sqlite;
 
@@ -13,9 +16,14 @@ use std::{
     sync::Arc,
 };
 
+pub use bus::{EmbeddedBus, LOCAL_ACCOUNT, LOCAL_REGION, bus_event};
 pub use change_feed::{STREAM_ARN, SqliteChangeFeed, sequence_number};
+pub use documents::FileDocuments;
 pub use event_store::SqliteEventStore;
+pub use queues::{QueueConfig, SqliteQueues};
 pub use read_model::SqliteReadModel;
+
+use events_schema::RouteTable;
 
 use crate::ports::StoreError;
 
@@ -24,13 +32,17 @@ pub struct Embedded {
     pub events: Arc<SqliteEventStore>,
     pub read_model: Arc<SqliteReadModel>,
     pub feed: Arc<SqliteChangeFeed>,
+    pub queues: Arc<SqliteQueues>,
+    pub bus: Arc<EmbeddedBus>,
+    pub documents: Arc<FileDocuments>,
     dir: PathBuf,
     _lock: File,
 }
 
 impl Embedded {
-    /// Opens (creating if needed) the data directory. Only one process may hold it.
-    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+    /// Opens (creating if needed) the data directory, with queues for `routes`. Only one
+    /// process may hold it.
+    pub fn open(dir: &Path, routes: &RouteTable) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| {
             StoreError::new(
                 "creating the data directory",
@@ -58,10 +70,19 @@ impl Embedded {
             read_model.writer().clone(),
             events.committed(),
         ));
+        let queues = Arc::new(SqliteQueues::open(
+            &dir.join("queues.db"),
+            queue_configs(routes),
+        )?);
+        let bus = Arc::new(EmbeddedBus::new(routes, queues.clone())?);
+        let documents = Arc::new(FileDocuments::open(&dir.join("documents"))?);
         Ok(Self {
             events,
             read_model,
             feed,
+            queues,
+            bus,
+            documents,
             dir: dir.to_path_buf(),
             _lock: lock,
         })
@@ -70,4 +91,29 @@ impl Embedded {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+
+    pub fn ports(&self) -> crate::ports::Ports {
+        crate::ports::Ports {
+            events: self.events.clone(),
+            idempotency: self.events.clone(),
+            read_model: self.read_model.clone(),
+            feed: self.feed.clone(),
+            publisher: self.bus.clone(),
+            queues: self.queues.clone(),
+            documents: self.documents.clone(),
+        }
+    }
+}
+
+/// Every route's queue with its redrive policy.
+pub fn queue_configs(routes: &RouteTable) -> Vec<QueueConfig> {
+    routes
+        .routes
+        .iter()
+        .map(|r| QueueConfig {
+            name: r.queue.clone(),
+            dead_letter_queue: r.dead_letter_queue.clone(),
+            max_receive_count: r.max_receive_count,
+        })
+        .collect()
 }

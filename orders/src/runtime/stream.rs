@@ -4,7 +4,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use backend::{ChangeFeed, ReadModel};
+use backend::{ChangeFeed, EventPublisher, ReadModel};
 use projector::Projector;
 use tokio::sync::watch;
 
@@ -19,10 +19,14 @@ const MAX_ATTEMPTS: u32 = 10;
 pub async fn run(
     feed: Arc<dyn ChangeFeed>,
     read_model: Arc<dyn ReadModel>,
+    publisher: Arc<dyn EventPublisher>,
+    source: String,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let projector = Projector {
         read_model: read_model.as_ref(),
+        publisher: publisher.as_ref(),
+        source: &source,
     };
     let mut failing: Option<(String, u32)> = None;
     loop {

@@ -1,0 +1,291 @@
+//! Durable embedded queues in `queues.db`, with SQS's semantics: at-least-once delivery, a
+//! visibility timeout, a receive count, and redrive to the queue's dead-letter queue once a
+//! message has been received `max_receive_count` times.
+
+use std::{collections::HashMap, path::Path, sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::params;
+use tokio::sync::Notify;
+
+use super::sqlite::{self, Durability, Writer, micros};
+use crate::ports::{QueueMessage, QueueStats, Queues, StoreError};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS messages (
+    seq           INTEGER PRIMARY KEY,
+    queue         TEXT    NOT NULL,
+    message_id    TEXT    NOT NULL UNIQUE,
+    body          TEXT    NOT NULL,
+    sent_at       INTEGER NOT NULL,
+    visible_at    INTEGER NOT NULL,
+    receive_count INTEGER NOT NULL DEFAULT 0,
+    receipt       TEXT
+);
+CREATE INDEX IF NOT EXISTS messages_ready ON messages (queue, visible_at, seq);
+";
+
+/// A queue's redrive policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueConfig {
+    pub name: String,
+    pub dead_letter_queue: String,
+    pub max_receive_count: u32,
+}
+
+pub struct SqliteQueues {
+    writer: Writer,
+    configs: HashMap<String, QueueConfig>,
+    /// Wakes long-polling receivers when a message is sent.
+    sent: Arc<Notify>,
+}
+
+impl SqliteQueues {
+    pub fn open(path: &Path, configs: Vec<QueueConfig>) -> Result<Self, StoreError> {
+        // A message is acknowledged to its sender (the projector, which then checkpoints):
+        // it must survive a power cut, so every commit is fsync'd.
+        let conn = sqlite::open(path, Durability::Full)
+            .and_then(|c| c.execute_batch(SCHEMA).map(|()| c))
+            .map_err(|e| StoreError::new("opening the queues", e))?;
+        Ok(Self {
+            writer: Writer::new(conn),
+            configs: configs.into_iter().map(|c| (c.name.clone(), c)).collect(),
+            sent: Arc::new(Notify::new()),
+        })
+    }
+
+    fn config(&self, queue: &str) -> Result<&QueueConfig, StoreError> {
+        self.configs
+            .get(queue)
+            .ok_or_else(|| StoreError::new("finding a queue", format!("no queue named {queue:?}")))
+    }
+
+    /// Sends to several queues in one durable step.
+    pub async fn send_many(&self, sends: Vec<(String, String)>) -> Result<(), StoreError> {
+        for (queue, _) in &sends {
+            self.known(queue)?;
+        }
+        let now = micros(Utc::now());
+        self.writer
+            .write("sending messages", move |conn| {
+                let tx = conn.transaction()?;
+                {
+                    let mut insert = tx.prepare_cached(
+                        "INSERT INTO messages (queue, message_id, body, sent_at, visible_at)
+                         VALUES (?1, ?2, ?3, ?4, ?4)",
+                    )?;
+                    for (queue, body) in &sends {
+                        insert.execute(params![
+                            queue,
+                            uuid::Uuid::now_v7().to_string(),
+                            body,
+                            now
+                        ])?;
+                    }
+                }
+                tx.commit()
+            })
+            .await?;
+        self.sent.notify_waiters();
+        Ok(())
+    }
+
+    /// Queues and their dead-letter queues are both valid destinations.
+    fn known(&self, queue: &str) -> Result<(), StoreError> {
+        if self.configs.contains_key(queue)
+            || self.configs.values().any(|c| c.dead_letter_queue == queue)
+        {
+            Ok(())
+        } else {
+            Err(StoreError::new(
+                "sending a message",
+                format!("no queue named {queue:?}"),
+            ))
+        }
+    }
+
+    async fn try_receive(
+        &self,
+        config: &QueueConfig,
+        max: usize,
+        visibility: Duration,
+    ) -> Result<Vec<QueueMessage>, StoreError> {
+        let config = config.clone();
+        let visibility = i64::try_from(visibility.as_micros()).unwrap_or(i64::MAX);
+        self.writer
+            .write("receiving messages", move |conn| {
+                let now = micros(Utc::now());
+                let tx = conn.transaction()?;
+                let mut received = Vec::new();
+                {
+                    let mut ready = tx.prepare_cached(
+                        "SELECT seq, message_id, body, sent_at, receive_count FROM messages
+                         WHERE queue = ?1 AND visible_at <= ?2 ORDER BY seq LIMIT ?3",
+                    )?;
+                    let rows = ready
+                        .query_map(params![config.name, now, max as i64], |r| {
+                            Ok((
+                                r.get::<_, i64>(0)?,
+                                r.get::<_, String>(1)?,
+                                r.get::<_, String>(2)?,
+                                r.get::<_, i64>(3)?,
+                                r.get::<_, u32>(4)?,
+                            ))
+                        })?
+                        .collect::<rusqlite::Result<Vec<_>>>()?;
+                    let mut to_dlq = tx.prepare_cached(
+                        "UPDATE messages SET queue = ?2, receive_count = 0, visible_at = ?3, receipt = NULL
+                         WHERE seq = ?1",
+                    )?;
+                    let mut take = tx.prepare_cached(
+                        "UPDATE messages SET receive_count = ?2, visible_at = ?3, receipt = ?4
+                         WHERE seq = ?1",
+                    )?;
+                    for (seq, message_id, body, sent_at, count) in rows {
+                        // SQS moves a message once a receive would exceed the limit.
+                        if count >= config.max_receive_count {
+                            to_dlq.execute(params![seq, config.dead_letter_queue, now])?;
+                            continue;
+                        }
+                        let receipt = uuid::Uuid::now_v7().to_string();
+                        take.execute(params![seq, count + 1, now + visibility, receipt])?;
+                        received.push(QueueMessage {
+                            message_id,
+                            receipt_handle: receipt,
+                            body,
+                            receive_count: count + 1,
+                            sent_at: DateTime::from_timestamp_micros(sent_at).unwrap_or_default(),
+                        });
+                    }
+                }
+                tx.commit()?;
+                Ok(received)
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl Queues for SqliteQueues {
+    async fn send(&self, queue: &str, bodies: &[String]) -> Result<(), StoreError> {
+        self.send_many(
+            bodies
+                .iter()
+                .map(|b| (queue.to_owned(), b.clone()))
+                .collect(),
+        )
+        .await
+    }
+
+    async fn receive(
+        &self,
+        queue: &str,
+        max: usize,
+        visibility: Duration,
+        wait: Duration,
+    ) -> Result<Vec<QueueMessage>, StoreError> {
+        let config = self.config(queue)?.clone();
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Register interest before looking, so a send in between is not missed.
+            let notified = self.sent.notified();
+            let messages = self.try_receive(&config, max, visibility).await?;
+            if !messages.is_empty() {
+                return Ok(messages);
+            }
+            // Sends wake us; invisible messages reappear on their own, so look again at
+            // least every 100 ms.
+            let nap = deadline
+                .saturating_duration_since(tokio::time::Instant::now())
+                .min(Duration::from_millis(100));
+            if nap.is_zero() {
+                return Ok(messages);
+            }
+            let _ = tokio::time::timeout(nap, notified).await;
+        }
+    }
+
+    async fn delete(&self, queue: &str, receipt_handles: &[String]) -> Result<(), StoreError> {
+        let queue = queue.to_owned();
+        let handles = receipt_handles.to_vec();
+        self.writer
+            .write("deleting messages", move |conn| {
+                let tx = conn.transaction()?;
+                {
+                    let mut delete = tx
+                        .prepare_cached("DELETE FROM messages WHERE queue = ?1 AND receipt = ?2")?;
+                    for h in &handles {
+                        delete.execute(params![queue, h])?;
+                    }
+                }
+                tx.commit()
+            })
+            .await
+    }
+
+    async fn stats(&self, queue: &str) -> Result<QueueStats, StoreError> {
+        let config = self.config(queue)?.clone();
+        self.writer
+            .write("reading queue depth", move |conn| {
+                let now = micros(Utc::now());
+                let count = |sql: &str, p: &[&dyn rusqlite::ToSql]| -> rusqlite::Result<u64> {
+                    conn.prepare_cached(sql)?.query_row(p, |r| r.get(0))
+                };
+                Ok(QueueStats {
+                    queue: config.name.clone(),
+                    visible: count(
+                        "SELECT COUNT(*) FROM messages WHERE queue = ?1 AND visible_at <= ?2",
+                        &[&config.name, &now],
+                    )?,
+                    in_flight: count(
+                        "SELECT COUNT(*) FROM messages WHERE queue = ?1 AND visible_at > ?2",
+                        &[&config.name, &now],
+                    )?,
+                    dead_letters: count(
+                        "SELECT COUNT(*) FROM messages WHERE queue = ?1",
+                        &[&config.dead_letter_queue],
+                    )?,
+                })
+            })
+            .await
+    }
+
+    async fn dead_letters(&self, queue: &str) -> Result<Vec<QueueMessage>, StoreError> {
+        let dlq = self.config(queue)?.dead_letter_queue.clone();
+        self.writer
+            .write("listing dead letters", move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT message_id, body, sent_at FROM messages WHERE queue = ?1 ORDER BY seq",
+                )?;
+                let rows = stmt.query_map([&dlq], |r| {
+                    Ok(QueueMessage {
+                        message_id: r.get(0)?,
+                        receipt_handle: String::new(),
+                        body: r.get(1)?,
+                        receive_count: 0,
+                        sent_at: DateTime::from_timestamp_micros(r.get(2)?).unwrap_or_default(),
+                    })
+                })?;
+                rows.collect()
+            })
+            .await
+    }
+
+    async fn redrive(&self, queue: &str) -> Result<u64, StoreError> {
+        let config = self.config(queue)?.clone();
+        let moved = self
+            .writer
+            .write("redriving dead letters", move |conn| {
+                let now = micros(Utc::now());
+                conn.prepare_cached(
+                    "UPDATE messages SET queue = ?1, receive_count = 0, visible_at = ?3, receipt = NULL
+                     WHERE queue = ?2",
+                )?
+                .execute(params![config.name, config.dead_letter_queue, now])
+            })
+            .await?;
+        self.sent.notify_waiters();
+        Ok(moved as u64)
+    }
+}
