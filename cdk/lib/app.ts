@@ -23,6 +23,11 @@ export interface BuildOptions {
   readonly outdir?: string;
   /** Run the cdk-nag AwsSolutions checks at synth (default true). */
   readonly nag?: boolean;
+  /**
+   * Run CDK's built-in CloudFormation validation at synth (default true). Template-assertion
+   * tests turn it off for speed; the synth tests, `npm run synth` and deploys keep it.
+   */
+  readonly builtinValidation?: boolean;
   readonly stackProps?: Omit<OrdersourceStackProps, 'settings'>;
 }
 
@@ -38,6 +43,7 @@ export function cdkJsonContext(): Record<string, unknown> {
 export function buildApp(opts: BuildOptions = {}): { app: App; stack: OrdersourceStack } {
   const appProps: AppProps = {
     outdir: opts.outdir,
+    builtinCloudFormationValidation: opts.builtinValidation ?? true,
     context: { ...cdkJsonContext(), ...opts.context },
     // `-c aws:cdk:bundling-stacks=[]` is rejected by the CLI; postCliContext is not.
     postCliContext: opts.skipRustBuild ? { 'aws:cdk:bundling-stacks': [] } : undefined,

@@ -23,7 +23,8 @@ const cache = new Map<string, Synth>();
 
 /**
  * The stack's template for some settings (memoized per settings within one test file).
- * cdk-nag is off here: it has its own test, on full app synths.
+ * cdk-nag and CDK's built-in template validation are off here (speed): synth.test.ts runs
+ * both, and cfn-lint, on full app synths.
  */
 export function synth(settings: Partial<OrdersourceSettings> = {}, opts: Omit<BuildOptions, 'settings'> = {}): Synth {
   const key = JSON.stringify([settings, opts]);
@@ -32,12 +33,15 @@ export function synth(settings: Partial<OrdersourceSettings> = {}, opts: Omit<Bu
   const { stack } = buildApp({
     skipRustBuild: true,
     nag: false,
+    builtinValidation: false,
     ...opts,
     // As the CLI does: record each asset's source path in the template metadata.
     context: { 'aws:cdk:enable-asset-metadata': true, ...opts.context },
     settings,
   });
-  const template = Template.fromStack(stack);
+  // Cycles are cfn-lint's job (E3004, in synth.test.ts); the assertion library's own cycle
+  // check costs ~10 s on this template.
+  const template = Template.fromStack(stack, { skipCyclicalDependenciesCheck: true });
   const result = { stack, template, json: template.toJSON() as Synth['json'] };
   cache.set(key, result);
   return result;
