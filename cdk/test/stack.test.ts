@@ -152,6 +152,11 @@ describe('Lambda functions', () => {
       assert.equal(refId(env(h).ORDERS_LEDGER_TABLE), ledgerId);
     }
   });
+  it('log to groups with a retention (30 days by default), as does the API access log', () => {
+    const groups = ofType(json, 'AWS::Logs::LogGroup');
+    assert.equal(groups.length, fns.length + 1);
+    for (const [id, g] of groups) assert.equal(g.Properties.RetentionInDays, 30, id);
+  });
   it('are built from the workspace crates by cargo-lambda (asset metadata)', () => {
     const paths = (binary: 'orders-api' | 'orders-projector' | 'orders-handler') =>
       functionsOf(json, binary).map(([, f]) => String(f.Metadata?.['aws:asset:path']));
