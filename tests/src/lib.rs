@@ -234,18 +234,22 @@ impl TestApp {
     /// Sends SIGTERM and waits (with a deadline) for the process to exit; returns its exit
     /// status. Panics if it does not stop in time.
     pub async fn stop_graceful(&mut self) -> ExitStatus {
-        let mut child = self
-            .child
-            .take()
-            .expect("stop_graceful: the service is not running");
+        self.stop_with_signal("TERM").await
+    }
+
+    /// Sends `signal` (a `kill -<signal>` name such as `TERM` or `INT`) and waits (with a
+    /// deadline) for the process to exit; returns its exit status. Panics if it does not
+    /// stop within [`SHUTDOWN_TIMEOUT`].
+    pub async fn stop_with_signal(&mut self, signal: &str) -> ExitStatus {
+        let mut child = self.child.take().expect("stop: the service is not running");
         let status = Command::new("kill")
-            .arg("-TERM")
+            .arg(format!("-{signal}"))
             .arg(child.id().to_string())
             .status()
-            .expect("running kill -TERM");
+            .expect("running kill");
         assert!(
             status.success(),
-            "kill -TERM {} failed: {status}",
+            "kill -{signal} {} failed: {status}",
             child.id()
         );
         let deadline = Instant::now() + SHUTDOWN_TIMEOUT;
@@ -258,7 +262,7 @@ impl TestApp {
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!(
-                    "the service did not exit within {SHUTDOWN_TIMEOUT:?} of SIGTERM\nlog:\n{}",
+                    "the service did not exit within {SHUTDOWN_TIMEOUT:?} of SIG{signal}\nlog:\n{}",
                     self.log_tail(4000)
                 );
             }
@@ -561,60 +565,10 @@ impl Client {
         headers: &[(&str, &str)],
     ) -> Result<Resp, String> {
         let request_line = format!("{method} {path}");
-        let body = body.into();
+        let request = build_request(self.addr, method, path, body.into(), headers)?;
         let exchange = async {
-            let stream = tokio::net::TcpStream::connect(self.addr)
-                .await
-                .map_err(|e| format!("connect: {e}"))?;
-            let _ = stream.set_nodelay(true);
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .map_err(|e| format!("handshake: {e}"))?;
-            let conn = tokio::spawn(conn);
-            let mut builder = Request::builder()
-                .method(method)
-                .uri(path)
-                .header(header::HOST, self.addr.to_string());
-            let sends_content_type = headers
-                .iter()
-                .any(|(n, _)| n.eq_ignore_ascii_case("content-type"));
-            let bytes = match body {
-                Payload::Empty => Vec::new(),
-                Payload::Json(v) => serde_json::to_vec(&v).expect("JSON body"),
-                Payload::Raw(b) => b,
-            };
-            if !bytes.is_empty() && !sends_content_type {
-                builder = builder.header(header::CONTENT_TYPE, "application/json");
-            }
-            for (name, value) in headers {
-                builder = builder.header(*name, *value);
-            }
-            let request = builder
-                .body(Full::new(std::io::Cursor::new(bytes)))
-                .map_err(|e| format!("building the request: {e}"))?;
-            let response = sender
-                .send_request(request)
-                .await
-                .map_err(|e| format!("sending: {e}"))?;
-            let (parts, body) = response.into_parts();
-            let bytes = body
-                .collect()
-                .await
-                .map_err(|e| format!("reading the body: {e}"))?
-                .to_bytes()
-                .to_vec();
-            drop(sender);
-            conn.abort();
-            let text = String::from_utf8_lossy(&bytes).into_owned();
-            let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            Ok(Resp {
-                request: request_line.clone(),
-                status: parts.status.as_u16(),
-                headers: parts.headers,
-                body: bytes,
-                text,
-                json,
-            })
+            let mut conn = self.connect().await?;
+            conn.exchange(request, &request_line).await
         };
         match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
             Ok(r) => r,
@@ -622,6 +576,126 @@ impl Client {
                 "{request_line}: no response within {REQUEST_TIMEOUT:?}"
             )),
         }
+    }
+
+    /// Opens a keep-alive connection for several requests in a row.
+    pub async fn connect(&self) -> Result<Conn, String> {
+        let stream = tokio::net::TcpStream::connect(self.addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+        Ok(Conn {
+            addr: self.addr,
+            sender,
+            driver: tokio::spawn(conn),
+        })
+    }
+}
+
+type ReqBody = Full<std::io::Cursor<Vec<u8>>>;
+
+fn build_request(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    body: Payload,
+    headers: &[(&str, &str)],
+) -> Result<Request<ReqBody>, String> {
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::HOST, addr.to_string());
+    let sends_content_type = headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("content-type"));
+    let bytes = match body {
+        Payload::Empty => Vec::new(),
+        Payload::Json(v) => serde_json::to_vec(&v).expect("JSON body"),
+        Payload::Raw(b) => b,
+    };
+    if !bytes.is_empty() && !sends_content_type {
+        builder = builder.header(header::CONTENT_TYPE, "application/json");
+    }
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    builder
+        .body(Full::new(std::io::Cursor::new(bytes)))
+        .map_err(|e| format!("building the request: {e}"))
+}
+
+/// One HTTP/1.1 connection, kept alive across requests (as browsers and SDKs do).
+pub struct Conn {
+    addr: SocketAddr,
+    sender: hyper::client::conn::http1::SendRequest<ReqBody>,
+    driver: tokio::task::JoinHandle<hyper::Result<()>>,
+}
+
+impl Conn {
+    /// Sends one request on this connection; `Err` if the connection cannot carry it (for
+    /// example because the server closed it).
+    pub async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: impl Into<Payload>,
+        headers: &[(&str, &str)],
+    ) -> Result<Resp, String> {
+        let request_line = format!("{method} {path}");
+        let request = build_request(self.addr, method, path, body.into(), headers)?;
+        match tokio::time::timeout(REQUEST_TIMEOUT, self.exchange(request, &request_line)).await {
+            Ok(r) => r,
+            Err(_) => Err(format!(
+                "{request_line}: no response within {REQUEST_TIMEOUT:?}"
+            )),
+        }
+    }
+
+    /// Whether the connection can take another request.
+    pub fn is_open(&self) -> bool {
+        !self.sender.is_closed() && !self.driver.is_finished()
+    }
+
+    async fn exchange(
+        &mut self,
+        request: Request<ReqBody>,
+        request_line: &str,
+    ) -> Result<Resp, String> {
+        self.sender
+            .ready()
+            .await
+            .map_err(|e| format!("connection not ready: {e}"))?;
+        let response = self
+            .sender
+            .send_request(request)
+            .await
+            .map_err(|e| format!("sending: {e}"))?;
+        let (parts, body) = response.into_parts();
+        let bytes = body
+            .collect()
+            .await
+            .map_err(|e| format!("reading the body: {e}"))?
+            .to_bytes()
+            .to_vec();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Ok(Resp {
+            request: request_line.to_owned(),
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body: bytes,
+            text,
+            json,
+        })
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.driver.abort();
     }
 }
 

@@ -8,11 +8,16 @@ use e2e::{PROJECTION_TIMEOUT, TestApp, spawn_app, wait_until};
 use serde_json::{Value, json};
 
 fn ids(items: &[Value]) -> Vec<String> {
-    items.iter().map(|o| o["orderId"].as_str().unwrap().to_owned()).collect()
+    items
+        .iter()
+        .map(|o| o["orderId"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 fn instant(v: &Value) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap().to_utc()
+    DateTime::parse_from_rfc3339(v.as_str().unwrap())
+        .unwrap()
+        .to_utc()
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {
@@ -21,12 +26,21 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 
 /// An order with four versions: placed, revised, started, completed.
 async fn order_with_history(app: &TestApp, id: &str) -> Vec<Value> {
-    app.post("/orders", json!({"orderId": id, "description": "v1 text", "deliveryDate": "2026-05-01"}))
+    app.post(
+        "/orders",
+        json!({"orderId": id, "description": "v1 text", "deliveryDate": "2026-05-01"}),
+    )
+    .await
+    .expect_write(201);
+    app.put(&format!("/orders/{id}"), json!({"description": "v2 text"}))
         .await
-        .expect_write(201);
-    app.put(&format!("/orders/{id}"), json!({"description": "v2 text"})).await.expect_write(200);
-    app.post(&format!("/orders/{id}/start"), ()).await.expect_write(200);
-    app.post(&format!("/orders/{id}/complete"), ()).await.expect_write(200);
+        .expect_write(200);
+    app.post(&format!("/orders/{id}/start"), ())
+        .await
+        .expect_write(200);
+    app.post(&format!("/orders/{id}/complete"), ())
+        .await
+        .expect_write(200);
     app.events(id).await
 }
 
@@ -42,7 +56,10 @@ async fn get_with_version_returns_the_state_as_of_that_version() {
         (4, "completed", "v2 text"),
     ];
     for (version, status, description) in expected {
-        let r = app.get(&format!("/orders/R-v?version={version}")).await.expect_status(200);
+        let r = app
+            .get(&format!("/orders/R-v?version={version}"))
+            .await
+            .expect_status(200);
         assert_eq!(r.json["version"], version);
         assert_eq!(r.json["status"], status, "version {version}");
         assert_eq!(r.json["description"], description, "version {version}");
@@ -52,9 +69,17 @@ async fn get_with_version_returns_the_state_as_of_that_version() {
     assert_eq!(app.get("/orders/R-v?version=4").await.json, latest);
     let r = app.get("/orders/R-v?version=5").await;
     r.expect_problem(404);
-    assert!(r.detail().contains('4'), "the 404 should tell the latest version: {}", r.text);
-    app.get("/orders/R-v?version=18446744073709551615").await.expect_problem(404);
-    app.get("/orders/R-none?version=1").await.expect_problem(404);
+    assert!(
+        r.detail().contains('4'),
+        "the 404 should tell the latest version: {}",
+        r.text
+    );
+    app.get("/orders/R-v?version=18446744073709551615")
+        .await
+        .expect_problem(404);
+    app.get("/orders/R-none?version=1")
+        .await
+        .expect_problem(404);
 }
 
 #[tokio::test]
@@ -64,13 +89,26 @@ async fn get_with_at_returns_the_state_as_of_that_time() {
     let times: Vec<DateTime<Utc>> = events.iter().map(|e| instant(&e["occurredAt"])).collect();
     for (i, t) in times.iter().enumerate() {
         // At the very instant of an event, that event has happened.
-        let r = app.get(&format!("/orders/R-at?at={}", rfc3339(*t))).await.expect_status(200);
+        let r = app
+            .get(&format!("/orders/R-at?at={}", rfc3339(*t)))
+            .await
+            .expect_status(200);
         let version = r.json["version"].as_u64().unwrap();
-        assert!(version as usize >= i + 1, "at event {i}'s time: version {version}");
-        assert_eq!(r.json, app.get(&format!("/orders/R-at?version={version}")).await.json);
+        assert!(
+            version as usize >= i + 1,
+            "at event {i}'s time: version {version}"
+        );
+        assert_eq!(
+            r.json,
+            app.get(&format!("/orders/R-at?version={version}"))
+                .await
+                .json
+        );
         // Just before it, it has not.
         let before = *t - ChronoDuration::microseconds(1);
-        let r = app.get(&format!("/orders/R-at?at={}", rfc3339(before))).await;
+        let r = app
+            .get(&format!("/orders/R-at?at={}", rfc3339(before)))
+            .await;
         if i == 0 {
             r.expect_problem(404);
         } else {
@@ -79,14 +117,22 @@ async fn get_with_at_returns_the_state_as_of_that_time() {
         }
     }
     // Long after: the latest state. Long before: not there yet.
-    let r = app.get("/orders/R-at?at=2999-01-01T00:00:00Z").await.expect_status(200);
+    let r = app
+        .get("/orders/R-at?at=2999-01-01T00:00:00Z")
+        .await
+        .expect_status(200);
     assert_eq!(r.json, app.order("R-at").await);
     let r = app.get("/orders/R-at?at=2000-01-01T00:00:00Z").await;
     r.expect_problem(404);
     // The same instant written with an offset.
     let t1 = times[0].with_timezone(&chrono::FixedOffset::east_opt(2 * 3600).unwrap());
-    let with_offset = t1.to_rfc3339_opts(SecondsFormat::Micros, false).replace('+', "%2B");
-    let r = app.get(&format!("/orders/R-at?at={with_offset}")).await.expect_status(200);
+    let with_offset = t1
+        .to_rfc3339_opts(SecondsFormat::Micros, false)
+        .replace('+', "%2B");
+    let r = app
+        .get(&format!("/orders/R-at?at={with_offset}"))
+        .await
+        .expect_status(200);
     assert_eq!(r.json["version"], 1);
 }
 
@@ -101,7 +147,10 @@ async fn at_before_creation_is_404_even_with_an_older_register_date() {
     let created = instant(&placed["createdAt"]);
     let r = app.get("/orders/R-old?at=2025-06-01T00:00:00Z").await;
     r.expect_problem(404);
-    let r = app.get(&format!("/orders/R-old?at={}", rfc3339(created))).await.expect_status(200);
+    let r = app
+        .get(&format!("/orders/R-old?at={}", rfc3339(created)))
+        .await
+        .expect_status(200);
     assert_eq!(r.json, placed);
 }
 
@@ -109,9 +158,13 @@ async fn at_before_creation_is_404_even_with_an_older_register_date() {
 async fn version_and_at_together_are_400() {
     let app = spawn_app();
     app.place("R-both", "both").await;
-    let r = app.get("/orders/R-both?version=1&at=2999-01-01T00:00:00Z").await;
+    let r = app
+        .get("/orders/R-both?version=1&at=2999-01-01T00:00:00Z")
+        .await;
     r.expect_problem(400);
-    let r = app.get("/orders/R-both?at=2999-01-01T00:00:00Z&version=1").await;
+    let r = app
+        .get("/orders/R-both?at=2999-01-01T00:00:00Z&version=1")
+        .await;
     r.expect_problem(400);
 }
 
@@ -132,11 +185,18 @@ async fn paging_by_status_sees_every_order_exactly_once() {
     let received = place_many(&app, "P-rcv", 7).await;
     let started = place_many(&app, "P-run", 3).await;
     for id in &started {
-        app.post(&format!("/orders/{id}/start"), ()).await.expect_write(200);
+        app.post(&format!("/orders/{id}/start"), ())
+            .await
+            .expect_write(200);
     }
     let canceled = place_many(&app, "P-cnl", 2).await;
     for id in &canceled {
-        app.post(&format!("/orders/{id}/cancel"), json!({"reasonForCancellation": "r"})).await.expect_write(200);
+        app.post(
+            &format!("/orders/{id}/cancel"),
+            json!({"reasonForCancellation": "r"}),
+        )
+        .await
+        .expect_write(200);
     }
     app.wait_projected().await;
 
@@ -154,20 +214,40 @@ async fn paging_by_status_sees_every_order_exactly_once() {
         match r.json["nextCursor"].as_str() {
             Some(c) => path = format!("/orders?status=received&limit=2&cursor={c}"),
             None => {
-                assert!(r.json.get("nextCursor").is_some(), "nextCursor must be present (null) on the last page");
+                assert!(
+                    r.json.get("nextCursor").is_some(),
+                    "nextCursor must be present (null) on the last page"
+                );
                 break;
             }
         }
         assert!(pages < 20, "paging does not end");
     }
-    assert_eq!(seen, received, "each received order once, in creation order");
-    assert!((4..=5).contains(&pages), "7 items at 2 per page: {pages} pages");
+    assert_eq!(
+        seen, received,
+        "each received order once, in creation order"
+    );
+    assert!(
+        (4..=5).contains(&pages),
+        "7 items at 2 per page: {pages} pages"
+    );
 
-    assert_eq!(ids(&app.list_all("status=inprocess&limit=2").await), started);
-    assert_eq!(ids(&app.list_all("status=canceled&limit=1").await), canceled);
+    assert_eq!(
+        ids(&app.list_all("status=inprocess&limit=2").await),
+        started
+    );
+    assert_eq!(
+        ids(&app.list_all("status=canceled&limit=1").await),
+        canceled
+    );
     assert!(app.list_all("status=completed").await.is_empty());
     let all = ids(&app.list_all("limit=5").await);
-    let expected: Vec<String> = received.iter().chain(&started).chain(&canceled).cloned().collect();
+    let expected: Vec<String> = received
+        .iter()
+        .chain(&started)
+        .chain(&canceled)
+        .cloned()
+        .collect();
     assert_eq!(all, expected);
     assert_eq!(ids(&app.list_all("").await), expected);
 }
@@ -176,8 +256,12 @@ async fn paging_by_status_sees_every_order_exactly_once() {
 async fn list_default_limit_is_20_and_items_equal_the_orders() {
     let app = spawn_app();
     let placed = place_many(&app, "P-def", 23).await;
-    app.post("/orders/P-def-03/start", ()).await.expect_write(200);
-    app.put("/orders/P-def-04", json!({"description": "revised"})).await.expect_write(200);
+    app.post("/orders/P-def-03/start", ())
+        .await
+        .expect_write(200);
+    app.put("/orders/P-def-04", json!({"description": "revised"}))
+        .await
+        .expect_write(200);
     app.wait_projected().await;
     let r = app.get("/orders").await.expect_status(200);
     let items = r.json["items"].as_array().unwrap();
@@ -222,12 +306,22 @@ async fn paging_while_orders_change_never_repeats_an_order() {
         assert!(round < 20);
     }
     let unique: HashSet<&String> = seen.iter().collect();
-    assert_eq!(unique.len(), seen.len(), "an order appeared twice: {seen:?}");
+    assert_eq!(
+        unique.len(),
+        seen.len(),
+        "an order appeared twice: {seen:?}"
+    );
     for id in &first[1..] {
-        assert!(seen.contains(id), "{id} stayed received but was skipped: {seen:?}");
+        assert!(
+            seen.contains(id),
+            "{id} stayed received but was skipped: {seen:?}"
+        );
     }
     for late in ["P-new-0", "P-new-1"] {
-        assert!(seen.contains(&late.to_string()), "{late} was created after the cursor but not listed: {seen:?}");
+        assert!(
+            seen.contains(&late.to_string()),
+            "{late} was created after the cursor but not listed: {seen:?}"
+        );
     }
 }
 
@@ -238,16 +332,33 @@ async fn the_read_model_follows_status_changes() {
     let in_status = |status: &'static str| {
         let app = &app;
         async move {
-            let r = app.get(&format!("/orders?status={status}&limit=100")).await.expect_status(200);
+            let r = app
+                .get(&format!("/orders?status={status}&limit=100"))
+                .await
+                .expect_status(200);
             ids(r.json["items"].as_array().unwrap()).contains(&"P-mv".to_string())
         }
     };
-    wait_until(PROJECTION_TIMEOUT, "P-mv listed as received", || in_status("received")).await;
+    wait_until(PROJECTION_TIMEOUT, "P-mv listed as received", || {
+        in_status("received")
+    })
+    .await;
     app.post("/orders/P-mv/start", ()).await.expect_write(200);
-    wait_until(PROJECTION_TIMEOUT, "P-mv listed as inprocess", || in_status("inprocess")).await;
-    assert!(!in_status("received").await, "P-mv still listed as received");
-    app.post("/orders/P-mv/complete", ()).await.expect_write(200);
-    wait_until(PROJECTION_TIMEOUT, "P-mv listed as completed", || in_status("completed")).await;
+    wait_until(PROJECTION_TIMEOUT, "P-mv listed as inprocess", || {
+        in_status("inprocess")
+    })
+    .await;
+    assert!(
+        !in_status("received").await,
+        "P-mv still listed as received"
+    );
+    app.post("/orders/P-mv/complete", ())
+        .await
+        .expect_write(200);
+    wait_until(PROJECTION_TIMEOUT, "P-mv listed as completed", || {
+        in_status("completed")
+    })
+    .await;
     assert!(!in_status("inprocess").await);
     app.wait_projected().await;
     let listed = app.list_all("status=completed").await;
@@ -303,17 +414,35 @@ const SERVED: [(&str, &[&str]); 8] = [
 async fn openapi_document_is_json_and_documents_every_served_path() {
     let app = spawn_app();
     let r = app.get("/openapi.json").await.expect_status(200);
-    assert!(r.header("content-type").unwrap_or("").starts_with("application/json"));
+    assert!(
+        r.header("content-type")
+            .unwrap_or("")
+            .starts_with("application/json")
+    );
     let doc = &r.json;
-    assert!(doc.is_object(), "not JSON: {}", &r.text[..r.text.len().min(200)]);
-    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")), "openapi version");
+    assert!(
+        doc.is_object(),
+        "not JSON: {}",
+        &r.text[..r.text.len().min(200)]
+    );
+    assert!(
+        doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")),
+        "openapi version"
+    );
     assert!(doc["info"]["title"].is_string());
     let paths = doc["paths"].as_object().expect("paths");
     for (path, methods) in SERVED {
-        let item = paths.get(path).unwrap_or_else(|| panic!("{path} is not documented"));
+        let item = paths
+            .get(path)
+            .unwrap_or_else(|| panic!("{path} is not documented"));
         for m in methods {
-            let op = item.get(*m).unwrap_or_else(|| panic!("{m} {path} is not documented"));
-            assert!(op["responses"].is_object(), "{m} {path} documents no responses");
+            let op = item
+                .get(*m)
+                .unwrap_or_else(|| panic!("{m} {path} is not documented"));
+            assert!(
+                op["responses"].is_object(),
+                "{m} {path} documents no responses"
+            );
         }
     }
     // Every documented operation is really served (no "no route" 404, no 405).
@@ -321,12 +450,18 @@ async fn openapi_document_is_json_and_documents_every_served_path() {
     for (path, item) in paths {
         let concrete = path.replace("{orderId}", "O-1");
         for method in item.as_object().unwrap().keys() {
-            let Ok(m) = method.to_uppercase().parse::<http::Method>() else { continue };
+            let Ok(m) = method.to_uppercase().parse::<http::Method>() else {
+                continue;
+            };
             if !["GET", "POST", "PUT", "DELETE", "PATCH"].contains(&m.as_str()) {
                 continue;
             }
             let r = app.send(m.clone(), &concrete, json!({}), &[]).await;
-            assert!(r.status != 405, "{m} {path} is documented but not allowed: {}", r.text);
+            assert!(
+                r.status != 405,
+                "{m} {path} is documented but not allowed: {}",
+                r.text
+            );
             assert!(
                 !(r.status == 404 && r.detail().starts_with("no route")),
                 "{m} {path} is documented but not routed: {}",
