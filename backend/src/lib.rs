@@ -7,6 +7,7 @@
 //! shape of a stored event (a DynamoDB item, also what stream records carry).
 
 pub mod embedded;
+pub mod event_pattern;
 pub mod item;
 pub mod ports;
 
