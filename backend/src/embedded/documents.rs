@@ -40,15 +40,13 @@ fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
-fn blocking<T: Send + 'static>(
+async fn blocking<T: Send + 'static>(
     context: &'static str,
     f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
-) -> impl std::future::Future<Output = Result<T, StoreError>> {
-    async move {
-        match tokio::task::spawn_blocking(f).await {
-            Ok(r) => r.map_err(|e| StoreError::new(context, e)),
-            Err(e) => Err(StoreError::new(context, e)),
-        }
+) -> Result<T, StoreError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(|e| StoreError::new(context, e)),
+        Err(e) => Err(StoreError::new(context, e)),
     }
 }
 
