@@ -168,34 +168,31 @@ async fn write(
         success,
         claimed,
     };
-    let reply = match (place, if_match.is_none() && !fresh_id) {
+    let now = crate::service::now;
+    let reply = match place.filter(|_| if_match.is_none() && !fresh_id) {
         // A repeated placement with the same content is a retry: it gets the first answer.
-        (Some(place), true) => match existing_placement(app, order_id, place).await? {
-            Some(first) => {
-                app.commands
-                    .save(claimed, &first, crate::service::now())
-                    .await?;
-                first
-            }
+        Some(place) => match existing_placement(app, order_id, place).await? {
+            Some(first) => app
+                .commands
+                .save(claimed, &first, now())
+                .await
+                .map(|()| first)?,
             None => match app.commands.execute(run).await {
-                Err(ApiError::Conflict(_))
-                    if existing_placement(app, order_id, place).await?.is_some() =>
-                {
-                    let first =
-                        existing_placement(app, order_id, place)
-                            .await?
-                            .ok_or_else(|| {
-                                ApiError::Conflict(format!("order {order_id} already exists"))
-                            })?;
-                    app.commands
-                        .save(claimed, &first, crate::service::now())
-                        .await?;
-                    first
+                // Someone placed it meanwhile: the same comparison, against theirs.
+                Err(ApiError::Conflict(conflict)) => {
+                    match existing_placement(app, order_id, place).await? {
+                        Some(first) => app
+                            .commands
+                            .save(claimed, &first, now())
+                            .await
+                            .map(|()| first)?,
+                        None => return Err(ApiError::Conflict(conflict)),
+                    }
                 }
                 other => other?,
             },
         },
-        _ => app.commands.execute(run).await?,
+        None => app.commands.execute(run).await?,
     };
     if let Some(guard) = guard {
         guard.completed();
