@@ -108,6 +108,42 @@ async fn wrong_method(method: Method, uri: axum::http::Uri) -> ApiError {
     ApiError::MethodNotAllowed(format!("{method} is not allowed on {}", uri.path()))
 }
 
+/// The `{orderId}` path segment, validated. A segment axum cannot decode (not UTF-8) is a
+/// problem document like any other bad input, not axum's plain-text 400.
+pub struct OrderPath(OrderId);
+
+impl<S: Send + Sync> FromRequestParts<S> for OrderPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| {
+                ApiError::field(
+                    "orderId",
+                    format!("orderId in the path is not valid: {}", e.body_text()),
+                )
+            })?;
+        request::order_id(&raw).map(OrderPath)
+    }
+}
+
+/// `{orderId}` and a document `{name}`.
+pub struct DocumentPath(OrderId, String);
+
+impl<S: Send + Sync> FromRequestParts<S> for DocumentPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path((raw, name)) = Path::<(String, String)>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| {
+                ApiError::bad_request(format!("the path is not valid: {}", e.body_text()))
+            })?;
+        Ok(DocumentPath(request::order_id(&raw)?, name))
+    }
+}
+
 /// What every write needs from the request line and headers.
 pub struct WriteContext {
     method: Method,
@@ -377,12 +413,11 @@ async fn place_order(
     ))]
 async fn update_order(
     State(app): State<App>,
-    Path(raw_id): Path<String>,
+    OrderPath(order_id): OrderPath,
     ctx: WriteContext,
     body: Body,
 ) -> Result<Response, ApiError> {
     let bytes = body::read(body).await?;
-    let order_id = request::order_id(&raw_id)?;
     let command = request::parse_update(&order_id, body::object(&bytes)?)?;
     write(
         &app,
@@ -413,12 +448,11 @@ macro_rules! transition_endpoint {
             ))]
         async fn $name(
             State(app): State<App>,
-            Path(raw_id): Path<String>,
+            OrderPath(order_id): OrderPath,
             ctx: WriteContext,
             body: Body,
         ) -> Result<Response, ApiError> {
             let bytes = body::read(body).await?;
-            let order_id = request::order_id(&raw_id)?;
             let command = ($parse)(body::object(&bytes)?)?;
             write(&app, &ctx, &bytes, &order_id, &command, StatusCode::OK, None).await
         }
@@ -458,10 +492,9 @@ transition_endpoint!(
     ))]
 async fn get_order(
     State(app): State<App>,
-    Path(raw_id): Path<String>,
+    OrderPath(order_id): OrderPath,
     uri: axum::http::Uri,
 ) -> Result<Response, ApiError> {
-    let order_id = request::order_id(&raw_id)?;
     let as_of = AsOf::parse(&QueryParams::parse(uri.query(), &["version", "at"])?)?;
     let history = app.commands.events.history(&order_id).await?;
     let latest = history.last().map(|e| e.version);
@@ -531,9 +564,8 @@ async fn list_orders(State(app): State<App>, uri: axum::http::Uri) -> Result<Res
     ))]
 async fn order_events(
     State(app): State<App>,
-    Path(raw_id): Path<String>,
+    OrderPath(order_id): OrderPath,
 ) -> Result<Response, ApiError> {
-    let order_id = request::order_id(&raw_id)?;
     let items = app.commands.events.history(&order_id).await?;
     if items.is_empty() {
         return Err(ApiError::NotFound(format!(
@@ -552,9 +584,8 @@ async fn order_events(
     ))]
 async fn order_documents(
     State(app): State<App>,
-    Path(raw_id): Path<String>,
+    OrderPath(order_id): OrderPath,
 ) -> Result<Response, ApiError> {
-    let order_id = request::order_id(&raw_id)?;
     let docs = app.documents.list(&order_id).await?;
     if docs.is_empty() && app.commands.events.head(&order_id).await?.is_none() {
         return Err(ApiError::NotFound(format!(
@@ -580,9 +611,8 @@ async fn order_documents(
     ))]
 async fn order_document(
     State(app): State<App>,
-    Path((raw_id, name)): Path<(String, String)>,
+    DocumentPath(order_id, name): DocumentPath,
 ) -> Result<Response, ApiError> {
-    let order_id = request::order_id(&raw_id)?;
     let Some(doc) = app.documents.get(&order_id, &name).await? else {
         return Err(ApiError::NotFound(format!(
             "order {order_id} has no document {name:?}"

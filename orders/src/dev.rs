@@ -2,7 +2,7 @@
 //! the projector and bus, and a handler per status on its own queue; data kept in one
 //! directory across restarts.
 
-use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+use std::{future::IntoFuture, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use backend::{
@@ -42,6 +42,9 @@ pub struct PipelineArgs {
     pub handler_fail_marker: Option<String>,
 }
 
+/// How long a shutdown waits for open HTTP requests to finish.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
+
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let routes = events_schema::route_table();
     let embedded = Embedded::open(&args.data, routes)
@@ -69,10 +72,30 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, command_api::router(App::new(&ports, routes)))
-        .with_graceful_shutdown(signal())
-        .await
-        .context("serving HTTP")?;
+    let (signalled, on_signal) = watch::channel(false);
+    let server = axum::serve(listener, command_api::router(App::new(&ports, routes)))
+        .with_graceful_shutdown({
+            let mut on_signal = on_signal;
+            async move {
+                let _ = on_signal.wait_for(|s| *s).await;
+            }
+        })
+        .into_future();
+    tokio::pin!(server);
+    tokio::select! {
+        served = &mut server => served.context("serving HTTP")?,
+        () = signal() => {
+            let _ = signalled.send(true);
+            // In-flight requests finish; a client that never completes its request (or
+            // keeps an idle connection) must not hold the process forever.
+            tokio::select! {
+                served = &mut server => served.context("serving HTTP")?,
+                () = tokio::time::sleep(DRAIN_DEADLINE) => {
+                    tracing::warn!(deadline = ?DRAIN_DEADLINE, "connections still open at the drain deadline; closing them");
+                }
+            }
+        }
+    }
     tracing::info!("HTTP server stopped; stopping the pipeline");
     let _ = stop.send(true);
     pipeline.join_all().await;
