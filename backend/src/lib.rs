@@ -6,6 +6,7 @@
 //! one process), and later the AWS adapters. The [`item`] module owns the one on-the-wire
 //! shape of a stored event (a DynamoDB item, also what stream records carry).
 
+pub mod aws;
 pub mod embedded;
 pub mod event_pattern;
 pub mod item;

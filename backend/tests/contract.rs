@@ -1,16 +1,21 @@
 //! The port contract: one suite, run against every backend. Each backend module below
-//! provides `fixture()`; the `contract_suite!` macro instantiates every test for it.
+//! provides `fixture()`; the `contract_suite!` macro instantiates every test for it: the
+//! embedded backend on a temporary directory, the AWS backend on a moto server (one per
+//! test binary, fresh resources per test; see `support/moto.rs`).
 
-use std::sync::Arc;
+mod support;
+
+use std::{sync::Arc, time::Duration};
 
 use backend::{
-    Append, AppendError, ChangeFeed, Claim, EventStore, IdempotencyRecord, IdempotencyStore,
-    ListQuery, ReadModel, SavedResponse,
+    Append, AppendError, BusEntry, ChangeFeed, Claim, Document, DocumentStore, EventPublisher,
+    EventStore, IdempotencyRecord, IdempotencyStore, ListQuery, QueueMessage, Queues, ReadModel,
+    SavedResponse,
 };
 use chrono::{TimeZone, Utc};
 use events_schema::{
-    Command, Description, EventContext, Metadata, Order, OrderId, PlaceOrder, Recorded, Status,
-    decide, record,
+    Command, Description, EventContext, EventDetail, Metadata, Order, OrderId, PlaceOrder,
+    Recorded, Status, decide, record, route_table,
 };
 
 /// Everything a backend offers, behind the ports.
@@ -19,6 +24,11 @@ pub struct Fixture {
     pub idempotency: Arc<dyn IdempotencyStore>,
     pub read_model: Arc<dyn ReadModel>,
     pub feed: Arc<dyn ChangeFeed>,
+    pub publisher: Arc<dyn EventPublisher>,
+    pub queues: Arc<dyn Queues>,
+    pub documents: Arc<dyn DocumentStore>,
+    /// The EventBridge `Source` the backend's rules match.
+    pub source: String,
     /// Keeps whatever the backend needs alive (a temp dir, a server).
     pub _guard: Box<dyn std::any::Any + Send + Sync>,
 }
@@ -379,6 +389,294 @@ pub async fn the_read_model_lists_by_status_in_creation_order_across_pages(f: Fi
     assert!(all.next.is_none());
 }
 
+/// The bus entry the projector publishes for `recorded`.
+fn bus_entry(source: &str, recorded: &Recorded) -> BusEntry {
+    let detail = EventDetail {
+        event: recorded.envelope.clone(),
+        order: recorded.order.clone(),
+        replayed: false,
+    };
+    BusEntry {
+        source: source.into(),
+        detail_type: recorded.envelope.event.type_name().into(),
+        detail: serde_json::to_string(&detail).expect("detail JSON"),
+        time: recorded.envelope.occurred_at,
+    }
+}
+
+/// The recorded events of placing `id` and then running `commands` on it.
+async fn lifecycle(f: &Fixture, id: &str, commands: Vec<Command>) -> Vec<Recorded> {
+    let id = placed(f, id).await;
+    for command in commands {
+        let append = next_append(f, &id, command).await;
+        f.events.append(append).await.expect("appends");
+    }
+    let history = f.events.history(&id).await.expect("history");
+    let mut recorded = Vec::new();
+    let mut state = None;
+    for envelope in history {
+        let order = events_schema::evolve(state.as_ref(), &envelope).expect("folds");
+        state = Some(order.clone());
+        recorded.push(Recorded { envelope, order });
+    }
+    recorded
+}
+
+/// Receives from `queue` until `want` messages came or `within` passed.
+async fn receive_all(
+    f: &Fixture,
+    queue: &str,
+    want: usize,
+    visibility: Duration,
+    within: Duration,
+) -> Vec<QueueMessage> {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut got = Vec::new();
+    while got.len() < want && tokio::time::Instant::now() < deadline {
+        let batch = f
+            .queues
+            .receive(queue, 10, visibility, Duration::from_secs(1))
+            .await
+            .expect("receive");
+        got.extend(batch);
+    }
+    got
+}
+
+fn queue_of(status: Status) -> String {
+    route_table().route(status).expect("a route").queue.clone()
+}
+
+pub async fn publishing_routes_each_entry_to_its_status_queue_and_no_other(f: Fixture) {
+    let placed = lifecycle(&f, "ORD-P-1", vec![]).await;
+    let canceled = lifecycle(
+        &f,
+        "ORD-P-2",
+        vec![Command::Cancel {
+            reason: events_schema::Reason::parse("no longer needed").expect("valid"),
+        }],
+    )
+    .await;
+    let mut entries = vec![
+        bus_entry(&f.source, &placed[0]),
+        bus_entry(&f.source, &canceled[1]),
+    ];
+    // Another system's event with the same shape matches no rule: the rules name the source.
+    let mut foreign = bus_entry(&f.source, &placed[0]);
+    foreign.source = "someone.else".into();
+    entries.push(foreign);
+    let failed = f.publisher.publish(&entries).await.expect("publish");
+    assert!(failed.is_empty(), "failed entries: {failed:?}");
+
+    let expect = [
+        (Status::Received, Some(&placed[0])),
+        (Status::Inprocess, None),
+        (Status::Completed, None),
+        (Status::Canceled, Some(&canceled[1])),
+    ];
+    for (status, recorded) in expect {
+        let queue = queue_of(status);
+        let got = match recorded {
+            Some(_) => {
+                receive_all(
+                    &f,
+                    &queue,
+                    1,
+                    Duration::from_secs(30),
+                    Duration::from_secs(10),
+                )
+                .await
+            }
+            None => f
+                .queues
+                .receive(&queue, 10, Duration::from_secs(30), Duration::ZERO)
+                .await
+                .expect("receive"),
+        };
+        let Some(recorded) = recorded else {
+            assert!(got.is_empty(), "{queue} got {got:?}");
+            continue;
+        };
+        assert_eq!(got.len(), 1, "{queue} gets exactly its event");
+        let event: serde_json::Value = serde_json::from_str(&got[0].body).expect("JSON body");
+        assert_eq!(event["source"], f.source.as_str());
+        assert_eq!(event["detail-type"], recorded.envelope.event.type_name());
+        let detail: EventDetail =
+            serde_json::from_value(event["detail"].clone()).expect("an event detail");
+        assert_eq!(detail.event, recorded.envelope);
+        assert_eq!(detail.order.status, status);
+    }
+}
+
+pub async fn queues_hide_received_messages_until_deleted_or_their_visibility_ends(f: Fixture) {
+    let queue = queue_of(Status::Inprocess);
+    let bodies: Vec<String> = (0..3).map(|i| format!("message {i}")).collect();
+    f.queues.send(&queue, &bodies).await.expect("send");
+    let visibility = Duration::from_secs(2);
+    let first = receive_all(&f, &queue, 3, visibility, Duration::from_secs(10)).await;
+    let mut got: Vec<&str> = first.iter().map(|m| m.body.as_str()).collect();
+    got.sort_unstable();
+    assert_eq!(got, ["message 0", "message 1", "message 2"]);
+    assert!(first.iter().all(|m| m.receive_count == 1));
+    assert!(
+        f.queues
+            .receive(&queue, 10, visibility, Duration::ZERO)
+            .await
+            .expect("receive")
+            .is_empty(),
+        "received messages are hidden"
+    );
+    let stats = f.queues.stats(&queue).await.expect("stats");
+    assert_eq!(
+        (stats.visible, stats.in_flight, stats.dead_letters),
+        (0, 3, 0)
+    );
+
+    let deleted = first.iter().find(|m| m.body == "message 1").expect("there");
+    f.queues
+        .delete(&queue, std::slice::from_ref(&deleted.receipt_handle))
+        .await
+        .expect("delete");
+    tokio::time::sleep(visibility + Duration::from_millis(500)).await;
+    let again = receive_all(&f, &queue, 2, visibility, Duration::from_secs(10)).await;
+    let mut got: Vec<&str> = again.iter().map(|m| m.body.as_str()).collect();
+    got.sort_unstable();
+    assert_eq!(got, ["message 0", "message 2"], "the deleted one is gone");
+    assert!(again.iter().all(|m| m.receive_count == 2), "{again:?}");
+    let handles: Vec<String> = again.iter().map(|m| m.receipt_handle.clone()).collect();
+    f.queues.delete(&queue, &handles).await.expect("delete");
+    // A stale receipt (its message received again since, or deleted) deletes nothing.
+    f.queues
+        .delete(&queue, std::slice::from_ref(&deleted.receipt_handle))
+        .await
+        .expect("a stale receipt is no error");
+    let stats = f.queues.stats(&queue).await.expect("stats");
+    assert_eq!(
+        (stats.visible, stats.in_flight, stats.dead_letters),
+        (0, 0, 0)
+    );
+}
+
+pub async fn a_message_received_max_receive_count_times_is_dead_lettered_and_redriven(f: Fixture) {
+    let route = route_table().route(Status::Completed).expect("a route");
+    let queue = route.queue.clone();
+    f.queues
+        .send(&queue, &["poison".to_owned()])
+        .await
+        .expect("send");
+    for attempt in 1..=route.max_receive_count {
+        // A zero visibility timeout: the failed message is back at once.
+        let got = receive_all(&f, &queue, 1, Duration::ZERO, Duration::from_secs(10)).await;
+        assert_eq!(got.len(), 1, "receive {attempt}");
+        assert_eq!(
+            (got[0].body.as_str(), got[0].receive_count),
+            ("poison", attempt)
+        );
+    }
+    let after = f
+        .queues
+        .receive(&queue, 10, Duration::ZERO, Duration::from_secs(1))
+        .await
+        .expect("receive");
+    assert!(
+        after.is_empty(),
+        "moved to the dead-letter queue: {after:?}"
+    );
+    let stats = f.queues.stats(&queue).await.expect("stats");
+    assert_eq!(
+        (stats.visible, stats.in_flight, stats.dead_letters),
+        (0, 0, 1)
+    );
+    let dead = f.queues.dead_letters(&queue).await.expect("dead letters");
+    assert_eq!(
+        dead.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(),
+        ["poison"]
+    );
+    assert_eq!(
+        f.queues.stats(&queue).await.expect("stats").dead_letters,
+        1,
+        "looking does not take"
+    );
+
+    assert_eq!(f.queues.redrive(&queue).await.expect("redrive"), 1);
+    assert!(
+        f.queues
+            .dead_letters(&queue)
+            .await
+            .expect("dead letters")
+            .is_empty()
+    );
+    let back = receive_all(
+        &f,
+        &queue,
+        1,
+        Duration::from_secs(30),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(back.len(), 1);
+    assert_eq!(
+        (back[0].body.as_str(), back[0].receive_count),
+        ("poison", 1)
+    );
+    let stats = f.queues.stats(&queue).await.expect("stats");
+    assert_eq!((stats.in_flight, stats.dead_letters), (1, 0));
+}
+
+fn document(name: &str, content_type: &str, body: &str) -> Document {
+    Document {
+        name: name.into(),
+        content_type: content_type.into(),
+        body: body.as_bytes().to_vec(),
+    }
+}
+
+pub async fn documents_are_kept_per_order_listed_by_name_and_read_back(f: Fixture) {
+    let (a, b) = (oid("ORD-DOC-1"), oid("ORD-DOC-2"));
+    let invoice = document("invoice.json", "application/json", r#"{"total":1}"#);
+    let notice = document("notice.txt", "text/plain; charset=utf-8", "started");
+    f.documents.put(&a, &notice).await.expect("put");
+    f.documents.put(&a, &invoice).await.expect("put");
+    // Rewriting a document (a handler's retry) leaves one document.
+    f.documents.put(&a, &invoice).await.expect("put again");
+    f.documents
+        .put(&b, &document("ack.json", "application/json", "{}"))
+        .await
+        .expect("put");
+    let listed = f.documents.list(&a).await.expect("list");
+    assert_eq!(
+        listed
+            .iter()
+            .map(|d| (d.name.as_str(), d.size))
+            .collect::<Vec<_>>(),
+        [("invoice.json", 11), ("notice.txt", 7)]
+    );
+    assert_eq!(
+        f.documents.get(&a, "invoice.json").await.expect("get"),
+        Some(invoice)
+    );
+    assert_eq!(
+        f.documents.get(&a, "notice.txt").await.expect("get"),
+        Some(notice)
+    );
+    assert_eq!(f.documents.get(&a, "ack.json").await.expect("get"), None);
+    assert_eq!(f.documents.get(&a, "../ack.json").await.expect("get"), None);
+    assert!(
+        f.documents
+            .list(&oid("ORD-DOC-3"))
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    assert!(
+        f.documents
+            .put(&a, &document("../escape.json", "application/json", "{}"))
+            .await
+            .is_err(),
+        "a name is one plain file name"
+    );
+}
+
 macro_rules! contract_suite {
     ($backend:ident, $($test:ident),* $(,)?) => {
         mod $backend {
@@ -400,28 +698,62 @@ mod backends {
 
         pub async fn fixture() -> super::super::Fixture {
             let dir = tempfile::tempdir().expect("temp dir");
-            let e = Embedded::open(dir.path(), events_schema::route_table()).expect("opens");
+            let routes = events_schema::route_table();
+            let e = Embedded::open(dir.path(), routes).expect("opens");
             super::super::Fixture {
                 events: e.events.clone(),
                 idempotency: e.events.clone(),
                 read_model: e.read_model.clone(),
                 feed: e.feed.clone(),
+                publisher: e.bus.clone(),
+                queues: e.queues.clone(),
+                documents: e.documents.clone(),
+                source: routes.source.clone(),
                 _guard: Box::new((Arc::new(e), dir)),
+            }
+        }
+    }
+
+    pub mod aws {
+        pub async fn fixture() -> super::super::Fixture {
+            let aws = super::super::support::moto::aws().await;
+            let ports = aws.ports();
+            super::super::Fixture {
+                events: ports.events,
+                idempotency: ports.idempotency,
+                read_model: ports.read_model,
+                feed: ports.feed,
+                publisher: ports.publisher,
+                queues: ports.queues,
+                documents: ports.documents,
+                source: aws.config.event_source.clone(),
+                _guard: Box::new(()),
             }
         }
     }
 }
 
-contract_suite!(
-    embedded,
-    append_then_head_and_history_return_what_was_written,
-    an_append_at_a_stale_version_is_a_conflict_and_writes_nothing,
-    placing_an_existing_order_again_conflicts,
-    of_many_concurrent_appends_at_one_version_exactly_one_wins,
-    concurrent_appends_to_different_orders_all_commit,
-    idempotency_keys_claim_replay_mismatch_and_release,
-    a_response_saved_without_events_is_replayed,
-    the_change_feed_delivers_every_event_in_order_once_checkpointed,
-    the_read_model_never_moves_an_order_back_a_version,
-    the_read_model_lists_by_status_in_creation_order_across_pages,
-);
+/// The one list of contract tests, instantiated once per backend.
+macro_rules! every_backend {
+    ($($backend:ident),*) => {$(
+        contract_suite!(
+            $backend,
+            append_then_head_and_history_return_what_was_written,
+            an_append_at_a_stale_version_is_a_conflict_and_writes_nothing,
+            placing_an_existing_order_again_conflicts,
+            of_many_concurrent_appends_at_one_version_exactly_one_wins,
+            concurrent_appends_to_different_orders_all_commit,
+            idempotency_keys_claim_replay_mismatch_and_release,
+            a_response_saved_without_events_is_replayed,
+            the_change_feed_delivers_every_event_in_order_once_checkpointed,
+            the_read_model_never_moves_an_order_back_a_version,
+            the_read_model_lists_by_status_in_creation_order_across_pages,
+            publishing_routes_each_entry_to_its_status_queue_and_no_other,
+            queues_hide_received_messages_until_deleted_or_their_visibility_ends,
+            a_message_received_max_receive_count_times_is_dead_lettered_and_redriven,
+            documents_are_kept_per_order_listed_by_name_and_read_back,
+        );
+    )*};
+}
+
+every_backend!(embedded, aws);

@@ -1,0 +1,146 @@
+//! The document store on an S3 bucket: each document is the object
+//! `orders/{orderId}/{name}`. Encryption and versioning are the bucket's defaults (the CDK
+//! app and the bootstrap set them), so a put is a plain `PutObject`.
+
+use async_trait::async_trait;
+use aws_sdk_s3::{operation::get_object::GetObjectError, primitives::ByteStream};
+use events_schema::OrderId;
+
+use super::dynamo::sdk_error;
+use crate::ports::{Document, DocumentInfo, DocumentStore, StoreError};
+
+pub struct S3Documents {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+}
+
+fn prefix(order_id: &OrderId) -> String {
+    format!("orders/{order_id}/")
+}
+
+/// Document names come from handlers, but are checked anyway, as the embedded store does:
+/// one plain file name, so a key never reaches into another order's folder.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 200
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+impl S3Documents {
+    pub fn new(client: aws_sdk_s3::Client, bucket: String) -> Self {
+        Self { client, bucket }
+    }
+}
+
+#[async_trait]
+impl DocumentStore for S3Documents {
+    async fn put(&self, order_id: &OrderId, document: &Document) -> Result<(), StoreError> {
+        if !valid_name(&document.name) {
+            return Err(StoreError::new(
+                "writing a document",
+                format!("invalid name {:?}", document.name),
+            ));
+        }
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(format!("{}{}", prefix(order_id), document.name))
+            .content_type(&document.content_type)
+            .body(ByteStream::from(document.body.clone()))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| sdk_error("writing a document", e))
+    }
+
+    async fn list(&self, order_id: &OrderId) -> Result<Vec<DocumentInfo>, StoreError> {
+        let prefix = prefix(order_id);
+        let mut docs = Vec::new();
+        let mut token = None;
+        loop {
+            let out = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(&prefix)
+                .set_continuation_token(token)
+                .send()
+                .await
+                .map_err(|e| sdk_error("listing documents", e))?;
+            for object in out.contents() {
+                let Some(name) = object.key().and_then(|k| k.strip_prefix(&prefix)) else {
+                    continue;
+                };
+                if valid_name(name) {
+                    docs.push(DocumentInfo {
+                        name: name.to_owned(),
+                        size: object
+                            .size()
+                            .and_then(|s| u64::try_from(s).ok())
+                            .unwrap_or(0),
+                    });
+                }
+            }
+            match out.next_continuation_token {
+                Some(next) if out.is_truncated == Some(true) => token = Some(next),
+                _ => break,
+            }
+        }
+        docs.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(docs)
+    }
+
+    async fn get(&self, order_id: &OrderId, name: &str) -> Result<Option<Document>, StoreError> {
+        if !valid_name(name) {
+            return Ok(None);
+        }
+        let result = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(format!("{}{name}", prefix(order_id)))
+            .send()
+            .await;
+        let out = match result {
+            Ok(out) => out,
+            Err(err) => {
+                return match err.into_service_error() {
+                    GetObjectError::NoSuchKey(_) => Ok(None),
+                    other => Err(sdk_error("reading a document", other)),
+                };
+            }
+        };
+        let content_type = out
+            .content_type
+            .clone()
+            .unwrap_or_else(|| "application/octet-stream".into());
+        let body = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| StoreError::new("reading a document", e))?
+            .into_bytes()
+            .to_vec();
+        Ok(Some(Document {
+            name: name.to_owned(),
+            content_type,
+            body,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_name;
+
+    #[test]
+    fn names_are_plain_file_names() {
+        assert!(valid_name("invoice.json"));
+        for bad in ["", ".hidden", "a/b", "../x", "a b"] {
+            assert!(!valid_name(bad), "{bad:?}");
+        }
+    }
+}

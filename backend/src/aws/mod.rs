@@ -1,0 +1,130 @@
+//! The AWS backend: every port on AWS APIs, with the same semantics as the embedded one
+//! (the contract suite in `tests/contract.rs` runs against both, here on a moto server).
+//!
+//! | port | service | module |
+//! |---|---|---|
+//! | event store | DynamoDB event table | [`event_store`] |
+//! | idempotency, handler ledger | DynamoDB ledger table | [`idempotency`] |
+//! | read model | DynamoDB table + `status-index` GSI | [`read_model`] |
+//! | change feed | DynamoDB Streams | [`change_feed`] |
+//! | publisher | EventBridge | [`bus`] |
+//! | queues | SQS | [`queues`] |
+//! | documents | S3 | [`documents`] |
+//!
+//! [`Aws::connect`] builds the clients once per process from `aws-config`; it sends no
+//! request, so it also works before [`Aws::bootstrap`] has created anything.
+
+pub mod bootstrap;
+pub mod bus;
+pub mod change_feed;
+pub mod config;
+pub mod documents;
+mod dynamo;
+pub mod event_store;
+pub mod idempotency;
+pub mod metrics;
+pub mod queues;
+pub mod read_model;
+
+use std::sync::Arc;
+
+use aws_config::SdkConfig;
+
+pub use bus::EventBridgePublisher;
+pub use change_feed::StreamsChangeFeed;
+pub use config::{AwsConfig, Clients};
+pub use documents::S3Documents;
+pub use event_store::DynamoEventStore;
+pub use idempotency::DynamoLedger;
+pub use metrics::RequestCounter;
+pub use queues::SqsQueues;
+pub use read_model::{DynamoReadModel, STATUS_INDEX};
+
+use crate::ports::{Ports, StoreError};
+
+/// All AWS adapters of one deployment, sharing one set of clients.
+pub struct Aws {
+    pub config: AwsConfig,
+    pub clients: Clients,
+    /// Every request the adapters send, by operation.
+    pub requests: RequestCounter,
+    pub events: Arc<DynamoEventStore>,
+    pub ledger: Arc<DynamoLedger>,
+    pub read_model: Arc<DynamoReadModel>,
+    pub feed: Arc<StreamsChangeFeed>,
+    pub publisher: Arc<EventBridgePublisher>,
+    pub queues: Arc<SqsQueues>,
+    pub documents: Arc<S3Documents>,
+}
+
+impl Aws {
+    /// Loads the SDK configuration (environment, profile, credential chain,
+    /// `AWS_ENDPOINT_URL`; the config's region and endpoint win) and builds the adapters.
+    pub async fn connect(config: AwsConfig) -> Result<Self, StoreError> {
+        let sdk = config.load_sdk_config().await;
+        if sdk.region().is_none() {
+            return Err(StoreError::new(
+                "configuring AWS",
+                "no region: set AWS_REGION (or a profile's region, or --region)",
+            ));
+        }
+        Ok(Self::with_sdk_config(config, &sdk))
+    }
+
+    /// The adapters over an SDK configuration built by the caller (tests, custom
+    /// credentials). The config's endpoint, if any, overrides the SDK configuration's.
+    pub fn with_sdk_config(config: AwsConfig, sdk: &SdkConfig) -> Self {
+        let sdk = match &config.endpoint_url {
+            Some(url) => sdk.to_builder().endpoint_url(url).build(),
+            None => sdk.clone(),
+        };
+        let requests = RequestCounter::default();
+        let clients = Clients::new(&sdk, &requests);
+        let c = &config;
+        Self {
+            events: Arc::new(DynamoEventStore::new(
+                clients.dynamodb.clone(),
+                c.events_table.clone(),
+                c.ledger_table.clone(),
+            )),
+            ledger: Arc::new(DynamoLedger::new(
+                clients.dynamodb.clone(),
+                c.ledger_table.clone(),
+            )),
+            read_model: Arc::new(DynamoReadModel::new(
+                clients.dynamodb.clone(),
+                c.read_model_table.clone(),
+            )),
+            feed: Arc::new(StreamsChangeFeed::new(
+                clients.dynamodb.clone(),
+                clients.streams.clone(),
+                c.events_table.clone(),
+                c.ledger_table.clone(),
+            )),
+            publisher: Arc::new(EventBridgePublisher::new(
+                clients.eventbridge.clone(),
+                c.event_bus.clone(),
+            )),
+            queues: Arc::new(SqsQueues::new(clients.sqs.clone(), c.queue_prefix.clone())),
+            documents: Arc::new(S3Documents::new(
+                clients.s3.clone(),
+                c.documents_bucket.clone(),
+            )),
+            clients,
+            requests,
+            config,
+        }
+    }
+
+    pub fn ports(&self) -> Ports {
+        Ports {
+            events: self.events.clone(),
+            idempotency: self.ledger.clone(),
+            read_model: self.read_model.clone(),
+            feed: self.feed.clone(),
+            publisher: self.publisher.clone(),
+            queues: self.queues.clone(),
+            documents: self.documents.clone(),
+        }
+    }
+}

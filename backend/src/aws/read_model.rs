@@ -1,0 +1,206 @@
+//! The read model on its own table (PK `orderId` S): one item per order, the order's JSON
+//! members at the top level plus `createdKey`, the sort key of the `status-index` GSI
+//! (PK `status` S, SK `createdKey` S, projection ALL) that lists orders by status in
+//! creation order.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
+use events_schema::{Order, OrderId, Status};
+use tokio::task::JoinSet;
+
+use super::dynamo::{Item, from_item, n, s, sdk_error, to_item};
+use crate::ports::{ListCursor, ListQuery, Page, ReadModel, StoreError};
+
+/// The GSI by status (the CDK app creates it under this name).
+pub const STATUS_INDEX: &str = "status-index";
+/// Orders put at once by one `apply`: the projector's batches are up to a few hundred.
+const PUT_CONCURRENCY: usize = 16;
+
+pub struct DynamoReadModel {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+/// Sorts like `(created_at, order_id)`: a fixed-width UTC time (microseconds, as the
+/// embedded read model keeps it), `#`, the order id.
+pub fn created_key(created_at: DateTime<Utc>, order_id: &OrderId) -> String {
+    format!(
+        "{}#{order_id}",
+        created_at.to_rfc3339_opts(SecondsFormat::Micros, true)
+    )
+}
+
+fn cursor_key(cursor: &ListCursor) -> String {
+    created_key(cursor.created_at, &cursor.order_id)
+}
+
+impl DynamoReadModel {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: String) -> Self {
+        Self { client, table }
+    }
+
+    /// Up to `fetch` orders of one status after `after`, in `createdKey` order.
+    async fn query_status(
+        &self,
+        status: Status,
+        after: Option<&str>,
+        fetch: usize,
+    ) -> Result<Vec<(String, Order)>, StoreError> {
+        const CONTEXT: &str = "listing orders";
+        let mut found = Vec::new();
+        let mut start = None;
+        let condition = if after.is_some() {
+            "#status = :status AND createdKey > :after"
+        } else {
+            "#status = :status"
+        };
+        let mut values = HashMap::from([(":status".to_owned(), s(status.as_str()))]);
+        if let Some(after) = after {
+            values.insert(":after".to_owned(), s(after));
+        }
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(STATUS_INDEX)
+                .key_condition_expression(condition)
+                .expression_attribute_names("#status", "status")
+                .set_expression_attribute_values(Some(values.clone()))
+                .limit(i32::try_from(fetch - found.len()).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| sdk_error(CONTEXT, e))?;
+            for mut item in out.items.unwrap_or_default() {
+                let key = item
+                    .remove("createdKey")
+                    .and_then(|v| v.as_s().ok().cloned())
+                    .unwrap_or_default();
+                found.push((key, from_item::<Order>(CONTEXT, item)?));
+            }
+            // A page can stop short of the limit (1 MB per page): go on until enough.
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() && found.len() < fetch => start = Some(key),
+                _ => return Ok(found),
+            }
+        }
+    }
+}
+
+/// Of several versions of one order in a batch, only the latest needs a write.
+fn latest_per_order(orders: &[Order]) -> Vec<&Order> {
+    let mut latest: HashMap<&OrderId, &Order> = HashMap::new();
+    for o in orders {
+        let slot = latest.entry(&o.order_id).or_insert(o);
+        if o.version > slot.version {
+            *slot = o;
+        }
+    }
+    latest.into_values().collect()
+}
+
+fn order_item(order: &Order) -> Result<Item, StoreError> {
+    let mut item = to_item("serializing the read model", order)?;
+    item.insert(
+        "createdKey".into(),
+        s(created_key(order.created_at, &order.order_id)),
+    );
+    Ok(item)
+}
+
+#[async_trait]
+impl ReadModel for DynamoReadModel {
+    async fn apply(&self, orders: &[Order]) -> Result<(), StoreError> {
+        let mut puts = JoinSet::new();
+        let mut failure = None;
+        for order in latest_per_order(orders) {
+            if puts.len() >= PUT_CONCURRENCY
+                && let Some(done) = puts.join_next().await
+            {
+                failure = failure.or(put_result(done).err());
+            }
+            let request = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(order_item(order)?))
+                // Never moves an order back: replays and late deliveries are no-ops.
+                .condition_expression("attribute_not_exists(orderId) OR #version < :version")
+                .expression_attribute_names("#version", "version")
+                .expression_attribute_values(":version", n(order.version));
+            puts.spawn(async move { request.send().await });
+        }
+        while let Some(done) = puts.join_next().await {
+            failure = failure.or(put_result(done).err());
+        }
+        failure.map_or(Ok(()), Err)
+    }
+
+    async fn get(&self, order_id: &OrderId) -> Result<Option<Order>, StoreError> {
+        const CONTEXT: &str = "reading the read model";
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("orderId", s(order_id.as_str()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error(CONTEXT, e))?;
+        out.item.map(|item| from_item(CONTEXT, item)).transpose()
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        let after = query.after.as_ref().map(cursor_key);
+        // One more than asked tells whether another page follows.
+        let fetch = query.limit + 1;
+        let statuses: Vec<Status> = match query.status {
+            Some(status) => vec![status],
+            // A GSI query needs its partition key, and a Scan comes in no order: all orders
+            // in creation order are the four status partitions, each already sorted, merged.
+            // At most `fetch` from each is enough for the first `fetch` of the merge.
+            None => Status::ALL.to_vec(),
+        };
+        let mut found = Vec::new();
+        for status in statuses {
+            found.extend(self.query_status(status, after.as_deref(), fetch).await?);
+        }
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut items: Vec<Order> = found.into_iter().take(fetch).map(|(_, o)| o).collect();
+        let next = if items.len() > query.limit {
+            items.truncate(query.limit);
+            items.last().map(|o| ListCursor {
+                created_at: o.created_at,
+                order_id: o.order_id.clone(),
+            })
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+}
+
+type PutOutcome = Result<
+    aws_sdk_dynamodb::operation::put_item::PutItemOutput,
+    aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb::operation::put_item::PutItemError>,
+>;
+
+fn put_result(done: Result<PutOutcome, tokio::task::JoinError>) -> Result<(), StoreError> {
+    const CONTEXT: &str = "updating the read model";
+    match done {
+        Ok(Ok(_)) => Ok(()),
+        // The stored order is already this version or newer: nothing to do.
+        Ok(Err(err))
+            if err
+                .as_service_error()
+                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+        {
+            Ok(())
+        }
+        Ok(Err(err)) => Err(sdk_error(CONTEXT, err)),
+        Err(join) => Err(StoreError::new(CONTEXT, join)),
+    }
+}
