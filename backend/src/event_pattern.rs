@@ -1,99 +1,194 @@
-//! EventBridge event patterns, evaluated as EventBridge evaluates them, so that the
-//! embedded bus routes exactly what the AWS rules would route.
+//! EventBridge event patterns, evaluated the way EventBridge evaluates them, so that the
+//! embedded bus routes exactly the events the AWS rules would route.
 //!
-//! Semantics (from the EventBridge user guide, "Amazon EventBridge event patterns" and
-//! "Content filtering"): a pattern is an object whose every field must match (AND); fields
-//! absent from the pattern are ignored; nested objects match nested objects; a leaf is an
-//! array of alternatives (OR), each a literal (type-aware: `"5"` is not `5`; numbers compare
-//! numerically) or an operator object; an array in the event matches when any element does;
-//! `$or` at any level takes alternative sub-patterns. Operators: `prefix`, `suffix`
-//! (optionally `{"equals-ignore-case": ..}`), `equals-ignore-case`, `anything-but` (a value,
-//! a list, or a `prefix`/`suffix`/`equals-ignore-case` object), `numeric`, `exists`
-//! (leaf fields only: `false` also matches an absent field), `cidr` and `wildcard`.
+//! The semantics come from the Amazon EventBridge User Guide ("Creating Amazon EventBridge
+//! event patterns", "Comparison operators for use in event patterns in Amazon EventBridge",
+//! "Arrays in Amazon EventBridge event patterns", "Matching null values and empty strings in
+//! Amazon EventBridge event patterns") and from the README of AWS's own matcher,
+//! `aws/event-ruler`. Where the guide is silent or contradicts what AWS does, this module
+//! follows AWS's observed behaviour (`TestEventPattern` results recorded by LocalStack's
+//! AWS-validated pattern tests); each such place says so in a comment.
+//!
+//! In short: a pattern is an object whose every field must match (AND); event fields the
+//! pattern does not name are ignored; nested pattern objects match nested event objects; a
+//! leaf is a non-empty array of alternatives (OR), each a literal (type-aware, numbers by
+//! value) or an operator: `prefix`, `suffix`, `equals-ignore-case`, `wildcard`,
+//! `anything-but`, `numeric`, `cidr`, `exists`; `$or` offers alternative sub-patterns at any
+//! object level. An array in the event matches when any element does, and the fields of one
+//! nested pattern object must all be found in the same array element.
+//!
+//! Deliberately not reproduced: EventBridge joins nested keys with `.` internally, so that
+//! `{"a.b": [..]}` and `{"a": {"b": [..]}}` match each other's events (a compiler quirk
+//! event-ruler's README says not to rely on); its "rule is too complex" limit on wildcard
+//! patterns; the legacy reading of `$or` as an ordinary field name (refused here instead);
+//! and the older guide's ±5.0e9 range for numeric matching (numbers are compared as `f64`
+//! throughout, as event-ruler now does).
 
 use std::net::IpAddr;
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Number, Value};
 
+/// Why a pattern was refused: where in the pattern (`detail.state[0].numeric`, empty for
+/// the pattern as a whole) and what is wrong there.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid event pattern at {path}: {reason}")]
+#[error("{}: {reason}", if path.is_empty() { "event pattern" } else { path.as_str() })]
 pub struct InvalidPattern {
-    pub path: String,
-    pub reason: String,
+    path: String,
+    reason: String,
+}
+
+impl InvalidPattern {
+    fn new(path: &str, reason: impl Into<String>) -> Self {
+        Self {
+            path: path.to_owned(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The offending place, as dotted field names with `[i]` for list positions; empty
+    /// when the pattern as a whole is at fault.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
 }
 
 /// A parsed EventBridge event pattern.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct EventPattern {
     root: Node,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// The operator names; inside `$or` they may not be used as field names, because there a
+/// sub-pattern like `{"prefix": ...}` is far more likely a misplaced operator than a field.
+const OPERATORS: [&str; 8] = [
+    "prefix",
+    "suffix",
+    "equals-ignore-case",
+    "wildcard",
+    "anything-but",
+    "numeric",
+    "cidr",
+    "exists",
+];
+
+/// EventBridge refuses patterns whose `$or`s expand to more than this many combinations.
+const MAX_OR_COMBINATIONS: u64 = 1000;
+
+/// One pattern object.
+#[derive(Debug, Clone, Default)]
 struct Node {
-    /// Every field must match.
+    /// All must match.
     fields: Vec<(String, Field)>,
-    /// Each `$or` entry: at least one alternative must match.
-    ors: Vec<Vec<Node>>,
+    /// The `$or` alternatives, evaluated against this same object; empty when there is none.
+    any_of: Vec<Node>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 enum Field {
-    Nested(Node),
-    Leaf(Vec<Matcher>),
+    Object(Node),
+    /// Any may match.
+    Values(Vec<Matcher>),
 }
 
-#[derive(Debug, Clone, PartialEq)]
-enum Text {
-    Exact(String),
-    IgnoreCase(String),
-}
-
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 enum Matcher {
-    Literal(Value),
-    Prefix(Text),
-    Suffix(Text),
+    Equals(Literal),
+    Prefix(Affix),
+    Suffix(Affix),
     EqualsIgnoreCase(String),
-    AnythingBut(AnythingBut),
-    Numeric(Vec<(Cmp, f64)>),
+    Wildcard(Wildcard),
+    AnythingBut(Exclusion),
+    Numeric(Range),
+    Cidr(Cidr),
     Exists(bool),
-    Cidr(IpAddr, u8),
-    Wildcard(Vec<WildPart>),
 }
 
-#[derive(Debug, Clone, PartialEq)]
-enum AnythingBut {
-    Values(Vec<Value>),
-    Prefix(Text),
-    Suffix(Text),
+#[derive(Debug, Clone)]
+enum Literal {
+    Null,
+    Bool(bool),
+    Number(Number),
+    String(String),
+}
+
+#[derive(Debug, Clone)]
+struct Affix {
+    /// Lower-cased when `ignore_case`, so matching lower-cases only the event side.
+    text: String,
+    ignore_case: bool,
+}
+
+#[derive(Debug, Clone)]
+enum Exclusion {
+    /// All strings or all numbers.
+    Values(Vec<Literal>),
+    Prefixes(Vec<String>),
+    Suffixes(Vec<String>),
+    /// Lower-cased.
     IgnoreCase(Vec<String>),
+    Wildcards(Vec<Wildcard>),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Cmp {
-    Lt,
-    Le,
-    Eq,
-    Ge,
-    Gt,
+#[derive(Debug, Clone, Copy)]
+struct Bound {
+    value: f64,
+    inclusive: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum WildPart {
-    Text(String),
-    Star,
+#[derive(Debug, Clone, Copy)]
+struct Range {
+    lower: Option<Bound>,
+    upper: Option<Bound>,
 }
 
-fn invalid(path: &str, reason: impl Into<String>) -> InvalidPattern {
-    InvalidPattern {
-        path: if path.is_empty() {
-            "(root)".into()
-        } else {
-            path.into()
-        },
-        reason: reason.into(),
+#[derive(Debug, Clone, Copy)]
+struct Cidr {
+    network: IpAddr,
+    prefix_len: u8,
+}
+
+/// A wildcard string cut at its unescaped `*`s: `a*b*c` is `["a", "b", "c"]`.
+#[derive(Debug, Clone)]
+struct Wildcard {
+    parts: Vec<String>,
+}
+
+impl EventPattern {
+    /// Parses and validates a pattern, refusing what EventBridge would refuse (with the
+    /// path and the reason) so that a rule that loads here also deploys.
+    pub fn parse(pattern: &Value) -> Result<Self, InvalidPattern> {
+        let Value::Object(map) = pattern else {
+            return Err(InvalidPattern::new("", "must be a JSON object"));
+        };
+        if map.is_empty() {
+            return Err(InvalidPattern::new("", "must name at least one field"));
+        }
+        let root = parse_node(map, "", false)?;
+        let combinations = root.combinations();
+        if combinations > MAX_OR_COMBINATIONS {
+            return Err(InvalidPattern::new(
+                "",
+                format!(
+                    "its $or lists expand to {combinations} combinations; EventBridge allows at most {MAX_OR_COMBINATIONS}"
+                ),
+            ));
+        }
+        Ok(Self { root })
+    }
+
+    /// Whether `event` (the whole EventBridge event: `source`, `detail-type`, `detail`,
+    /// `account`, `region`, `time`, `id`, `resources`, ...) matches.
+    pub fn matches(&self, event: &Value) -> bool {
+        self.root.matches_at(Some(event))
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Parsing
 
 fn join(path: &str, key: &str) -> String {
     if path.is_empty() {
@@ -103,666 +198,621 @@ fn join(path: &str, key: &str) -> String {
     }
 }
 
-impl EventPattern {
-    pub fn parse(pattern: &Value) -> Result<Self, InvalidPattern> {
-        match pattern {
-            Value::Object(map) => Ok(Self {
-                root: parse_node(map, "")?,
-            }),
-            _ => Err(invalid("", "a pattern must be a JSON object")),
-        }
-    }
-
-    /// Whether `event` (the whole EventBridge event: `source`, `detail-type`, `detail`,
-    /// ...) matches.
-    pub fn matches(&self, event: &Value) -> bool {
-        node_matches(&self.root, Some(event))
-    }
-}
-
-fn parse_node(map: &Map<String, Value>, path: &str) -> Result<Node, InvalidPattern> {
-    if map.is_empty() {
-        return Err(invalid(
-            path,
-            "an empty object matches nothing useful; remove it",
-        ));
-    }
-    let mut node = Node {
-        fields: Vec::new(),
-        ors: Vec::new(),
-    };
+fn parse_node(map: &Map<String, Value>, path: &str, in_or: bool) -> Result<Node, InvalidPattern> {
+    // An empty object below the root is accepted and constrains nothing: AWS's
+    // TestEventPattern matches `{"detail": {"automations": {}}}` against any event.
+    let mut node = Node::default();
     for (key, value) in map {
         let here = join(path, key);
         if key == "$or" {
-            let Value::Array(alternatives) = value else {
-                return Err(invalid(&here, "$or takes an array of patterns"));
-            };
-            if alternatives.len() < 2 {
-                return Err(invalid(&here, "$or needs at least two alternatives"));
-            }
-            let mut parsed = Vec::with_capacity(alternatives.len());
-            for alt in alternatives {
-                match alt {
-                    Value::Object(m) => parsed.push(parse_node(m, &here)?),
-                    _ => return Err(invalid(&here, "each $or alternative must be an object")),
-                }
-            }
-            node.ors.push(parsed);
+            node.any_of = parse_or(value, &here)?;
             continue;
         }
+        if in_or && OPERATORS.contains(&key.as_str()) {
+            return Err(InvalidPattern::new(
+                &here,
+                format!("\"{key}\" is an operator name and cannot be a field name inside $or"),
+            ));
+        }
         let field = match value {
-            Value::Object(m) => Field::Nested(parse_node(m, &here)?),
+            Value::Object(inner) => Field::Object(parse_node(inner, &here, in_or)?),
             Value::Array(items) if items.is_empty() => {
-                return Err(invalid(&here, "an empty array matches nothing"));
+                return Err(InvalidPattern::new(&here, "empty arrays are not allowed"));
             }
-            Value::Array(items) => Field::Leaf(
+            Value::Array(items) => Field::Values(
                 items
                     .iter()
-                    .map(|i| parse_matcher(i, &here))
+                    .enumerate()
+                    .map(|(i, item)| parse_matcher(item, &format!("{here}[{i}]")))
                     .collect::<Result<_, _>>()?,
             ),
-            _ => return Err(invalid(&here, "expected an array of values or an object")),
+            _ => {
+                return Err(InvalidPattern::new(
+                    &here,
+                    "expected an array of values or an object",
+                ));
+            }
         };
         node.fields.push((key.clone(), field));
     }
     Ok(node)
 }
 
-fn parse_text(v: &Value, path: &str, op: &str) -> Result<Text, InvalidPattern> {
-    match v {
-        Value::String(s) => Ok(Text::Exact(s.clone())),
-        Value::Object(m) if m.len() == 1 => match m.get("equals-ignore-case") {
-            Some(Value::String(s)) => Ok(Text::IgnoreCase(s.clone())),
-            _ => Err(invalid(
-                path,
-                format!("{op} takes a string or {{\"equals-ignore-case\": string}}"),
-            )),
-        },
-        _ => Err(invalid(
-            path,
-            format!("{op} takes a string or {{\"equals-ignore-case\": string}}"),
-        )),
+fn parse_or(value: &Value, path: &str) -> Result<Vec<Node>, InvalidPattern> {
+    let need = "takes an array of at least two pattern objects";
+    let Value::Array(alternatives) = value else {
+        return Err(InvalidPattern::new(path, need));
+    };
+    if alternatives.len() < 2 {
+        return Err(InvalidPattern::new(path, need));
     }
+    alternatives
+        .iter()
+        .enumerate()
+        .map(|(i, alternative)| {
+            let here = format!("{path}[{i}]");
+            match alternative {
+                Value::Object(map) if !map.is_empty() => parse_node(map, &here, true),
+                _ => Err(InvalidPattern::new(
+                    &here,
+                    "each $or alternative must be a non-empty object",
+                )),
+            }
+        })
+        .collect()
 }
 
 fn parse_matcher(item: &Value, path: &str) -> Result<Matcher, InvalidPattern> {
-    let Value::Object(op) = item else {
-        return match item {
-            Value::Array(_) => Err(invalid(path, "nested arrays are not allowed")),
-            literal => Ok(Matcher::Literal(literal.clone())),
-        };
+    let operator = match item {
+        Value::Null => return Ok(Matcher::Equals(Literal::Null)),
+        Value::Bool(b) => return Ok(Matcher::Equals(Literal::Bool(*b))),
+        Value::Number(n) => return Ok(Matcher::Equals(Literal::Number(n.clone()))),
+        // EventBridge compiles a literal IP address to an address range, so the event's
+        // address matches however it is spelled ("2001:db8::1" is "2001:0db8:0:0:0:0:0:1").
+        Value::String(s) => {
+            return Ok(match s.parse::<IpAddr>() {
+                Ok(ip) => Matcher::Cidr(Cidr::single(ip)),
+                Err(_) => Matcher::Equals(Literal::String(s.clone())),
+            });
+        }
+        Value::Array(_) => {
+            return Err(InvalidPattern::new(
+                path,
+                "a value must be a string, number, true, false, null or an operator object, not an array",
+            ));
+        }
+        Value::Object(operator) => operator,
     };
-    let mut entries = op.iter();
+    let mut entries = operator.iter();
     let (Some((name, arg)), None) = (entries.next(), entries.next()) else {
-        return Err(invalid(path, "an operator object has exactly one operator"));
+        return Err(InvalidPattern::new(
+            path,
+            format!(
+                "an operator object holds exactly one operator, found {}",
+                operator.len()
+            ),
+        ));
     };
+    let here = format!("{path}.{name}");
+    let here = here.as_str();
     Ok(match name.as_str() {
-        "prefix" => Matcher::Prefix(parse_text(arg, path, "prefix")?),
-        "suffix" => Matcher::Suffix(parse_text(arg, path, "suffix")?),
+        "prefix" => Matcher::Prefix(parse_affix(arg, here, "prefix")?),
+        "suffix" => Matcher::Suffix(parse_affix(arg, here, "suffix")?),
         "equals-ignore-case" => match arg {
-            Value::String(s) => Matcher::EqualsIgnoreCase(s.clone()),
-            _ => return Err(invalid(path, "equals-ignore-case takes a string")),
+            Value::String(s) => Matcher::EqualsIgnoreCase(s.to_lowercase()),
+            _ => return Err(InvalidPattern::new(here, "takes a string")),
+        },
+        "wildcard" => match arg {
+            Value::String(s) => Matcher::Wildcard(Wildcard::parse(s, here)?),
+            _ => return Err(InvalidPattern::new(here, "takes a string")),
+        },
+        "anything-but" => Matcher::AnythingBut(parse_anything_but(arg, here)?),
+        "numeric" => Matcher::Numeric(parse_numeric(arg, here)?),
+        "cidr" => match arg {
+            Value::String(s) => Matcher::Cidr(Cidr::parse(s, here)?),
+            _ => {
+                return Err(InvalidPattern::new(
+                    here,
+                    "takes a string such as \"10.0.0.0/24\"",
+                ));
+            }
         },
         "exists" => match arg {
             Value::Bool(b) => Matcher::Exists(*b),
-            _ => return Err(invalid(path, "exists takes true or false")),
+            _ => return Err(InvalidPattern::new(here, "takes true or false")),
         },
-        "anything-but" => Matcher::AnythingBut(parse_anything_but(arg, path)?),
-        "numeric" => Matcher::Numeric(parse_numeric(arg, path)?),
-        "cidr" => {
-            let Value::String(s) = arg else {
-                return Err(invalid(path, "cidr takes a string such as \"10.0.0.0/24\""));
-            };
-            parse_cidr(s).ok_or_else(|| invalid(path, format!("{s:?} is not a CIDR block")))?
-        }
-        "wildcard" => match arg {
-            Value::String(s) => Matcher::Wildcard(parse_wildcard(s, path)?),
-            _ => return Err(invalid(path, "wildcard takes a string")),
-        },
-        other => return Err(invalid(path, format!("unknown operator {other:?}"))),
-    })
-}
-
-fn parse_anything_but(arg: &Value, path: &str) -> Result<AnythingBut, InvalidPattern> {
-    Ok(match arg {
-        Value::Array(values) if values.is_empty() => {
-            return Err(invalid(path, "anything-but needs at least one value"));
-        }
-        Value::Array(values) => {
-            if values.iter().any(|v| !(v.is_string() || v.is_number())) {
-                return Err(invalid(path, "anything-but lists only strings or numbers"));
-            }
-            AnythingBut::Values(values.clone())
-        }
-        Value::String(_) | Value::Number(_) => AnythingBut::Values(vec![arg.clone()]),
-        Value::Object(m) if m.len() == 1 => {
-            let (name, inner) = m
-                .iter()
-                .next()
-                .ok_or_else(|| invalid(path, "empty anything-but"))?;
-            match name.as_str() {
-                "prefix" => AnythingBut::Prefix(parse_text(inner, path, "prefix")?),
-                "suffix" => AnythingBut::Suffix(parse_text(inner, path, "suffix")?),
-                "equals-ignore-case" => match inner {
-                    Value::String(s) => AnythingBut::IgnoreCase(vec![s.clone()]),
-                    Value::Array(list) => AnythingBut::IgnoreCase(
-                        list.iter()
-                            .map(|v| v.as_str().map(str::to_owned))
-                            .collect::<Option<_>>()
-                            .ok_or_else(|| {
-                                invalid(path, "equals-ignore-case lists only strings")
-                            })?,
-                    ),
-                    _ => {
-                        return Err(invalid(
-                            path,
-                            "equals-ignore-case takes a string or strings",
-                        ));
-                    }
-                },
-                other => {
-                    return Err(invalid(
-                        path,
-                        format!("anything-but does not take {other:?}"),
-                    ));
-                }
-            }
-        }
-        _ => {
-            return Err(invalid(
+        other => {
+            return Err(InvalidPattern::new(
                 path,
-                "anything-but takes a value, a list, or a prefix/suffix/equals-ignore-case object",
+                format!("unknown operator \"{other}\" (operator names are case-sensitive)"),
             ));
         }
     })
 }
 
-fn parse_numeric(arg: &Value, path: &str) -> Result<Vec<(Cmp, f64)>, InvalidPattern> {
-    let Value::Array(items) = arg else {
-        return Err(invalid(
+fn parse_affix(arg: &Value, path: &str, operator: &str) -> Result<Affix, InvalidPattern> {
+    let usage = || {
+        InvalidPattern::new(
             path,
-            "numeric takes an array such as [\">\", 0, \"<=\", 5]",
+            format!("takes a string or {{\"equals-ignore-case\": string}}, as in {operator}s"),
+        )
+    };
+    match arg {
+        Value::String(s) => Ok(Affix {
+            text: s.clone(),
+            ignore_case: false,
+        }),
+        Value::Object(m) if m.len() == 1 => match m.get("equals-ignore-case") {
+            Some(Value::String(s)) => Ok(Affix {
+                text: s.to_lowercase(),
+                ignore_case: true,
+            }),
+            _ => Err(usage()),
+        },
+        _ => Err(usage()),
+    }
+}
+
+fn parse_anything_but(arg: &Value, path: &str) -> Result<Exclusion, InvalidPattern> {
+    let values = match arg {
+        Value::Object(operator) => return parse_anything_but_operator(operator, path),
+        Value::Array(values) => values.as_slice(),
+        single => std::slice::from_ref(single),
+    };
+    let literals: Option<Vec<Literal>> = values.iter().map(string_or_number).collect();
+    let same_type = values.iter().all(Value::is_string) || values.iter().all(Value::is_number);
+    match literals {
+        Some(literals) if !literals.is_empty() && same_type => Ok(Exclusion::Values(literals)),
+        _ => Err(InvalidPattern::new(
+            path,
+            "takes a string, a number, a non-empty list of only strings or only numbers, \
+             or a prefix/suffix/equals-ignore-case/wildcard object",
+        )),
+    }
+}
+
+fn parse_anything_but_operator(
+    operator: &Map<String, Value>,
+    path: &str,
+) -> Result<Exclusion, InvalidPattern> {
+    let mut entries = operator.iter();
+    let (Some((name, arg)), None) = (entries.next(), entries.next()) else {
+        return Err(InvalidPattern::new(
+            path,
+            format!(
+                "an anything-but object holds exactly one of prefix, suffix, equals-ignore-case \
+                 or wildcard, found {}",
+                operator.len()
+            ),
         ));
     };
-    if items.is_empty() || items.len() % 2 != 0 || items.len() > 4 {
-        return Err(invalid(
+    let here = format!("{path}.{name}");
+    let texts = || strings(arg, &here);
+    match name.as_str() {
+        "prefix" | "suffix" => {
+            let texts = texts()?;
+            // An empty prefix or suffix would exclude every string.
+            if texts.iter().any(String::is_empty) {
+                return Err(InvalidPattern::new(
+                    &here,
+                    "an empty prefix/suffix is not allowed",
+                ));
+            }
+            Ok(if name == "prefix" {
+                Exclusion::Prefixes(texts)
+            } else {
+                Exclusion::Suffixes(texts)
+            })
+        }
+        "equals-ignore-case" => Ok(Exclusion::IgnoreCase(
+            texts()?.iter().map(|s| s.to_lowercase()).collect(),
+        )),
+        "wildcard" => Ok(Exclusion::Wildcards(
+            texts()?
+                .iter()
+                .map(|s| Wildcard::parse(s, &here))
+                .collect::<Result<_, _>>()?,
+        )),
+        other => Err(InvalidPattern::new(
             path,
-            "numeric takes one or two (operator, number) pairs",
-        ));
+            format!(
+                "anything-but does not take \"{other}\" (only prefix, suffix, \
+                 equals-ignore-case, wildcard)"
+            ),
+        )),
     }
-    items
+}
+
+/// A string or a non-empty list of strings.
+fn strings(arg: &Value, path: &str) -> Result<Vec<String>, InvalidPattern> {
+    let usage = || InvalidPattern::new(path, "takes a string or a non-empty list of strings");
+    match arg {
+        Value::String(s) => Ok(vec![s.clone()]),
+        Value::Array(items) if !items.is_empty() => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned).ok_or_else(usage))
+            .collect(),
+        _ => Err(usage()),
+    }
+}
+
+fn string_or_number(v: &Value) -> Option<Literal> {
+    match v {
+        Value::Number(n) => Some(Literal::Number(n.clone())),
+        Value::String(s) => Some(Literal::String(s.clone())),
+        _ => None,
+    }
+}
+
+/// `["=", x]`, `[">" | ">=", x]`, `["<" | "<=", x]`, or a lower bound followed by an upper
+/// one: the forms EventBridge accepts.
+fn parse_numeric(arg: &Value, path: &str) -> Result<Range, InvalidPattern> {
+    let usage = "expected an array such as [\">\", 0, \"<=\", 5], [\"<\", 10] or [\"=\", 3]";
+    let Value::Array(items) = arg else {
+        return Err(InvalidPattern::new(path, usage));
+    };
+    let terms = items
         .chunks(2)
-        .map(|pair| {
-            let cmp = match pair[0].as_str() {
-                Some("<") => Cmp::Lt,
-                Some("<=") => Cmp::Le,
-                Some("=") => Cmp::Eq,
-                Some(">=") => Cmp::Ge,
-                Some(">") => Cmp::Gt,
-                _ => {
-                    return Err(invalid(
+        .enumerate()
+        .map(|(i, pair)| {
+            let operator = pair.first().and_then(Value::as_str).ok_or_else(|| {
+                InvalidPattern::new(&format!("{path}[{}]", 2 * i), "expected an operator string")
+            })?;
+            let number = pair
+                .get(1)
+                .and_then(Value::as_f64)
+                .filter(|n| n.is_finite());
+            let number = number.ok_or_else(|| {
+                InvalidPattern::new(
+                    &format!("{path}[{}]", 2 * i + 1),
+                    format!("\"{operator}\" needs a number after it"),
+                )
+            })?;
+            Ok((operator, number))
+        })
+        .collect::<Result<Vec<_>, InvalidPattern>>()?;
+    let bound = |operator: &str, value: f64| {
+        Some(Bound {
+            value,
+            inclusive: operator.ends_with('='),
+        })
+    };
+    match terms.as_slice() {
+        [] => Err(InvalidPattern::new(path, usage)),
+        [(operator, _), ..] if !matches!(*operator, "=" | "<" | "<=" | ">" | ">=") => Err(
+            InvalidPattern::new(path, format!("unknown numeric operator \"{operator}\"")),
+        ),
+        [("=", value)] => Ok(Range {
+            lower: bound("=", *value),
+            upper: bound("=", *value),
+        }),
+        [(operator @ (">" | ">="), value)] => Ok(Range {
+            lower: bound(operator, *value),
+            upper: None,
+        }),
+        [(operator @ ("<" | "<="), value)] => Ok(Range {
+            lower: None,
+            upper: bound(operator, *value),
+        }),
+        [(low @ (">" | ">="), bottom), (high @ ("<" | "<="), top)] => {
+            if bottom >= top {
+                return Err(InvalidPattern::new(
+                    path,
+                    "the lower bound must be below the upper bound",
+                ));
+            }
+            Ok(Range {
+                lower: bound(low, *bottom),
+                upper: bound(high, *top),
+            })
+        }
+        [(">" | ">=", _), (operator, _)] => Err(InvalidPattern::new(
+            path,
+            format!("\"{operator}\" cannot follow a lower bound; only < or <= can"),
+        )),
+        _ => Err(InvalidPattern::new(
+            path,
+            format!("too many terms: {usage}"),
+        )),
+    }
+}
+
+impl Cidr {
+    fn single(ip: IpAddr) -> Self {
+        Self {
+            network: ip,
+            prefix_len: if ip.is_ipv4() { 32 } else { 128 },
+        }
+    }
+
+    fn parse(s: &str, path: &str) -> Result<Self, InvalidPattern> {
+        let bad =
+            |why: &str| InvalidPattern::new(path, format!("{s:?} is not a CIDR block: {why}"));
+        let Some((ip, bits)) = s.split_once('/') else {
+            return Err(bad("one '/' required"));
+        };
+        let network: IpAddr = ip.parse().map_err(|_| bad("not an IP address"))?;
+        let prefix_len: u8 = bits
+            .parse()
+            .map_err(|_| bad("the mask bits must be an integer"))?;
+        // EventBridge refuses a block of a single address (/32, /128); a plain string
+        // value does that job.
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        if prefix_len >= max {
+            return Err(bad(&format!("the mask bits must be below {max}")));
+        }
+        Ok(Self {
+            network,
+            prefix_len,
+        })
+    }
+
+    fn contains(&self, ip: IpAddr) -> bool {
+        match (self.network, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix_len))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix_len))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Wildcard {
+    /// `*` is any run of characters (also none); `\*` is a star and `\\` a backslash. Other
+    /// escapes and `**` are refused, as EventBridge refuses them.
+    fn parse(s: &str, path: &str) -> Result<Self, InvalidPattern> {
+        let mut parts = vec![String::new()];
+        let mut previous_was_star = false;
+        let mut chars = s.chars().enumerate();
+        while let Some((i, c)) = chars.next() {
+            let star = c == '*';
+            match c {
+                '*' if previous_was_star => {
+                    return Err(InvalidPattern::new(
                         path,
-                        format!("{} is not a numeric operator", pair[0]),
+                        format!("consecutive wildcard characters at position {i}"),
                     ));
                 }
-            };
-            let n = pair[1]
-                .as_f64()
-                .ok_or_else(|| invalid(path, format!("{} is not a number", pair[1])))?;
-            Ok((cmp, n))
-        })
-        .collect()
-}
-
-fn parse_cidr(s: &str) -> Option<Matcher> {
-    let (ip, bits) = s.split_once('/')?;
-    let ip: IpAddr = ip.parse().ok()?;
-    let bits: u8 = bits.parse().ok()?;
-    let max = if ip.is_ipv4() { 32 } else { 128 };
-    (bits <= max).then_some(Matcher::Cidr(ip, bits))
-}
-
-fn parse_wildcard(s: &str, path: &str) -> Result<Vec<WildPart>, InvalidPattern> {
-    let mut parts = Vec::new();
-    let mut text = String::new();
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => match chars.next() {
-                Some(escaped @ ('*' | '\\')) => text.push(escaped),
-                _ => return Err(invalid(path, "in a wildcard, \\ escapes only * or \\")),
-            },
-            '*' => {
-                if matches!(parts.last(), Some(WildPart::Star)) && text.is_empty() {
-                    return Err(invalid(path, "consecutive * in a wildcard"));
-                }
-                if !text.is_empty() {
-                    parts.push(WildPart::Text(std::mem::take(&mut text)));
-                }
-                parts.push(WildPart::Star);
+                '*' => parts.push(String::new()),
+                '\\' => match chars.next() {
+                    Some((_, escaped @ ('*' | '\\'))) => push_char(&mut parts, escaped),
+                    _ => {
+                        return Err(InvalidPattern::new(
+                            path,
+                            format!(
+                                "invalid escape at position {i}: a backslash may only escape * or \\"
+                            ),
+                        ));
+                    }
+                },
+                c => push_char(&mut parts, c),
             }
-            c => text.push(c),
+            previous_was_star = star;
         }
+        Ok(Self { parts })
     }
-    if !text.is_empty() {
-        parts.push(WildPart::Text(text));
-    }
-    Ok(parts)
-}
 
-fn node_matches(node: &Node, value: Option<&Value>) -> bool {
-    // An array of objects matches a nested pattern when any of its objects does.
-    if let Some(Value::Array(items)) = value {
-        return items
-            .iter()
-            .any(|i| i.is_object() && node_matches(node, Some(i)));
-    }
-    let object = value.and_then(Value::as_object);
-    node.fields.iter().all(|(key, field)| {
-        let v = object.and_then(|o| o.get(key));
-        match field {
-            Field::Nested(child) => v.is_some_and(|v| node_matches(child, Some(v))),
-            Field::Leaf(matchers) => matchers.iter().any(|m| leaf_matches(m, v)),
+    /// The first part must start the string and the last end it; the ones between are
+    /// taken leftmost-first, which never loses a match and keeps this linear.
+    fn matches(&self, s: &str) -> bool {
+        let Some((first, rest)) = self.parts.split_first() else {
+            return s.is_empty();
+        };
+        let Some(mut remaining) = s.strip_prefix(first.as_str()) else {
+            return false;
+        };
+        let Some((last, middle)) = rest.split_last() else {
+            return remaining.is_empty();
+        };
+        for part in middle {
+            match remaining.find(part.as_str()) {
+                Some(at) => remaining = &remaining[at + part.len()..],
+                None => return false,
+            }
         }
-    }) && node
-        .ors
-        .iter()
-        .all(|alts| alts.iter().any(|alt| node_matches(alt, value)))
-}
-
-/// Leaf values of a field: an array counts as each of its (non-object) elements.
-fn leaves(v: &Value) -> Vec<&Value> {
-    match v {
-        Value::Array(items) => items
-            .iter()
-            .filter(|i| !i.is_object() && !i.is_array())
-            .collect(),
-        Value::Object(_) => Vec::new(),
-        other => vec![other],
+        remaining.ends_with(last.as_str())
     }
 }
 
-fn leaf_matches(m: &Matcher, v: Option<&Value>) -> bool {
-    match m {
-        Matcher::Exists(expected) => {
-            let exists = v.is_some_and(|v| !leaves(v).is_empty());
-            exists == *expected
-        }
-        _ => v.is_some_and(|v| leaves(v).into_iter().any(|leaf| value_matches(m, leaf))),
+fn push_char(parts: &mut [String], c: char) {
+    if let Some(last) = parts.last_mut() {
+        last.push(c);
     }
 }
 
-fn text_matches(t: &Text, s: &str, at_start: bool) -> bool {
-    let fits = |needle: &str, hay: &str| {
-        if at_start {
-            hay.starts_with(needle)
+impl Node {
+    /// How many plain rules this pattern expands into when every `$or` is multiplied out;
+    /// EventBridge counts patterns this way to enforce its limit.
+    fn combinations(&self) -> u64 {
+        let nested = self.fields.iter().fold(1u64, |n, (_, field)| match field {
+            Field::Object(node) => n.saturating_mul(node.combinations()),
+            Field::Values(_) => n,
+        });
+        if self.any_of.is_empty() {
+            nested
         } else {
-            hay.ends_with(needle)
+            let alternatives = self.any_of.iter().fold(0u64, |n, alternative| {
+                n.saturating_add(alternative.combinations())
+            });
+            nested.saturating_mul(alternatives)
         }
-    };
-    match t {
-        Text::Exact(needle) => fits(needle, s),
-        Text::IgnoreCase(needle) => fits(&needle.to_lowercase(), &s.to_lowercase()),
     }
 }
 
-fn equal(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        _ => a == b,
-    }
-}
+// ---------------------------------------------------------------------------------------
+// Matching
 
-fn value_matches(m: &Matcher, v: &Value) -> bool {
-    match m {
-        Matcher::Literal(literal) => equal(literal, v),
-        Matcher::Prefix(t) => v.as_str().is_some_and(|s| text_matches(t, s, true)),
-        Matcher::Suffix(t) => v.as_str().is_some_and(|s| text_matches(t, s, false)),
-        Matcher::EqualsIgnoreCase(expected) => v
-            .as_str()
-            .is_some_and(|s| s.to_lowercase() == expected.to_lowercase()),
-        Matcher::AnythingBut(but) => match but {
-            AnythingBut::Values(values) => !values.iter().any(|x| equal(x, v)),
-            AnythingBut::Prefix(t) => v.as_str().is_some_and(|s| !text_matches(t, s, true)),
-            AnythingBut::Suffix(t) => v.as_str().is_some_and(|s| !text_matches(t, s, false)),
-            AnythingBut::IgnoreCase(list) => v
-                .as_str()
-                .is_some_and(|s| !list.iter().any(|x| x.to_lowercase() == s.to_lowercase())),
-        },
-        Matcher::Numeric(conditions) => v.as_f64().is_some_and(|n| {
-            v.is_number()
-                && conditions.iter().all(|(cmp, x)| match cmp {
-                    Cmp::Lt => n < *x,
-                    Cmp::Le => n <= *x,
-                    Cmp::Eq => n == *x,
-                    Cmp::Ge => n >= *x,
-                    Cmp::Gt => n > *x,
-                })
-        }),
-        Matcher::Exists(_) => false,
-        Matcher::Cidr(net, bits) => v
-            .as_str()
-            .and_then(|s| s.parse::<IpAddr>().ok())
-            .is_some_and(|ip| in_cidr(ip, *net, *bits)),
-        Matcher::Wildcard(parts) => v.as_str().is_some_and(|s| wildcard_matches(parts, s)),
-    }
-}
-
-fn in_cidr(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
-    match (ip, net) {
-        (IpAddr::V4(a), IpAddr::V4(b)) => {
-            let mask = if bits == 0 {
-                0
-            } else {
-                u32::MAX << (32 - u32::from(bits))
-            };
-            u32::from(a) & mask == u32::from(b) & mask
+impl Node {
+    /// `value` is what the event holds where this pattern object sits (`None`: nothing).
+    /// Arrays are looked through, and the whole object must match within one element, so
+    /// that two fields are never satisfied by two different elements of the same array.
+    /// With no object there at all, every field of this pattern is absent, which still
+    /// satisfies `exists: false`.
+    fn matches_at(&self, value: Option<&Value>) -> bool {
+        let mut objects = Vec::new();
+        if let Some(value) = value {
+            collect_objects(value, &mut objects);
         }
-        (IpAddr::V6(a), IpAddr::V6(b)) => {
-            let mask = if bits == 0 {
-                0
-            } else {
-                u128::MAX << (128 - u32::from(bits))
-            };
-            u128::from(a) & mask == u128::from(b) & mask
+        if objects.is_empty() {
+            return self.matches_object(None);
         }
-        _ => false,
-    }
-}
-
-/// Glob matching with `*` as "any run of characters", by backtracking on the last star.
-fn wildcard_matches(parts: &[WildPart], s: &str) -> bool {
-    match parts.split_first() {
-        None => s.is_empty(),
-        Some((WildPart::Text(t), rest)) => s
-            .strip_prefix(t.as_str())
-            .is_some_and(|r| wildcard_matches(rest, r)),
-        Some((WildPart::Star, rest)) => s
-            .char_indices()
-            .map(|(i, _)| i)
-            .chain(std::iter::once(s.len()))
-            .any(|i| wildcard_matches(rest, &s[i..])),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn matches(pattern: Value, event: Value) -> bool {
-        EventPattern::parse(&pattern)
-            .expect("valid pattern")
-            .matches(&event)
+        objects
+            .into_iter()
+            .any(|object| self.matches_object(Some(object)))
     }
 
-    fn order_event(status: &str) -> Value {
-        json!({
-            "version": "0", "id": "1", "detail-type": "OrderPlaced", "source": "ordersource.orders",
-            "account": "123456789012", "time": "2026-01-01T00:00:00Z", "region": "us-east-1",
-            "resources": [], "detail": { "event": { "type": "OrderPlaced" }, "order": { "status": status, "version": 1 } }
-        })
-    }
-
-    #[test]
-    fn every_route_rule_matches_its_own_status_only() {
-        let raw = include_str!("../../events-schema/routes.json");
-        let table: Value = serde_json::from_str(raw).expect("json");
-        let routes = table["routes"].as_array().expect("routes");
-        for route in routes {
-            let pattern = EventPattern::parse(&route["eventPattern"]).expect("valid");
-            for other in routes {
-                let status = other["status"].as_str().expect("status");
-                assert_eq!(
-                    pattern.matches(&order_event(status)),
-                    route["status"] == other["status"],
-                    "{route} vs {status}"
-                );
+    fn matches_object(&self, object: Option<&Map<String, Value>>) -> bool {
+        let fields_match = self.fields.iter().all(|(key, field)| {
+            let value = object.and_then(|o| o.get(key));
+            match field {
+                Field::Object(node) => node.matches_at(value),
+                Field::Values(matchers) => values_match(matchers, value),
             }
-            let mut foreign = order_event(route["status"].as_str().expect("status"));
-            foreign["source"] = json!("someone.else");
-            assert!(!pattern.matches(&foreign));
+        });
+        fields_match
+            && (self.any_of.is_empty()
+                || self
+                    .any_of
+                    .iter()
+                    .any(|alternative| alternative.matches_object(object)))
+    }
+}
+
+fn collect_objects<'a>(value: &'a Value, out: &mut Vec<&'a Map<String, Value>>) {
+    match value {
+        Value::Object(object) => out.push(object),
+        Value::Array(items) => items.iter().for_each(|item| collect_objects(item, out)),
+        _ => {}
+    }
+}
+
+/// The leaf values of an event field: a scalar (or null) itself, the scalars of an array
+/// (nested arrays flattened). Objects are intermediate nodes, not values, so an object or
+/// an empty array gives no values, and the field then does not "exist".
+fn collect_leaves<'a>(value: &'a Value, out: &mut Vec<&'a Value>) {
+    match value {
+        Value::Object(_) => {}
+        Value::Array(items) => items.iter().for_each(|item| collect_leaves(item, out)),
+        leaf => out.push(leaf),
+    }
+}
+
+fn values_match(matchers: &[Matcher], value: Option<&Value>) -> bool {
+    let mut leaves = Vec::new();
+    if let Some(value) = value {
+        collect_leaves(value, &mut leaves);
+    }
+    matchers.iter().any(|matcher| match matcher {
+        Matcher::Exists(expected) => leaves.is_empty() != *expected,
+        matcher => leaves.iter().any(|leaf| matcher.accepts(leaf)),
+    })
+}
+
+impl Matcher {
+    fn accepts(&self, leaf: &Value) -> bool {
+        let text = leaf.as_str();
+        match self {
+            Matcher::Equals(literal) => literal.equals(leaf),
+            Matcher::Prefix(affix) => text.is_some_and(|s| affix.begins(s)),
+            Matcher::Suffix(affix) => text.is_some_and(|s| affix.ends(s)),
+            Matcher::EqualsIgnoreCase(lower) => text.is_some_and(|s| s.to_lowercase() == *lower),
+            Matcher::Wildcard(wildcard) => text.is_some_and(|s| wildcard.matches(s)),
+            // Any present value that is not excluded, whatever its type: AWS matches
+            // `{"anything-but": {"prefix": "init"}}` against a number and against null.
+            Matcher::AnythingBut(exclusion) => !exclusion.excludes(leaf),
+            Matcher::Numeric(range) => {
+                leaf.is_number() && leaf.as_f64().is_some_and(|n| range.contains(n))
+            }
+            Matcher::Cidr(cidr) => text
+                .and_then(|s| s.parse::<IpAddr>().ok())
+                .is_some_and(|ip| cidr.contains(ip)),
+            // Presence is a property of the whole field, decided in `values_match`.
+            Matcher::Exists(_) => false,
+        }
+    }
+}
+
+impl Literal {
+    fn equals(&self, value: &Value) -> bool {
+        match (self, value) {
+            (Literal::Null, Value::Null) => true,
+            (Literal::Bool(a), Value::Bool(b)) => a == b,
+            (Literal::String(a), Value::String(b)) => a == b,
+            // The guide says 300, 300.0 and 3.0e2 are different, but AWS matches a pattern
+            // `[300]` against an event `300.0` (EventBridge also compares numbers as
+            // doubles), so numbers match by value.
+            (Literal::Number(a), Value::Number(b)) => {
+                a == b || a.as_f64().zip(b.as_f64()).is_some_and(|(x, y)| x == y)
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Affix {
+    fn begins(&self, s: &str) -> bool {
+        if self.ignore_case {
+            s.to_lowercase().starts_with(&self.text)
+        } else {
+            s.starts_with(&self.text)
         }
     }
 
-    // "Amazon EventBridge event patterns": the EC2 state-change example.
-    #[test]
-    fn the_user_guide_ec2_example_matches_on_source_detail_type_and_state() {
-        let pattern = json!({
-            "source": ["aws.ec2"],
-            "detail-type": ["EC2 Instance State-change Notification"],
-            "detail": { "state": ["running"] }
-        });
-        let event = json!({
-            "version": "0", "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718",
-            "detail-type": "EC2 Instance State-change Notification", "source": "aws.ec2",
-            "account": "111122223333", "time": "2017-12-22T18:43:48Z", "region": "us-west-1",
-            "resources": ["arn:aws:ec2:us-west-1:123456789012:instance/i-1234567890abcdef0"],
-            "detail": { "instance-id": "i-1234567890abcdef0", "state": "running" }
-        });
-        assert!(matches(pattern.clone(), event.clone()));
-        let mut stopped = event;
-        stopped["detail"]["state"] = json!("stopped");
-        assert!(!matches(pattern, stopped));
-    }
-
-    #[test]
-    fn literals_are_type_aware_and_numbers_compare_numerically() {
-        assert!(!matches(json!({"a": ["5"]}), json!({"a": 5})));
-        assert!(matches(json!({"a": [5]}), json!({"a": 5.0})));
-        assert!(matches(json!({"a": [null]}), json!({"a": null})));
-        assert!(!matches(json!({"a": [null]}), json!({})));
-        assert!(matches(json!({"a": [true]}), json!({"a": true})));
-    }
-
-    #[test]
-    fn an_array_in_the_event_matches_when_any_element_does() {
-        // "Content filtering": "resources" arrays.
-        assert!(matches(
-            json!({"resources": ["arn:1"]}),
-            json!({"resources": ["arn:0", "arn:1"]})
-        ));
-        assert!(!matches(
-            json!({"resources": ["arn:2"]}),
-            json!({"resources": ["arn:0", "arn:1"]})
-        ));
-        assert!(matches(
-            json!({"a": {"b": ["x"]}}),
-            json!({"a": [{"b": "y"}, {"b": "x"}]})
-        ));
-    }
-
-    #[test]
-    fn prefix_and_suffix_with_and_without_case() {
-        // "Content filtering": prefix matching on "time" and suffix on file names.
-        assert!(matches(
-            json!({"time": [{"prefix": "2017-10-02"}]}),
-            json!({"time": "2017-10-02T18:43:48Z"})
-        ));
-        assert!(!matches(
-            json!({"time": [{"prefix": "2017-10-03"}]}),
-            json!({"time": "2017-10-02T18:43:48Z"})
-        ));
-        assert!(matches(
-            json!({"FileName": [{"suffix": ".png"}]}),
-            json!({"FileName": "image.png"})
-        ));
-        assert!(!matches(
-            json!({"FileName": [{"suffix": ".png"}]}),
-            json!({"FileName": "image.PNG"})
-        ));
-        assert!(matches(
-            json!({"FileName": [{"suffix": {"equals-ignore-case": ".png"}}]}),
-            json!({"FileName": "image.PNG"})
-        ));
-        assert!(matches(
-            json!({"a": [{"prefix": {"equals-ignore-case": "ALP"}}]}),
-            json!({"a": "alpha"})
-        ));
-        assert!(
-            !matches(json!({"a": [{"prefix": "1"}]}), json!({"a": 10})),
-            "prefix applies to strings only"
-        );
-    }
-
-    #[test]
-    fn equals_ignore_case() {
-        assert!(matches(
-            json!({"name": [{"equals-ignore-case": "alice"}]}),
-            json!({"name": "ALICE"})
-        ));
-        assert!(!matches(
-            json!({"name": [{"equals-ignore-case": "alice"}]}),
-            json!({"name": "bob"})
-        ));
-    }
-
-    #[test]
-    fn anything_but_values_lists_prefix_suffix_and_case() {
-        // "Content filtering": anything-but on "state" and on a list of states.
-        let but = json!({"detail": {"state": [{"anything-but": "initializing"}]}});
-        assert!(matches(
-            but.clone(),
-            json!({"detail": {"state": "running"}})
-        ));
-        assert!(!matches(
-            but.clone(),
-            json!({"detail": {"state": "initializing"}})
-        ));
-        assert!(
-            !matches(but, json!({"detail": {}})),
-            "anything-but needs the field"
-        );
-        let list = json!({"detail": {"state": [{"anything-but": ["stopped", "overloaded"]}]}});
-        assert!(matches(
-            list.clone(),
-            json!({"detail": {"state": "running"}})
-        ));
-        assert!(!matches(list, json!({"detail": {"state": "stopped"}})));
-        assert!(matches(
-            json!({"n": [{"anything-but": [100, 200]}]}),
-            json!({"n": 300})
-        ));
-        assert!(!matches(
-            json!({"n": [{"anything-but": [100]}]}),
-            json!({"n": 100.0})
-        ));
-        let pre = json!({"state": [{"anything-but": {"prefix": "init"}}]});
-        assert!(matches(pre.clone(), json!({"state": "running"})));
-        assert!(!matches(pre, json!({"state": "initializing"})));
-        let suf = json!({"f": [{"anything-but": {"suffix": ".txt"}}]});
-        assert!(!matches(suf, json!({"f": "a.txt"})));
-        let case =
-            json!({"s": [{"anything-but": {"equals-ignore-case": ["Stopped", "Overloaded"]}}]});
-        assert!(!matches(case.clone(), json!({"s": "STOPPED"})));
-        assert!(matches(case, json!({"s": "running"})));
-    }
-
-    #[test]
-    fn numeric_ranges() {
-        // "Content filtering": numeric matching example.
-        let p = json!({"detail": {"c-count": [{"numeric": [">", 0, "<=", 5]}], "d-count": [{"numeric": ["<", 10]}], "x-limit": [{"numeric": ["=", 3.018e2]}]}});
-        assert!(matches(
-            p.clone(),
-            json!({"detail": {"c-count": 5, "d-count": 7, "x-limit": 301.8}})
-        ));
-        assert!(!matches(
-            p.clone(),
-            json!({"detail": {"c-count": 0, "d-count": 7, "x-limit": 301.8}})
-        ));
-        assert!(
-            !matches(
-                p,
-                json!({"detail": {"c-count": 5, "d-count": 7, "x-limit": "301.8"}})
-            ),
-            "numbers only"
-        );
-    }
-
-    #[test]
-    fn exists_applies_to_leaves_and_false_matches_absent_fields() {
-        // "Content filtering": exists matching.
-        let yes = json!({"detail": {"state": [{"exists": true}]}});
-        assert!(matches(
-            yes.clone(),
-            json!({"detail": {"state": "running"}})
-        ));
-        assert!(!matches(yes.clone(), json!({"detail": {}})));
-        assert!(
-            !matches(yes, json!({"detail": {"state": {"nested": 1}}})),
-            "objects are not leaves"
-        );
-        let no = json!({"detail": {"state": [{"exists": false}]}});
-        assert!(matches(no.clone(), json!({"detail": {}})));
-        assert!(!matches(no, json!({"detail": {"state": "running"}})));
-    }
-
-    #[test]
-    fn cidr_blocks_for_ipv4_and_ipv6() {
-        let p = json!({"sourceIPAddress": [{"cidr": "10.0.0.0/24"}]});
-        assert!(matches(p.clone(), json!({"sourceIPAddress": "10.0.0.255"})));
-        assert!(!matches(p, json!({"sourceIPAddress": "10.0.1.1"})));
-        let v6 = json!({"ip": [{"cidr": "2001:db8::/32"}]});
-        assert!(matches(v6.clone(), json!({"ip": "2001:db8:1::1"})));
-        assert!(!matches(v6, json!({"ip": "2001:db9::1"})));
-    }
-
-    #[test]
-    fn wildcards_with_escapes() {
-        let p = json!({"key": [{"wildcard": "dir/*.png"}]});
-        assert!(matches(p.clone(), json!({"key": "dir/a.png"})));
-        assert!(matches(p.clone(), json!({"key": "dir/sub/a.png"})));
-        assert!(!matches(p, json!({"key": "dir/a.jpg"})));
-        assert!(matches(
-            json!({"k": [{"wildcard": "a\\*b"}]}),
-            json!({"k": "a*b"})
-        ));
-        assert!(!matches(
-            json!({"k": [{"wildcard": "a\\*b"}]}),
-            json!({"k": "axb"})
-        ));
-    }
-
-    #[test]
-    fn or_combines_alternative_sub_patterns() {
-        // "Content filtering": $or example.
-        let p = json!({"detail": {"$or": [{"c-count": [{"numeric": [">", 0, "<=", 5]}]}, {"d-count": [{"numeric": ["<", 10]}]}]}});
-        assert!(matches(p.clone(), json!({"detail": {"c-count": 3}})));
-        assert!(matches(p.clone(), json!({"detail": {"d-count": 3}})));
-        assert!(!matches(
-            p,
-            json!({"detail": {"c-count": 9, "d-count": 12}})
-        ));
-    }
-
-    #[test]
-    fn all_fields_must_match_and_unlisted_fields_are_ignored() {
-        let p = json!({"source": ["a"], "detail": {"x": ["1"]}});
-        assert!(matches(
-            p.clone(),
-            json!({"source": "a", "detail": {"x": "1", "y": "2"}, "extra": 1})
-        ));
-        assert!(!matches(
-            p.clone(),
-            json!({"source": "a", "detail": {"x": "2"}})
-        ));
-        assert!(!matches(p, json!({"source": "a"})));
-    }
-
-    #[test]
-    fn invalid_patterns_are_rejected_with_the_path() {
-        for (pattern, path) in [
-            (json!({"source": []}), "source"),
-            (json!({"source": "aws.ec2"}), "source"),
-            (json!({"detail": {"n": [{"numeric": [">"]}]}}), "detail.n"),
-            (json!({"a": [{"bogus": 1}]}), "a"),
-            (json!({"a": [{"prefix": 1}]}), "a"),
-            (json!({"a": [{"cidr": "10.0.0.0/33"}]}), "a"),
-            (json!({"$or": [{"a": ["1"]}]}), "$or"),
-            (json!([]), "(root)"),
-        ] {
-            let err = EventPattern::parse(&pattern).expect_err("invalid");
-            assert_eq!(err.path, path, "{pattern}: {err}");
+    fn ends(&self, s: &str) -> bool {
+        if self.ignore_case {
+            s.to_lowercase().ends_with(&self.text)
+        } else {
+            s.ends_with(&self.text)
         }
+    }
+}
+
+impl Exclusion {
+    fn excludes(&self, leaf: &Value) -> bool {
+        let text = leaf.as_str();
+        match self {
+            Exclusion::Values(values) => values.iter().any(|v| v.equals(leaf)),
+            Exclusion::Prefixes(prefixes) => {
+                text.is_some_and(|s| prefixes.iter().any(|p| s.starts_with(p.as_str())))
+            }
+            Exclusion::Suffixes(suffixes) => {
+                text.is_some_and(|s| suffixes.iter().any(|p| s.ends_with(p.as_str())))
+            }
+            Exclusion::IgnoreCase(lowered) => {
+                text.is_some_and(|s| lowered.contains(&s.to_lowercase()))
+            }
+            Exclusion::Wildcards(wildcards) => {
+                text.is_some_and(|s| wildcards.iter().any(|w| w.matches(s)))
+            }
+        }
+    }
+}
+
+impl Range {
+    fn contains(&self, n: f64) -> bool {
+        let above = self.lower.is_none_or(|b| {
+            if b.inclusive {
+                n >= b.value
+            } else {
+                n > b.value
+            }
+        });
+        let below = self.upper.is_none_or(|b| {
+            if b.inclusive {
+                n <= b.value
+            } else {
+                n < b.value
+            }
+        });
+        above && below
     }
 }
