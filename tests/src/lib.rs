@@ -86,6 +86,8 @@ pub struct TestApp {
     stdout_rest: Arc<Mutex<String>>,
     stdout_reader: Option<std::thread::JoinHandle<()>>,
     starts: usize,
+    /// Extra environment for every start (e.g. test hooks).
+    env: Vec<(String, String)>,
     // Last: removed after the process is gone.
     dir: tempfile::TempDir,
 }
@@ -93,6 +95,11 @@ pub struct TestApp {
 impl TestApp {
     /// Starts `orders dev --listen 127.0.0.1:0 --data <fresh dir>` with `RUST_LOG=warn`.
     pub fn spawn() -> TestApp {
+        Self::spawn_with_env(&[])
+    }
+
+    /// Like [`TestApp::spawn`], with extra environment variables for the service.
+    pub fn spawn_with_env(env: &[(&str, &str)]) -> TestApp {
         let dir = tempfile::Builder::new()
             .prefix("ordersource-e2e-")
             .tempdir()
@@ -106,6 +113,10 @@ impl TestApp {
             stdout_rest: Arc::default(),
             stdout_reader: None,
             starts: 0,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             dir,
         };
         app.start();
@@ -165,6 +176,7 @@ impl TestApp {
             .arg("--data")
             .arg(self.data_dir())
             .env("RUST_LOG", rust_log)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env_remove("ORDERS_LISTEN")
             .env_remove("ORDERS_DATA")
             .stdin(Stdio::null())
