@@ -1,28 +1,27 @@
-//! `orders dev`: the whole service in one process on the embedded backend: the HTTP API,
-//! the projector and bus, and a handler per status on its own queue; data kept in one
-//! directory across restarts.
+//! `orders dev`: the whole service in one process: the HTTP API, the projector and bus, and
+//! a handler per status on its own queue. On the embedded backend (default) data is kept in
+//! one directory across restarts; with `--backend aws` the same process runs on DynamoDB,
+//! Streams, EventBridge, SQS and S3, polling them as Lambda's event source mappings would.
 
-use std::{future::IntoFuture, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+use std::{future::IntoFuture, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use backend::{
-    Ports,
-    embedded::{Embedded, LOCAL_ACCOUNT, LOCAL_REGION},
-};
 use command_api::App;
 use events_schema::RouteTable;
 use tokio::{sync::watch, task::JoinSet};
 
-use crate::runtime::{queue::QueuePoller, stream};
+use crate::{
+    backend_args::{BackendArgs, Opened},
+    runtime::{queue::QueuePoller, stream},
+};
 
 #[derive(clap::Args, Debug)]
 pub struct DevArgs {
     /// Address to serve the HTTP API on (port 0 picks a free port).
     #[arg(long, env = "ORDERS_LISTEN", default_value = "127.0.0.1:3000")]
     pub listen: SocketAddr,
-    /// Directory that holds the service's data.
-    #[arg(long, env = "ORDERS_DATA", default_value = "./.orders")]
-    pub data: PathBuf,
+    #[command(flatten)]
+    pub backend: BackendArgs,
     #[command(flatten)]
     pub pipeline: PipelineArgs,
 }
@@ -47,25 +46,17 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let routes = events_schema::route_table();
-    let embedded = Embedded::open(&args.data, routes)
-        .with_context(|| format!("cannot open the data directory {}", args.data.display()))?;
-    let ports = embedded.ports();
+    let opened = args.backend.open(routes).await?;
+    let ports = opened.ports.clone();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let local = listener.local_addr().context("reading the bound address")?;
 
     let (stop, stopped) = watch::channel(false);
-    let pipeline = start_pipeline(
-        &ports,
-        routes,
-        &args.pipeline,
-        LOCAL_REGION,
-        LOCAL_ACCOUNT,
-        stopped,
-    )?;
+    let pipeline = start_pipeline(&opened, routes, &args.pipeline, stopped)?;
 
-    tracing::info!(data = %embedded.dir().display(), "embedded backend ready");
+    tracing::info!(backend = ?args.backend.backend, at = %opened.location, "backend ready");
     // The one line on stdout: scripts and tests read the address from it.
     println!("listening on http://{local}");
 
@@ -103,20 +94,24 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
 }
 
 /// Starts the projector and every route's queue pollers; they stop when `stop` flips.
-pub fn start_pipeline(
-    ports: &Ports,
+fn start_pipeline(
+    opened: &Opened,
     routes: &RouteTable,
     args: &PipelineArgs,
-    region: &str,
-    account: &str,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<JoinSet<()>> {
+    let Opened {
+        ports,
+        region,
+        account,
+        ..
+    } = opened;
     let mut tasks = JoinSet::new();
     tasks.spawn(stream::run(
         ports.feed.clone(),
         ports.read_model.clone(),
         ports.publisher.clone(),
-        routes.source.clone(),
+        opened.source.clone(),
         stop.clone(),
     ));
     for route in &routes.routes {
@@ -140,7 +135,7 @@ pub fn start_pipeline(
                 batch_size: route.batch_size as usize,
                 visibility_timeout: visibility,
                 queue_arn: format!("arn:aws:sqs:{region}:{account}:{}", route.queue),
-                region: region.to_owned(),
+                region: region.clone(),
             };
             tasks.spawn(poller.run(stop.clone()));
         }

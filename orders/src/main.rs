@@ -1,6 +1,8 @@
 //! `orders`: the command line of ordersource. `orders dev` runs the whole service on one
 //! machine; `orders bench` measures a running one.
 
+mod aws;
+mod backend_args;
 mod bench;
 mod dev;
 mod dlq;
@@ -23,6 +25,8 @@ enum Cmd {
     Bench(bench::BenchArgs),
     /// Inspect and re-drive a route queue's dead letters (also while `orders dev` runs).
     Dlq(dlq::DlqArgs),
+    /// AWS backend operations: `orders aws bootstrap` creates what the service needs.
+    Aws(aws::AwsArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -43,6 +47,7 @@ fn main() -> std::process::ExitCode {
             Cmd::Dev(args) => dev::run(args).await,
             Cmd::Bench(args) => bench::run(args).await,
             Cmd::Dlq(args) => dlq::run(args).await,
+            Cmd::Aws(args) => aws::run(args).await,
         }
     });
     match result {

@@ -1,0 +1,41 @@
+//! `orders aws bootstrap`: creates, idempotently, every AWS resource the service needs
+//! (tables, bus, rules and queues from the route table, bucket) — for an emulator or a
+//! quick trial account. Production deploys use the CDK app in `cdk/`.
+
+use anyhow::Context;
+use backend::aws::Aws;
+
+use crate::backend_args::BackendArgs;
+
+#[derive(clap::Args, Debug)]
+pub struct AwsArgs {
+    #[command(subcommand)]
+    action: Action,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Action {
+    /// Create the tables, bus, rules, queues and bucket that are missing.
+    Bootstrap(BackendArgs),
+}
+
+pub async fn run(args: AwsArgs) -> anyhow::Result<()> {
+    match args.action {
+        Action::Bootstrap(backend) => {
+            let aws = Aws::connect(backend.aws_config())
+                .await
+                .context("cannot reach AWS")?;
+            let created = aws
+                .bootstrap(events_schema::route_table())
+                .await
+                .context("bootstrapping the AWS resources")?;
+            if created.is_empty() {
+                println!("everything already exists");
+            }
+            for name in created {
+                println!("created {name}");
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! `--backend embedded|aws` and what goes with it: one place where a command gets its ports.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use backend::{
+    Ports,
+    aws::{Aws, AwsConfig},
+    embedded::{Embedded, LOCAL_ACCOUNT, LOCAL_REGION},
+};
+use events_schema::RouteTable;
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BackendKind {
+    /// SQLite files in the data directory, one process.
+    #[default]
+    Embedded,
+    /// DynamoDB, DynamoDB Streams, EventBridge, SQS and S3, at `--endpoint` or real AWS.
+    Aws,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct BackendArgs {
+    /// Where orders are kept.
+    #[arg(long, env = "ORDERS_BACKEND", value_enum, default_value_t = BackendKind::Embedded)]
+    pub backend: BackendKind,
+    /// Directory that holds the embedded backend's data.
+    #[arg(long, env = "ORDERS_DATA", default_value = "./.orders")]
+    pub data: PathBuf,
+    /// AWS backend: one endpoint for every service (e.g. a moto server); real AWS without it.
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    pub endpoint: Option<String>,
+    /// AWS backend: the region (else the environment's or profile's).
+    #[arg(long)]
+    pub region: Option<String>,
+}
+
+/// A backend opened for one process.
+pub struct Opened {
+    pub ports: Ports,
+    /// EventBridge `Source` of published events.
+    pub source: String,
+    pub region: String,
+    pub account: String,
+    /// Where the data lives, for logs.
+    pub location: String,
+    /// Keeps the backend alive (the embedded data directory's lock, the AWS clients).
+    pub _keep: Box<dyn std::any::Any + Send + Sync>,
+}
+
+impl BackendArgs {
+    pub fn aws_config(&self) -> AwsConfig {
+        let mut config = AwsConfig::from_env();
+        config.endpoint_url = self.endpoint.clone();
+        config.region = self.region.clone();
+        config
+    }
+
+    pub async fn open(&self, routes: &RouteTable) -> anyhow::Result<Opened> {
+        match self.backend {
+            BackendKind::Embedded => {
+                let embedded = Embedded::open(&self.data, routes).with_context(|| {
+                    format!("cannot open the data directory {}", self.data.display())
+                })?;
+                Ok(Opened {
+                    ports: embedded.ports(),
+                    source: routes.source.clone(),
+                    region: LOCAL_REGION.into(),
+                    account: LOCAL_ACCOUNT.into(),
+                    location: embedded.dir().display().to_string(),
+                    _keep: Box::new(embedded),
+                })
+            }
+            BackendKind::Aws => {
+                let aws = Aws::connect(self.aws_config())
+                    .await
+                    .context("cannot reach AWS")?;
+                let sdk_region = aws
+                    .clients
+                    .dynamodb
+                    .config()
+                    .region()
+                    .map(|r| r.to_string());
+                Ok(Opened {
+                    ports: aws.ports(),
+                    source: aws.config.event_source.clone(),
+                    region: sdk_region.unwrap_or_else(|| "us-east-1".into()),
+                    // Only used to build queue ARNs in local SQS payloads.
+                    account: "123456789012".into(),
+                    location: match &aws.config.endpoint_url {
+                        Some(url) => format!("AWS API at {url}"),
+                        None => "AWS".into(),
+                    },
+                    _keep: Box::new(aws),
+                })
+            }
+        }
+    }
+}
