@@ -1,0 +1,25 @@
+//! The projector Lambda: DynamoDB stream batches of the event table in, batch-item failures
+//! out (the event source mapping bisects and retries them).
+
+use aws_lambda_events::{dynamodb, streams::DynamoDbEventResponse};
+use backend::aws::{Aws, AwsConfig};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use projector::Projector;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let aws = Aws::connect(AwsConfig::from_env()).await?;
+    let projector = Projector {
+        read_model: aws.read_model.as_ref(),
+        publisher: aws.publisher.as_ref(),
+        source: &aws.config.event_source,
+    };
+    let projector = &projector;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<dynamodb::Event>| async move {
+            Ok::<DynamoDbEventResponse, Error>(projector.handle(event.payload).await)
+        },
+    ))
+    .await
+}
