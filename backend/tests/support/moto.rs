@@ -118,9 +118,9 @@ pub fn fresh_prefix() -> String {
     format!("t{}-", &id[20..])
 }
 
-/// The AWS adapters on moto, over fresh resources created from the route table. Dummy
-/// credentials and the region come through the SDK's config loader, not the environment.
-pub async fn aws() -> Aws {
+/// The AWS adapters on moto for `config`, nothing created yet. Dummy credentials and the
+/// region come through the SDK's config loader, not the environment.
+pub async fn connect(config: AwsConfig) -> Aws {
     let endpoint = endpoint();
     let sdk = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
@@ -128,7 +128,12 @@ pub async fn aws() -> Aws {
         .endpoint_url(endpoint)
         .load()
         .await;
-    let aws = Aws::with_sdk_config(AwsConfig::prefixed(&fresh_prefix()), &sdk);
+    Aws::with_sdk_config(config, &sdk)
+}
+
+/// The AWS adapters on moto, over fresh resources created from the route table.
+pub async fn aws() -> Aws {
+    let aws = connect(AwsConfig::prefixed(&fresh_prefix())).await;
     aws.bootstrap(events_schema::route_table())
         .await
         .expect("bootstrap on moto");
