@@ -11,6 +11,8 @@
 //! The binary is `$ORDERS_BIN` if set, else `<target>/debug/orders` next to the test
 //! executable: build it first with `cargo build -p orders`.
 
+pub mod moto;
+
 use std::{
     fs::File,
     future::Future,
@@ -88,6 +90,8 @@ pub struct TestApp {
     starts: usize,
     /// Extra environment for every start (e.g. test hooks).
     env: Vec<(String, String)>,
+    /// Extra `orders dev` arguments for every start (e.g. `--backend aws`).
+    args: Vec<String>,
     // Last: removed after the process is gone.
     dir: tempfile::TempDir,
 }
@@ -100,6 +104,11 @@ impl TestApp {
 
     /// Like [`TestApp::spawn`], with extra environment variables for the service.
     pub fn spawn_with_env(env: &[(&str, &str)]) -> TestApp {
+        Self::spawn_with(&[], env)
+    }
+
+    /// Like [`TestApp::spawn`], with extra `orders dev` arguments and environment.
+    pub fn spawn_with(args: &[&str], env: &[(&str, &str)]) -> TestApp {
         let dir = tempfile::Builder::new()
             .prefix("ordersource-e2e-")
             .tempdir()
@@ -117,6 +126,7 @@ impl TestApp {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            args: args.iter().map(|a| a.to_string()).collect(),
             dir,
         };
         app.start();
@@ -175,6 +185,7 @@ impl TestApp {
             .arg("127.0.0.1:0")
             .arg("--data")
             .arg(self.data_dir())
+            .args(&self.args)
             .env("RUST_LOG", rust_log)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env_remove("ORDERS_LISTEN")
