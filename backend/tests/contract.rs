@@ -387,6 +387,29 @@ pub async fn the_read_model_lists_by_status_in_creation_order_across_pages(f: Fi
         .expect("list");
     assert_eq!(all.items.len(), 7);
     assert!(all.next.is_none());
+    // Every status, page by page: one creation order across the statuses.
+    let mut after = None;
+    let mut ids = Vec::new();
+    loop {
+        let page = rm
+            .list(&ListQuery {
+                status: None,
+                limit: 3,
+                after,
+            })
+            .await
+            .expect("list");
+        assert!(page.items.len() <= 3);
+        ids.extend(page.items.iter().map(|o| o.order_id.to_string()));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(
+        ids,
+        (0..7).map(|i| format!("ORD-L-{i}")).collect::<Vec<_>>()
+    );
 }
 
 /// The bus entry the projector publishes for `recorded`.
@@ -675,6 +698,16 @@ pub async fn documents_are_kept_per_order_listed_by_name_and_read_back(f: Fixtur
             .is_err(),
         "a name is one plain file name"
     );
+    // Ids that look like paths are still one order each.
+    for id in [".", "..", "a:b"] {
+        let doc = document("n.json", "application/json", id);
+        f.documents.put(&oid(id), &doc).await.expect("put");
+    }
+    for id in [".", "..", "a:b"] {
+        let got = f.documents.get(&oid(id), "n.json").await.expect("get");
+        assert_eq!(got.map(|d| d.body), Some(id.as_bytes().to_vec()), "{id}");
+        assert_eq!(f.documents.list(&oid(id)).await.expect("list").len(), 1);
+    }
 }
 
 macro_rules! contract_suite {
