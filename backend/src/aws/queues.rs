@@ -390,3 +390,16 @@ impl Queues for SqsQueues {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_and_timeouts_are_whole_seconds_within_the_limits() {
+        assert_eq!(whole_seconds(Duration::from_millis(400), 20), 0);
+        assert_eq!(whole_seconds(Duration::from_millis(500), 20), 1);
+        assert_eq!(whole_seconds(Duration::from_secs(90), 20), 20);
+        assert_eq!(whole_seconds(Duration::MAX, MAX_VISIBILITY_SECONDS), 43_200);
+    }
+}

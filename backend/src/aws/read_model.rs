@@ -207,3 +207,28 @@ fn put_result(done: Result<PutOutcome, tokio::task::JoinError>) -> Result<(), St
         Err(join) => Err(StoreError::new(CONTEXT, join)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn created_keys_sort_like_creation_time_then_order_id() {
+        let t = |micros: i64| Utc.timestamp_micros(micros).single().expect("time");
+        let id = |s: &str| OrderId::parse(s).expect("id");
+        let mut keys = vec![
+            (t(1_000_001), id("a")),
+            (t(1_000_000), id("b")),
+            (t(1_000_000), id("a-1")),
+            (t(1_000_000), id("a")),
+            (t(999_999), id("z")),
+            (t(10_000_000_000_000_000), id("a")),
+        ];
+        let mut by_key = keys.clone();
+        by_key.sort_by_key(|(t, id)| created_key(*t, id));
+        keys.sort();
+        assert_eq!(by_key, keys);
+    }
+}
