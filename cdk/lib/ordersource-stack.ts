@@ -377,6 +377,8 @@ export class OrdersourceStack extends Stack {
       memorySize: opts.memorySize,
       role,
       logGroup,
+      // The Rust mains log JSON when Lambda says the format is JSON (AWS_LAMBDA_LOG_FORMAT).
+      loggingFormat: lambda.LoggingFormat.JSON,
       environment: opts.environment,
     });
     // Lambda's L2 makes the function depend on the whole role construct: the role itself
@@ -450,7 +452,8 @@ export class OrdersourceStack extends Stack {
       statements: [
         new iam.PolicyStatement({
           sid: 'HandlerLedger',
-          actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'],
+          // DeleteItem: a handler that fails after claiming an event releases its claim.
+          actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem'],
           resources: [this.ledgerTable.tableArn],
         }),
         new iam.PolicyStatement({

@@ -113,11 +113,12 @@ describe('Lambda functions', () => {
     assert.equal(functionsOf(json, 'orders-projector').length, 1);
     assert.equal(functionsOf(json, 'orders-handler').length, N);
   });
-  it('are all arm64 on provided.al2023 with the bootstrap handler', () => {
+  it('are all arm64 on provided.al2023 with the bootstrap handler and JSON logs', () => {
     for (const [id, f] of fns) {
       assert.deepEqual(f.Properties.Architectures, ['arm64'], id);
       assert.equal(f.Properties.Runtime, 'provided.al2023', id);
       assert.equal(f.Properties.Handler, 'bootstrap', id);
+      assert.equal(f.Properties.LoggingConfig?.LogFormat, 'JSON', id);
     }
   });
   it('each has its own role and its own log group', () => {
@@ -509,6 +510,7 @@ describe('least-privilege IAM', () => {
       const [fnId] = handlerFunction(json, route.handler);
       const [queueId] = queueNamed(json, route.queue);
       assert.deepEqual(asObj(grants(fnId)), asObj(new Map([
+        ['dynamodb:DeleteItem', new Set([ledgerId])],
         ['dynamodb:GetItem', new Set([ledgerId])],
         ['dynamodb:PutItem', new Set([ledgerId])],
         ['dynamodb:UpdateItem', new Set([ledgerId])],
