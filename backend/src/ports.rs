@@ -255,3 +255,153 @@ pub struct Ports {
     pub queues: std::sync::Arc<dyn Queues>,
     pub documents: std::sync::Arc<dyn DocumentStore>,
 }
+
+// ---- Replay and audit: bulk reads of the facts, and rebuilding what is derived from them.
+
+/// One stored event exactly as the event store holds it, for auditors: nothing is parsed
+/// or re-encoded, so that a changed byte stays visible.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawEvent {
+    /// The order the event is stored under (the partition key), as stored.
+    pub order_id: String,
+    /// The version the event is stored under (the sort key), as stored.
+    pub version: u64,
+    /// The envelope's JSON text as stored (embedded: the `envelope` column; AWS: the item's
+    /// envelope members, `order` excluded, as JSON).
+    pub envelope: String,
+    /// The order's state after the event as stored with it (its JSON text).
+    pub order_state: String,
+    /// The event's place in the store's global order, where the store has one (embedded:
+    /// `position`); compared with [`Projected::Through`] to tell lag from damage.
+    pub position: Option<u64>,
+}
+
+/// One order's whole stored history, in version order (as the store sorts it by key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawHistory {
+    pub order_id: String,
+    pub events: Vec<RawEvent>,
+}
+
+/// Which stored events to re-publish: `occurredAt` in `[from, to)`, optionally only one
+/// order's and only those after which the order had `status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventWindow {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub order_id: Option<OrderId>,
+    pub status: Option<Status>,
+}
+
+/// Where a page of [`EventArchive::events_between`] ended; opaque to callers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowCursor(pub String);
+
+/// A page of events in a window, in the order they were stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowPage {
+    pub events: Vec<RawEvent>,
+    /// Present when more events may follow.
+    pub next: Option<WindowCursor>,
+}
+
+/// How much the event store holds (for progress bars; may be approximate on AWS).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ArchiveSize {
+    pub events: u64,
+    pub orders: u64,
+}
+
+/// Bulk, read-only access to the event store for replay, audit and republication. Unlike
+/// [`EventStore`], it hands out events as stored, in pages of whole histories.
+#[async_trait]
+pub trait EventArchive: Send + Sync {
+    /// Whole histories of the orders whose id sorts after `after` (all orders if `None`),
+    /// in order-id order (bytewise), events in version order, until about `max_events`
+    /// events: a page always ends with a complete history and holds at least one order
+    /// (an order longer than `max_events` comes whole, alone). Empty when none are left.
+    async fn histories(
+        &self,
+        after: Option<&str>,
+        max_events: usize,
+    ) -> Result<Vec<RawHistory>, StoreError>;
+    /// One order's whole stored history (empty if it has no events).
+    async fn history_raw(&self, order_id: &OrderId) -> Result<Vec<RawEvent>, StoreError>;
+    /// The events of `window`, at most `limit`, after `cursor`, in storage order (each
+    /// order's events in version order).
+    async fn events_between(
+        &self,
+        window: &EventWindow,
+        cursor: Option<&WindowCursor>,
+        limit: usize,
+    ) -> Result<WindowPage, StoreError>;
+    async fn size(&self) -> Result<ArchiveSize, StoreError>;
+}
+
+/// How far the projector has applied the event store to the read model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Projected {
+    /// Every event at or before this global position is in the read model (embedded:
+    /// the change feed's checkpoint, read before the read model rows).
+    Through(u64),
+    /// The backend cannot say (AWS: the stream's position is not comparable to events);
+    /// a read model behind the events is then re-checked after a while.
+    Unknown,
+}
+
+/// One order as the read model holds it; `Err` with the reason if it cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectedOrder {
+    pub order_id: String,
+    pub order: Result<Order, String>,
+}
+
+/// Bulk, read-only access to the read model, to compare it with the events.
+#[async_trait]
+pub trait ProjectionScan: Send + Sync {
+    /// Read the projector's progress *before* the rows it will be compared with.
+    async fn projected(&self) -> Result<Projected, StoreError>;
+    /// Up to `limit` orders with `after < orderId <= through` (bytewise; open ends when
+    /// `None`), in order-id order.
+    async fn scan(
+        &self,
+        after: Option<&str>,
+        through: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ProjectedOrder>, StoreError>;
+    async fn get_projected(&self, order_id: &str) -> Result<Option<ProjectedOrder>, StoreError>;
+}
+
+/// What a rebuild did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RebuildReport {
+    /// Orders in the new projection.
+    pub orders: u64,
+    /// Events folded (those appended while it ran included).
+    pub events: u64,
+    /// Events appended while the rebuild ran, folded in at the swap.
+    pub caught_up: u64,
+    /// Orders whose row in the replaced projection differed from the rebuilt one (or was
+    /// missing, or had no events): lag or damage that the rebuild repaired.
+    pub changed: u64,
+    /// Orders whose history cannot be folded (not starting with `OrderPlaced`, or an event
+    /// that is not a readable envelope): left out, each with the reason.
+    pub unfoldable: Vec<(String, String)>,
+}
+
+/// Progress callbacks of a long operation: `events` handled so far.
+pub type ProgressFn = dyn Fn(u64) + Send + Sync;
+
+/// Recomputing the read model from the events alone.
+#[async_trait]
+pub trait ProjectionRebuild: Send + Sync {
+    /// Folds every order's events into a fresh projection beside the live one, then makes
+    /// it the live one in one atomic step: readers see the old projection or the new one,
+    /// never a half-built one. Events appended meanwhile are folded in at the swap, so no
+    /// version the projector has written is lost; the change feed's checkpoint is left
+    /// alone (re-applying an older state is a no-op, and publication is not skipped).
+    async fn rebuild(
+        &self,
+        progress: std::sync::Arc<ProgressFn>,
+    ) -> Result<RebuildReport, StoreError>;
+}

@@ -1,6 +1,7 @@
 //! `orders`: the command line of ordersource. `orders dev` runs the whole service on one
 //! machine; `orders bench` measures a running one.
 
+mod audit;
 mod aws;
 mod backend_args;
 mod bench;
@@ -27,6 +28,17 @@ enum Cmd {
     Dlq(dlq::DlqArgs),
     /// AWS backend operations: `orders aws bootstrap` creates what the service needs.
     Aws(aws::AwsArgs),
+    /// Show an order's event trail, with its state after each event.
+    Replay(audit::ReplayArgs),
+    /// Check the stored history: versions, hash chain, stored states, read model.
+    Audit(audit::AuditArgs),
+    /// Recompute the read model from the events alone and swap it in atomically.
+    Rebuild(audit::RebuildArgs),
+    /// Publish past events to the bus again, marked "replayed": true.
+    Republish(audit::RepublishArgs),
+    /// Fill a fresh data directory with about N realistic events (for benchmarks).
+    #[command(hide = true)]
+    DevSeed(audit::SeedArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -47,6 +59,11 @@ fn main() -> std::process::ExitCode {
             Cmd::Dev(args) => dev::run(args).await,
             Cmd::Bench(args) => bench::run(args).await,
             Cmd::Dlq(args) => dlq::run(args).await,
+            Cmd::Replay(args) => audit::replay(args).await,
+            Cmd::Audit(args) => audit::audit(args).await,
+            Cmd::Rebuild(args) => audit::rebuild(args).await,
+            Cmd::Republish(args) => audit::republish(args).await,
+            Cmd::DevSeed(args) => audit::seed(args).await,
             Cmd::Aws(args) => aws::run(args).await,
         }
     });

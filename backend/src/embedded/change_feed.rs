@@ -20,7 +20,7 @@ use crate::{
 /// The embedded stand-in for the event table's stream ARN.
 pub const STREAM_ARN: &str =
     "arn:ordersource:embedded:local:000000000000:table/events/stream/local";
-const CHECKPOINT: &str = "projector";
+pub(super) const CHECKPOINT: &str = "projector";
 
 pub struct SqliteChangeFeed {
     events: ReadPool,

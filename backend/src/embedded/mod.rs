@@ -2,12 +2,14 @@
 //! and for tests. `events.db` holds the facts (fsync on every commit); `projection.db`
 //! holds what is derived from them.
 
+mod archive;
 mod bus;
 mod change_feed;
 mod documents;
 mod event_store;
 mod queues;
 mod read_model;
+mod rebuild;
 mod sqlite;
 
 use std::{
@@ -16,12 +18,14 @@ use std::{
     sync::Arc,
 };
 
+pub use archive::SqliteArchive;
 pub use bus::{EmbeddedBus, LOCAL_ACCOUNT, LOCAL_REGION, bus_event};
 pub use change_feed::{STREAM_ARN, SqliteChangeFeed, sequence_number};
 pub use documents::FileDocuments;
 pub use event_store::SqliteEventStore;
 pub use queues::{QueueConfig, SqliteQueues};
 pub use read_model::SqliteReadModel;
+pub use rebuild::{BeforeSwap, SqliteRebuild, fold_raw};
 
 use events_schema::RouteTable;
 

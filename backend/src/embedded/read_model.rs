@@ -10,7 +10,7 @@ use rusqlite::{OptionalExtension, params};
 use super::sqlite::{self, Durability, ReadPool, Writer, micros, parse_json};
 use crate::ports::{ListCursor, ListQuery, Page, ReadModel, StoreError};
 
-const SCHEMA: &str = "
+pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS orders (
     order_id   TEXT    PRIMARY KEY,
     status     TEXT    NOT NULL,

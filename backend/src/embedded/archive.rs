@@ -1,0 +1,299 @@
+//! Bulk, read-only access to a data directory's events and read model, for `orders replay`,
+//! `audit verify` and `republish`: histories as stored, in pages of whole histories, and the
+//! read model next to the projector's checkpoint. It opens the files by path and takes no
+//! lock, so it works beside a running `orders dev` (SQLite's WAL lets it read while the
+//! service writes); each page is read in one statement, so it is a consistent snapshot.
+
+use std::path::Path;
+
+use async_trait::async_trait;
+use events_schema::{Order, OrderId};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{
+    change_feed::CHECKPOINT,
+    read_model::load_checkpoint,
+    sqlite::{ReadPool, micros},
+};
+use crate::ports::{
+    ArchiveSize, EventArchive, EventWindow, Projected, ProjectedOrder, ProjectionScan, RawEvent,
+    RawHistory, StoreError, WindowCursor, WindowPage,
+};
+
+/// The events and the read model of one data directory, read-only.
+pub struct SqliteArchive {
+    events: ReadPool,
+    /// `None` when the directory has no read model yet (nothing was ever projected).
+    projection: Option<ReadPool>,
+}
+
+impl SqliteArchive {
+    /// Opens `dir`'s `events.db` (which must exist) and `projection.db` (if it exists).
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let events = dir.join("events.db");
+        if !events.is_file() {
+            return Err(StoreError::new(
+                "opening the event store",
+                format!(
+                    "{} has no events.db (is it a data directory of orders dev?)",
+                    dir.display()
+                ),
+            ));
+        }
+        let projection = dir.join("projection.db");
+        Ok(Self {
+            events: ReadPool::new(events),
+            projection: projection.is_file().then(|| ReadPool::new(projection)),
+        })
+    }
+}
+
+/// Pragmas for long sequential reads: a larger page cache and memory-mapped I/O.
+pub(super) fn tune_for_scans(conn: &Connection) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "cache_size", -65_536)?;
+    conn.pragma_update(None, "mmap_size", 1_i64 << 30)?;
+    Ok(())
+}
+
+fn raw_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawEvent> {
+    Ok(RawEvent {
+        order_id: r.get(0)?,
+        version: r.get(1)?,
+        envelope: r.get(2)?,
+        order_state: r.get(3)?,
+        position: Some(r.get(4)?),
+    })
+}
+
+const COLUMNS: &str = "order_id, version, envelope, order_state, position";
+
+/// Whole histories after `after` (bytewise order-id order), about `max_events` events, only
+/// events at or before `upto` when given. See [`EventArchive::histories`].
+pub(super) fn read_histories(
+    conn: &Connection,
+    after: Option<&str>,
+    max_events: usize,
+    upto: Option<u64>,
+) -> rusqlite::Result<Vec<RawHistory>> {
+    let limit = max_events.max(1) as u64;
+    let upto = upto.unwrap_or(u64::MAX >> 1);
+    // `order_id > ''` is every order: ids are never empty. The (order_id, version) index
+    // gives the rows in key order.
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM events WHERE order_id > ?1 AND position <= ?2
+         ORDER BY order_id, version LIMIT ?3"
+    ))?;
+    let rows = stmt
+        .query_map(params![after.unwrap_or(""), upto, limit], raw_event)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let full = rows.len() as u64 == limit;
+    let mut histories = group(rows);
+    if full {
+        // The last order may continue past the page: read it again whole, alone if needed.
+        if histories.len() > 1 {
+            histories.pop();
+        } else if let Some(only) = histories.pop() {
+            let events = read_history(conn, &only.order_id, upto)?;
+            histories.push(RawHistory {
+                order_id: only.order_id,
+                events,
+            });
+        }
+    }
+    Ok(histories)
+}
+
+fn read_history(conn: &Connection, order_id: &str, upto: u64) -> rusqlite::Result<Vec<RawEvent>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM events WHERE order_id = ?1 AND position <= ?2 ORDER BY version"
+    ))?;
+    stmt.query_map(params![order_id, upto], raw_event)?
+        .collect()
+}
+
+fn group(rows: Vec<RawEvent>) -> Vec<RawHistory> {
+    let mut histories: Vec<RawHistory> = Vec::new();
+    for row in rows {
+        match histories.last_mut() {
+            Some(h) if h.order_id == row.order_id => h.events.push(row),
+            _ => histories.push(RawHistory {
+                order_id: row.order_id.clone(),
+                events: vec![row],
+            }),
+        }
+    }
+    histories
+}
+
+/// The highest global position written so far (0 for an empty store).
+pub(super) fn high_water(conn: &Connection) -> rusqlite::Result<u64> {
+    conn.query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |r| {
+        r.get(0)
+    })
+}
+
+#[async_trait]
+impl EventArchive for SqliteArchive {
+    async fn histories(
+        &self,
+        after: Option<&str>,
+        max_events: usize,
+    ) -> Result<Vec<RawHistory>, StoreError> {
+        let after = after.map(str::to_owned);
+        self.events
+            .read("reading histories", move |conn| {
+                tune_for_scans(conn)?;
+                read_histories(conn, after.as_deref(), max_events, None)
+            })
+            .await
+    }
+
+    async fn history_raw(&self, order_id: &OrderId) -> Result<Vec<RawEvent>, StoreError> {
+        let id = order_id.to_string();
+        self.events
+            .read("reading an order's history", move |conn| {
+                read_history(conn, &id, u64::MAX >> 1)
+            })
+            .await
+    }
+
+    async fn events_between(
+        &self,
+        window: &EventWindow,
+        cursor: Option<&WindowCursor>,
+        limit: usize,
+    ) -> Result<WindowPage, StoreError> {
+        let after: u64 = match cursor {
+            Some(c) => c.0.parse().map_err(|e| {
+                StoreError::new("reading a window cursor", format!("{:?}: {e}", c.0))
+            })?,
+            None => 0,
+        };
+        let (from, to) = (micros(window.from), micros(window.to));
+        let order = window.order_id.as_ref().map(ToString::to_string);
+        let status = window.status.map(|s| s.as_str());
+        let limit = limit.max(1);
+        let events = self
+            .events
+            .read("reading events in a time window", move |conn| {
+                tune_for_scans(conn)?;
+                // With an order, its (order_id, version) index narrows the scan; without,
+                // the table is read in position order.
+                let by_order = if order.is_some() {
+                    "AND order_id = ?4"
+                } else {
+                    "AND ?4 IS NULL"
+                };
+                let sql = format!(
+                    "SELECT {COLUMNS} FROM events
+                     WHERE position > ?1 AND occurred_at >= ?2 AND occurred_at < ?3 {by_order}
+                       AND (?5 IS NULL OR json_extract(envelope, '$.status') = ?5)
+                     ORDER BY position LIMIT ?6"
+                );
+                let mut stmt = conn.prepare_cached(&sql)?;
+                stmt.query_map(
+                    params![after, from, to, order, status, limit as u64],
+                    raw_event,
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .await?;
+        let next = (events.len() == limit)
+            .then(|| events.last().and_then(|e| e.position))
+            .flatten()
+            .map(|p| WindowCursor(p.to_string()));
+        Ok(WindowPage { events, next })
+    }
+
+    async fn size(&self) -> Result<ArchiveSize, StoreError> {
+        self.events
+            .read("counting events", |conn| {
+                let (events, orders) = conn.query_row(
+                    "SELECT COUNT(*), COUNT(DISTINCT order_id) FROM events",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                Ok(ArchiveSize { events, orders })
+            })
+            .await
+    }
+}
+
+fn projected_order(r: &rusqlite::Row<'_>) -> rusqlite::Result<ProjectedOrder> {
+    let order_id: String = r.get(0)?;
+    let body: String = r.get(1)?;
+    Ok(ProjectedOrder {
+        order_id,
+        order: serde_json::from_str::<Order>(&body).map_err(|e| format!("unreadable row: {e}")),
+    })
+}
+
+#[async_trait]
+impl ProjectionScan for SqliteArchive {
+    async fn projected(&self) -> Result<Projected, StoreError> {
+        let Some(projection) = &self.projection else {
+            return Ok(Projected::Through(0));
+        };
+        projection
+            .read("reading the projector checkpoint", |conn| {
+                let exists: Option<i64> = conn
+                    .query_row(
+                        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'checkpoints'",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if exists.is_none() {
+                    return Ok(Projected::Through(0));
+                }
+                load_checkpoint(conn, CHECKPOINT).map(Projected::Through)
+            })
+            .await
+    }
+
+    async fn scan(
+        &self,
+        after: Option<&str>,
+        through: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ProjectedOrder>, StoreError> {
+        let Some(projection) = &self.projection else {
+            return Ok(Vec::new());
+        };
+        let (after, through) = (after.map(str::to_owned), through.map(str::to_owned));
+        projection
+            .read("reading the read model", move |conn| {
+                tune_for_scans(conn)?;
+                // Both bounds as plain comparisons, so that the primary key bounds the scan.
+                let upper = if through.is_some() {
+                    "AND order_id <= ?2"
+                } else {
+                    "AND ?2 IS NULL"
+                };
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT order_id, body FROM orders WHERE order_id > ?1 {upper}
+                     ORDER BY order_id LIMIT ?3"
+                ))?;
+                stmt.query_map(
+                    params![after.unwrap_or_default(), through, limit.max(1) as u64],
+                    projected_order,
+                )?
+                .collect()
+            })
+            .await
+    }
+
+    async fn get_projected(&self, order_id: &str) -> Result<Option<ProjectedOrder>, StoreError> {
+        let Some(projection) = &self.projection else {
+            return Ok(None);
+        };
+        let id = order_id.to_owned();
+        projection
+            .read("reading the read model", move |conn| {
+                conn.prepare_cached("SELECT order_id, body FROM orders WHERE order_id = ?1")?
+                    .query_row([id], projected_order)
+                    .optional()
+            })
+            .await
+    }
+}
