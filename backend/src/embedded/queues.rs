@@ -121,7 +121,7 @@ impl SqliteQueues {
                 {
                     let mut ready = tx.prepare_cached(
                         "SELECT seq, message_id, body, sent_at, receive_count FROM messages
-                         WHERE queue = ?1 AND visible_at <= ?2 ORDER BY seq LIMIT ?3",
+                         WHERE queue = ?1 AND visible_at <= ?2 ORDER BY visible_at, seq LIMIT ?3",
                     )?;
                     let rows = ready
                         .query_map(params![config.name, now, max as i64], |r| {
@@ -148,7 +148,8 @@ impl SqliteQueues {
                             to_dlq.execute(params![seq, config.dead_letter_queue, now])?;
                             continue;
                         }
-                        let receipt = uuid::Uuid::now_v7().to_string();
+                        // The receipt names the row, so deleting by it is a key lookup.
+                        let receipt = format!("{seq}:{}", uuid::Uuid::now_v7().simple());
                         take.execute(params![seq, count + 1, now + visibility, receipt])?;
                         received.push(QueueMessage {
                             message_id,
@@ -213,10 +214,18 @@ impl Queues for SqliteQueues {
             .write("deleting messages", move |conn| {
                 let tx = conn.transaction()?;
                 {
-                    let mut delete = tx
-                        .prepare_cached("DELETE FROM messages WHERE queue = ?1 AND receipt = ?2")?;
+                    let mut delete = tx.prepare_cached(
+                        "DELETE FROM messages WHERE seq = ?1 AND queue = ?2 AND receipt = ?3",
+                    )?;
                     for h in &handles {
-                        delete.execute(params![queue, h])?;
+                        // A receipt this queue did not issue matches no row.
+                        let Some(seq) = h
+                            .split_once(':')
+                            .and_then(|(seq, _)| seq.parse::<i64>().ok())
+                        else {
+                            continue;
+                        };
+                        delete.execute(params![seq, queue, h])?;
                     }
                 }
                 tx.commit()
