@@ -25,7 +25,14 @@ pub struct App {
     pub commands: service::Commands,
     pub read_model: Arc<dyn ReadModel>,
     pub documents: Arc<dyn DocumentStore>,
-    /// For `/health`: how far the projector is behind, and each route's queue.
+    /// For `/health`: the pipeline this process drives (none when Lambda's event source
+    /// mappings drive it; their metrics are in CloudWatch).
+    pub pipeline: Option<Pipeline>,
+}
+
+/// The projector's change feed and the route queues, as `/health` reports them.
+#[derive(Clone)]
+pub struct Pipeline {
     pub feed: Arc<dyn ChangeFeed>,
     pub queues: Arc<dyn Queues>,
     pub queue_names: Vec<String>,
@@ -37,9 +44,19 @@ impl App {
             commands: service::Commands::new(ports.events.clone(), ports.idempotency.clone()),
             read_model: ports.read_model.clone(),
             documents: ports.documents.clone(),
-            feed: ports.feed.clone(),
-            queues: ports.queues.clone(),
-            queue_names: routes.routes.iter().map(|r| r.queue.clone()).collect(),
+            pipeline: Some(Pipeline {
+                feed: ports.feed.clone(),
+                queues: ports.queues.clone(),
+                queue_names: routes.routes.iter().map(|r| r.queue.clone()).collect(),
+            }),
+        }
+    }
+
+    /// For a process that serves the API only (the API Lambda).
+    pub fn without_pipeline(self) -> Self {
+        Self {
+            pipeline: None,
+            ..self
         }
     }
 }

@@ -317,8 +317,11 @@ struct EventPage {
 #[serde(rename_all = "camelCase")]
 struct Health {
     status: String,
-    /// Events written but not yet projected into the read model and published.
-    projector_lag: u64,
+    /// Events written but not yet projected into the read model and published; absent
+    /// where Lambda drives the pipeline (see the IteratorAge metric there).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    projector_lag: Option<u64>,
+    /// The route queues this process polls (empty where Lambda polls them).
     queues: Vec<QueueHealth>,
 }
 
@@ -629,10 +632,17 @@ async fn order_document(
     description = "The pipeline's state: projector lag and, per route queue, depth, in-flight and dead letters.",
     responses((status = 200, body = Health), (status = 503, body = Problem, content_type = "application/problem+json")))]
 async fn health(State(app): State<App>) -> Result<Json<Health>, ApiError> {
-    let projector_lag = app.feed.lag().await?;
-    let mut queues = Vec::with_capacity(app.queue_names.len());
-    for name in &app.queue_names {
-        let s = app.queues.stats(name).await?;
+    let Some(pipeline) = &app.pipeline else {
+        return Ok(Json(Health {
+            status: "ok".into(),
+            projector_lag: None,
+            queues: Vec::new(),
+        }));
+    };
+    let projector_lag = pipeline.feed.lag().await?;
+    let mut queues = Vec::with_capacity(pipeline.queue_names.len());
+    for name in &pipeline.queue_names {
+        let s = pipeline.queues.stats(name).await?;
         queues.push(QueueHealth {
             queue: s.queue,
             depth: s.visible,
@@ -642,7 +652,7 @@ async fn health(State(app): State<App>) -> Result<Json<Health>, ApiError> {
     }
     Ok(Json(Health {
         status: "ok".into(),
-        projector_lag,
+        projector_lag: Some(projector_lag),
         queues,
     }))
 }

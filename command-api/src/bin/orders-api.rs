@@ -9,6 +9,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     // JSON when the function's log format is JSON (AWS_LAMBDA_LOG_FORMAT).
     lambda_http::tracing::init_default_subscriber();
     let aws = Aws::connect(AwsConfig::from_env()).await?;
-    let app = App::new(&aws.ports(), events_schema::route_table());
+    // Lambda's event source mappings drive the projector and handlers, not this process.
+    let app = App::new(&aws.ports(), events_schema::route_table()).without_pipeline();
     lambda_http::run(router(app)).await
 }
