@@ -128,6 +128,23 @@ pub struct Page {
     pub next: Option<ListCursor>,
 }
 
+impl Page {
+    /// A page from up to `limit + 1` items in list order: the extra one only tells that
+    /// another page follows.
+    pub fn from_overfetch(mut items: Vec<Order>, limit: usize) -> Self {
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|o| ListCursor {
+                created_at: o.created_at,
+                order_id: o.order_id.clone(),
+            })
+        } else {
+            None
+        };
+        Page { items, next }
+    }
+}
+
 /// The projection: each order's latest known state, queryable by status, ordered by
 /// creation time. Eventually consistent with the event store.
 #[async_trait]
@@ -225,6 +242,19 @@ pub struct Document {
     pub name: String,
     pub content_type: String,
     pub body: Vec<u8>,
+}
+
+impl Document {
+    /// Names come from handlers, but every store checks them anyway: one plain file name,
+    /// so that a name never reaches into another order's folder or key prefix.
+    pub fn valid_name(name: &str) -> bool {
+        !name.is_empty()
+            && name.len() <= 200
+            && !name.starts_with('.')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

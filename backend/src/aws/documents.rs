@@ -18,17 +18,6 @@ fn prefix(order_id: &OrderId) -> String {
     format!("orders/{order_id}/")
 }
 
-/// Document names come from handlers, but are checked anyway, as the embedded store does:
-/// one plain file name, so a key never reaches into another order's folder.
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 200
-        && !name.starts_with('.')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-}
-
 impl S3Documents {
     pub fn new(client: aws_sdk_s3::Client, bucket: String) -> Self {
         Self { client, bucket }
@@ -38,7 +27,7 @@ impl S3Documents {
 #[async_trait]
 impl DocumentStore for S3Documents {
     async fn put(&self, order_id: &OrderId, document: &Document) -> Result<(), StoreError> {
-        if !valid_name(&document.name) {
+        if !Document::valid_name(&document.name) {
             return Err(StoreError::new(
                 "writing a document",
                 format!("invalid name {:?}", document.name),
@@ -74,7 +63,7 @@ impl DocumentStore for S3Documents {
                 let Some(name) = object.key().and_then(|k| k.strip_prefix(&prefix)) else {
                     continue;
                 };
-                if valid_name(name) {
+                if Document::valid_name(name) {
                     docs.push(DocumentInfo {
                         name: name.to_owned(),
                         size: object
@@ -94,7 +83,7 @@ impl DocumentStore for S3Documents {
     }
 
     async fn get(&self, order_id: &OrderId, name: &str) -> Result<Option<Document>, StoreError> {
-        if !valid_name(name) {
+        if !Document::valid_name(name) {
             return Ok(None);
         }
         let result = self
@@ -134,13 +123,13 @@ impl DocumentStore for S3Documents {
 
 #[cfg(test)]
 mod tests {
-    use super::valid_name;
+    use crate::ports::Document;
 
     #[test]
     fn names_are_plain_file_names() {
-        assert!(valid_name("invoice.json"));
+        assert!(Document::valid_name("invoice.json"));
         for bad in ["", ".hidden", "a/b", "../x", "a b"] {
-            assert!(!valid_name(bad), "{bad:?}");
+            assert!(!Document::valid_name(bad), "{bad:?}");
         }
     }
 }

@@ -172,17 +172,8 @@ impl ReadModel for DynamoReadModel {
             }
         };
         found.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut items: Vec<Order> = found.into_iter().take(fetch).map(|(_, o)| o).collect();
-        let next = if items.len() > query.limit {
-            items.truncate(query.limit);
-            items.last().map(|o| ListCursor {
-                created_at: o.created_at,
-                order_id: o.order_id.clone(),
-            })
-        } else {
-            None
-        };
-        Ok(Page { items, next })
+        let items: Vec<Order> = found.into_iter().take(fetch).map(|(_, o)| o).collect();
+        Ok(Page::from_overfetch(items, query.limit))
     }
 }
 

@@ -30,16 +30,6 @@ impl FileDocuments {
     }
 }
 
-/// Document names come from handlers, but are checked anyway: one plain file name.
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 200
-        && !name.starts_with('.')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-}
-
 async fn blocking<T: Send + 'static>(
     context: &'static str,
     f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
@@ -53,7 +43,7 @@ async fn blocking<T: Send + 'static>(
 #[async_trait]
 impl DocumentStore for FileDocuments {
     async fn put(&self, order_id: &OrderId, document: &Document) -> Result<(), StoreError> {
-        if !valid_name(&document.name) {
+        if !Document::valid_name(&document.name) {
             return Err(StoreError::new(
                 "writing a document",
                 format!("invalid name {:?}", document.name),
@@ -86,7 +76,7 @@ impl DocumentStore for FileDocuments {
             for entry in entries {
                 let entry = entry?;
                 let name = entry.file_name().to_string_lossy().into_owned();
-                if valid_name(&name) {
+                if Document::valid_name(&name) {
                     docs.push(DocumentInfo {
                         size: entry.metadata()?.len(),
                         name,
@@ -100,7 +90,7 @@ impl DocumentStore for FileDocuments {
     }
 
     async fn get(&self, order_id: &OrderId, name: &str) -> Result<Option<Document>, StoreError> {
-        if !valid_name(name) {
+        if !Document::valid_name(name) {
             return Ok(None);
         }
         let path = self.folder(order_id).join(name);

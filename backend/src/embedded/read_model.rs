@@ -8,7 +8,7 @@ use events_schema::{Order, OrderId, Status};
 use rusqlite::{OptionalExtension, params};
 
 use super::sqlite::{self, Durability, ReadPool, Writer, micros, parse_json};
-use crate::ports::{ListCursor, ListQuery, Page, ReadModel, StoreError};
+use crate::ports::{ListQuery, Page, ReadModel, StoreError};
 
 pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS orders (
@@ -126,17 +126,7 @@ impl ReadModel for SqliteReadModel {
                     .collect::<rusqlite::Result<Vec<_>>>()
             })
             .await?;
-        let mut items = items;
-        let next = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(|o| ListCursor {
-                created_at: o.created_at,
-                order_id: o.order_id.clone(),
-            })
-        } else {
-            None
-        };
-        Ok(Page { items, next })
+        Ok(Page::from_overfetch(items, limit))
     }
 }
 
