@@ -1,10 +1,12 @@
 //! Where orders are kept and how they travel, behind small traits.
 //!
 //! [`ports`] declares what the domain needs from the outside world: an event store with
-//! optimistic appends, idempotency records, a change feed, a read model. Each backend
-//! implements every port: [`embedded`] on SQLite files in one data directory (the default,
-//! one process), and later the AWS adapters. The [`item`] module owns the one on-the-wire
-//! shape of a stored event (a DynamoDB item, also what stream records carry).
+//! optimistic appends, idempotency records and handler ledgers, a change feed, a read model,
+//! an event bus, queues, a document store. Each backend implements every port: [`embedded`]
+//! on SQLite files in one data directory (the default, one process) and [`aws`] on
+//! DynamoDB, DynamoDB Streams, EventBridge, SQS and S3. [`item`] owns the one stored shape
+//! of an event (a DynamoDB item, also what stream records carry); [`event_pattern`] is
+//! EventBridge's rule matching, for the embedded bus.
 
 pub mod aws;
 pub mod embedded;
