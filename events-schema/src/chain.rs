@@ -76,6 +76,12 @@ pub fn hash_of(envelope: &Envelope) -> ChainHash {
     ChainHash::of_canonical(&canonical(envelope))
 }
 
+/// The SHA-256 of bytes that are already an envelope's [`canonical`] form (for callers
+/// that keep the canonical bytes, e.g. to compare them with stored text).
+pub fn hash_of_canonical(canonical: &[u8]) -> ChainHash {
+    ChainHash::of_canonical(canonical)
+}
+
 /// The RFC 8785 form of an envelope without `hash`, written directly: every object below is
 /// serialized with its members already in JCS order (the payload and metadata structs
 /// declare their fields sorted), and serde_json's compact output escapes strings and writes

@@ -15,7 +15,9 @@ mod order;
 mod routes;
 mod values;
 
-pub use chain::{ChainBreak, ChainHash, GENESIS_HASH, canonical, hash_of, verify_chain};
+pub use chain::{
+    ChainBreak, ChainHash, GENESIS_HASH, canonical, hash_of, hash_of_canonical, verify_chain,
+};
 pub use command::{Command, PlaceOrder, Rejection, UpdateOrder, decide};
 pub use detail::{EventDetail, detail_schema};
 pub use event::{

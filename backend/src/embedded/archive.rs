@@ -67,6 +67,23 @@ fn raw_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawEvent> {
 
 const COLUMNS: &str = "order_id, version, envelope, order_state, position";
 
+/// Whether to read the state stored with each event (a rebuild folds the envelopes alone,
+/// and skipping the column halves what it reads).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum States {
+    With,
+    Without,
+}
+
+impl States {
+    fn columns(self) -> &'static str {
+        match self {
+            States::With => COLUMNS,
+            States::Without => "order_id, version, envelope, '', position",
+        }
+    }
+}
+
 /// Whole histories after `after` (bytewise order-id order), about `max_events` events, only
 /// events at or before `upto` when given. See [`EventArchive::histories`].
 pub(super) fn read_histories(
@@ -74,14 +91,16 @@ pub(super) fn read_histories(
     after: Option<&str>,
     max_events: usize,
     upto: Option<u64>,
+    states: States,
 ) -> rusqlite::Result<Vec<RawHistory>> {
     let limit = max_events.max(1) as u64;
     let upto = upto.unwrap_or(u64::MAX >> 1);
     // `order_id > ''` is every order: ids are never empty. The (order_id, version) index
     // gives the rows in key order.
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM events WHERE order_id > ?1 AND position <= ?2
-         ORDER BY order_id, version LIMIT ?3"
+        "SELECT {} FROM events WHERE order_id > ?1 AND position <= ?2
+         ORDER BY order_id, version LIMIT ?3",
+        states.columns()
     ))?;
     let rows = stmt
         .query_map(params![after.unwrap_or(""), upto, limit], raw_event)?
@@ -93,7 +112,7 @@ pub(super) fn read_histories(
         if histories.len() > 1 {
             histories.pop();
         } else if let Some(only) = histories.pop() {
-            let events = read_history(conn, &only.order_id, upto)?;
+            let events = read_history(conn, &only.order_id, upto, states)?;
             histories.push(RawHistory {
                 order_id: only.order_id,
                 events,
@@ -103,9 +122,15 @@ pub(super) fn read_histories(
     Ok(histories)
 }
 
-fn read_history(conn: &Connection, order_id: &str, upto: u64) -> rusqlite::Result<Vec<RawEvent>> {
+pub(super) fn read_history(
+    conn: &Connection,
+    order_id: &str,
+    upto: u64,
+    states: States,
+) -> rusqlite::Result<Vec<RawEvent>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM events WHERE order_id = ?1 AND position <= ?2 ORDER BY version"
+        "SELECT {} FROM events WHERE order_id = ?1 AND position <= ?2 ORDER BY version",
+        states.columns()
     ))?;
     stmt.query_map(params![order_id, upto], raw_event)?
         .collect()
@@ -143,7 +168,7 @@ impl EventArchive for SqliteArchive {
         self.events
             .read("reading histories", move |conn| {
                 tune_for_scans(conn)?;
-                read_histories(conn, after.as_deref(), max_events, None)
+                read_histories(conn, after.as_deref(), max_events, None, States::With)
             })
             .await
     }
@@ -152,7 +177,7 @@ impl EventArchive for SqliteArchive {
         let id = order_id.to_string();
         self.events
             .read("reading an order's history", move |conn| {
-                read_history(conn, &id, u64::MAX >> 1)
+                read_history(conn, &id, u64::MAX >> 1, States::With)
             })
             .await
     }

@@ -26,7 +26,7 @@ use events_schema::{Envelope, Order, evolve};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 
 use super::{
-    archive::{high_water, read_histories, tune_for_scans},
+    archive::{States, high_water, read_histories, read_history, tune_for_scans},
     read_model::SCHEMA,
     sqlite::{self, Durability, micros},
 };
@@ -206,8 +206,14 @@ fn fold_into_fresh(
             let conn = open_events(events_path).map_err(store_err("opening the event store"))?;
             let mut after: Option<String> = None;
             loop {
-                let page = read_histories(&conn, after.as_deref(), PAGE_EVENTS, Some(mark))
-                    .map_err(store_err("reading histories"))?;
+                let page = read_histories(
+                    &conn,
+                    after.as_deref(),
+                    PAGE_EVENTS,
+                    Some(mark),
+                    States::Without,
+                )
+                .map_err(store_err("reading histories"))?;
                 let Some(last) = page.last() else {
                     return Ok(());
                 };
@@ -291,24 +297,7 @@ fn swap(
         let mut rows = Vec::with_capacity(touched.len());
         for id in touched {
             let history = RawHistory {
-                events: events
-                    .prepare_cached(
-                        "SELECT order_id, version, envelope, order_state, position FROM events
-                         WHERE order_id = ?1 AND position <= ?2 ORDER BY version",
-                    )
-                    .and_then(|mut s| {
-                        s.query_map(params![id, now], |r| {
-                            Ok(RawEvent {
-                                order_id: r.get(0)?,
-                                version: r.get(1)?,
-                                envelope: r.get(2)?,
-                                order_state: r.get(3)?,
-                                position: Some(r.get(4)?),
-                            })
-                        })?
-                        .collect()
-                    })
-                    .map_err(&err)?,
+                events: read_history(events, &id, now, States::Without).map_err(&err)?,
                 order_id: id,
             };
             report.unfoldable.retain(|(o, _)| *o != history.order_id);

@@ -113,6 +113,7 @@ fn changes(before: Option<&Order>, after: &Order) -> String {
         };
         match before_map.get(field) {
             Some(old) if old == value => {}
+            Some(old) if old.is_null() => parts.push(format!("{field}: {}", show(value))),
             Some(old) => parts.push(format!("{field}: {} → {}", show(old), show(value))),
             None if value.is_null() => {}
             None => parts.push(format!("{field}: {}", show(value))),

@@ -26,7 +26,8 @@ use std::{
 use anyhow::bail;
 use backend::{Projected, ProjectedOrder, RawEvent, RawHistory};
 use events_schema::{
-    ChainBreak, ChainHash, Envelope, Order, OrderId, evolve, hash_of, verify_chain,
+    ChainBreak, ChainHash, Envelope, Order, OrderId, canonical, evolve, hash_of_canonical,
+    verify_chain,
 };
 use serde::Serialize;
 
@@ -200,23 +201,28 @@ fn from_break(order_id: &str, b: ChainBreak) -> Finding {
     }
 }
 
-/// The fast path: every envelope parsed, its stored text exactly the serialization of the
-/// parse, keys, versions and links right, and every hash recomputed from the typed envelope.
-/// `None` as soon as anything differs (then [`verify_chain`] decides).
-fn fast_chain(order_id: &str, events: &[RawEvent], buf: &mut Vec<u8>) -> Option<Vec<Envelope>> {
+/// The fast path: every envelope parsed, its stored text exactly the canonical form of the
+/// parse plus the `hash` member (members compared byte for byte, in any order), keys,
+/// versions and links right, and every hash recomputed from those canonical bytes. `None`
+/// as soon as anything differs (then [`verify_chain`] decides).
+///
+/// Why this is `verify_chain`'s verdict: the stored object minus `hash` then has exactly
+/// the members of the canonical form, each with the same bytes; so its RFC 8785 form is
+/// the canonical form (which a property test in events-schema pins to a generic JCS
+/// encoder), and so is the hash `verify_chain` computes.
+fn fast_chain(order_id: &str, events: &[RawEvent]) -> Option<Vec<Envelope>> {
     let mut prev = ChainHash::GENESIS;
     let mut envelopes = Vec::with_capacity(events.len());
     for (i, e) in events.iter().enumerate() {
         let envelope: Envelope = serde_json::from_str(&e.envelope).ok()?;
-        buf.clear();
-        serde_json::to_writer(&mut *buf, &envelope).ok()?;
-        let intact = buf.as_slice() == e.envelope.as_bytes()
-            && envelope.version == i as u64 + 1
+        let canonical = canonical(&envelope);
+        let intact = envelope.version == i as u64 + 1
             && envelope.version == e.version
             && envelope.order_id.as_str() == order_id
             && e.order_id == order_id
             && envelope.prev_hash == prev
-            && hash_of(&envelope) == envelope.hash;
+            && is_canonical_with_hash(e.envelope.as_bytes(), &canonical)
+            && hash_of_canonical(&canonical) == envelope.hash;
         if !intact {
             return None;
         }
@@ -224,6 +230,114 @@ fn fast_chain(order_id: &str, events: &[RawEvent], buf: &mut Vec<u8>) -> Option<
         envelopes.push(envelope);
     }
     Some(envelopes)
+}
+
+/// Whether `stored` is a compact JSON object with exactly the members of `canonical` (a
+/// compact object), each with the same bytes, plus one `hash` member holding a plain
+/// 64-character string.
+fn is_canonical_with_hash(stored: &[u8], canonical: &[u8]) -> bool {
+    let (Some(stored), Some(expected)) = (members(stored), members(canonical)) else {
+        return false;
+    };
+    if stored.len() != expected.len() + 1 {
+        return false;
+    }
+    let mut hashes = 0;
+    let mut seen = vec![false; expected.len()];
+    for (key, value) in &stored {
+        if *key == b"hash" {
+            hashes += 1;
+            if value.len() != 66 || value.contains(&b'\\') {
+                return false;
+            }
+            continue;
+        }
+        match expected.iter().position(|(k, _)| k == key) {
+            Some(at) if !seen[at] && expected[at].1 == *value => seen[at] = true,
+            _ => return false, // unknown, repeated or different
+        }
+    }
+    hashes == 1 && seen.iter().all(|s| *s)
+}
+
+/// The members of a compact JSON object as (key, value) byte slices; `None` if the text is
+/// not one (whitespace between tokens, an escaped key, trailing bytes, ...).
+fn members(text: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
+    let mut out = Vec::with_capacity(12);
+    if *text.first()? != b'{' {
+        return None;
+    }
+    if text.get(1) == Some(&b'}') {
+        return (text.len() == 2).then_some(out);
+    }
+    let mut i = 1;
+    loop {
+        if *text.get(i)? != b'"' {
+            return None;
+        }
+        let key_start = i + 1;
+        let key_end = key_start
+            + text
+                .get(key_start..)?
+                .iter()
+                .position(|&b| b == b'"' || b == b'\\')?;
+        if text[key_end] != b'"' || *text.get(key_end + 1)? != b':' {
+            return None;
+        }
+        let value_start = key_end + 2;
+        i = value_end(text, value_start)?;
+        if i == value_start {
+            return None;
+        }
+        out.push((&text[key_start..key_end], &text[value_start..i]));
+        match *text.get(i)? {
+            b',' => i += 1,
+            b'}' => return (i + 1 == text.len()).then_some(out),
+            _ => return None,
+        }
+    }
+}
+
+/// Where the JSON value starting at `i` ends (the index after it).
+fn value_end(t: &[u8], mut i: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    loop {
+        match *t.get(i)? {
+            b'"' => {
+                i += 1;
+                loop {
+                    match *t.get(i)? {
+                        b'\\' => i += 2,
+                        b'"' => {
+                            i += 1;
+                            break;
+                        }
+                        _ => i += 1,
+                    }
+                }
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                i += 1;
+                continue;
+            }
+            b'}' | b']' => {
+                if depth == 0 {
+                    return Some(i); // the end of the enclosing object: a scalar ended
+                }
+                depth -= 1;
+                i += 1;
+            }
+            b',' if depth == 0 => return Some(i),
+            _ => {
+                i += 1;
+                continue;
+            }
+        }
+        if depth == 0 {
+            return Some(i);
+        }
+    }
 }
 
 /// The reference path, for an order the fast path did not clear.
@@ -324,7 +438,7 @@ pub fn check_order(
         return out;
     }
     let mut buf = Vec::with_capacity(1024);
-    let envelopes: Vec<Option<Envelope>> = match fast_chain(order_id, events, &mut buf) {
+    let envelopes: Vec<Option<Envelope>> = match fast_chain(order_id, events) {
         Some(envelopes) => envelopes.into_iter().map(Some).collect(),
         None => slow_chain(order_id, events, &mut out.findings),
     };
@@ -926,11 +1040,79 @@ mod tests {
     }
 
     #[test]
+    fn a_member_the_typed_parse_would_ignore_is_still_a_hash_break() {
+        let h = history("ORD-1");
+        let mut s = stored(&h);
+        s[1].envelope = s[1]
+            .envelope
+            .replacen("\"hash\":", "\"extra\":1,\"hash\":", 1);
+        assert!(serde_json::from_str::<Envelope>(&s[1].envelope).is_ok());
+        let c = check_order("ORD-1", &s, Some(&row(&h[2].order)), ALL, false);
+        assert_eq!(properties(&c), vec![(Some(2), Property::Hash)]);
+    }
+
+    #[test]
+    fn members_split_compact_objects_and_nothing_else() {
+        let m = members(br#"{"a":"x\"}","b":{"c":[1,{"d":2}]},"e":3,"f":true}"#).unwrap();
+        let m: Vec<(&str, &str)> = m
+            .iter()
+            .map(|(k, v)| {
+                (
+                    std::str::from_utf8(k).unwrap(),
+                    std::str::from_utf8(v).unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            m,
+            vec![
+                ("a", r#""x\"}""#),
+                ("b", r#"{"c":[1,{"d":2}]}"#),
+                ("e", "3"),
+                ("f", "true")
+            ]
+        );
+        assert_eq!(members(b"{}").map(|m| m.len()), Some(0));
+        for not_compact in [
+            &b"{ \"a\":1}"[..],
+            b"{\"a\" :1}",
+            b"{\"a\":1} ",
+            b"{\"a\":1,}",
+            b"{\"a\":}",
+            b"[1]",
+            b"{\"a\":1",
+        ] {
+            assert!(
+                members(not_compact).is_none(),
+                "{}",
+                String::from_utf8_lossy(not_compact)
+            );
+        }
+    }
+
+    #[test]
+    fn a_stored_envelope_must_have_the_canonical_members_plus_one_hash() {
+        let canonical = br#"{"a":1,"b":"x"}"#;
+        let hash = format!("\"{}\"", "0".repeat(64));
+        let ok = format!(r#"{{"b":"x","a":1,"hash":{hash}}}"#);
+        assert!(is_canonical_with_hash(ok.as_bytes(), canonical));
+        for bad in [
+            format!(r#"{{"b":"x","a":2,"hash":{hash}}}"#),
+            format!(r#"{{"b":"x","hash":{hash}}}"#),
+            format!(r#"{{"b":"x","b":"x","hash":{hash}}}"#),
+            format!(r#"{{"b":"x","a":1,"hash":{hash},"hash":{hash}}}"#),
+            r#"{"b":"x","a":1,"hash":"short"}"#.to_owned(),
+            format!(r#"{{"b":"x","a":1,"c":0,"hash":{hash}}}"#),
+        ] {
+            assert!(!is_canonical_with_hash(bad.as_bytes(), canonical), "{bad}");
+        }
+    }
+
+    #[test]
     fn the_fast_path_agrees_with_verify_chain_on_intact_and_reformatted_histories() {
         let h = history("ORD-1");
         let s = stored(&h);
-        let mut buf = Vec::new();
-        assert!(fast_chain("ORD-1", &s, &mut buf).is_some());
+        assert!(fast_chain("ORD-1", &s).is_some());
         assert!(verify_chain(s.iter().map(|e| e.envelope.as_str())).is_empty());
         // Same values, other formatting: the fast path defers, verify_chain accepts it.
         let mut pretty = s.clone();
@@ -938,7 +1120,7 @@ mod tests {
             &serde_json::from_str::<serde_json::Value>(&s[0].envelope).unwrap(),
         )
         .unwrap();
-        assert!(fast_chain("ORD-1", &pretty, &mut buf).is_none());
+        assert!(fast_chain("ORD-1", &pretty).is_none());
         let c = check_order("ORD-1", &pretty, Some(&row(&h[2].order)), ALL, false);
         assert_eq!(c, Checked::default());
     }

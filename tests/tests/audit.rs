@@ -1,0 +1,495 @@
+//! Replay and audit against a running `orders dev`, as an outside auditor would do it: fill
+//! the store through the HTTP API, `orders audit verify` (clean), change one byte of one
+//! stored event in `events.db` (detected, naming the order and version), `orders rebuild`
+//! (equal to the live projection, also while writes go on), `orders republish` (replayed
+//! events reach the handlers, which repeat no effect), and `orders replay`.
+
+use std::{
+    path::Path,
+    process::{Command, Output},
+    time::Duration,
+};
+
+use e2e::{TestApp, orders_bin, spawn_app, wait_until};
+use serde_json::{Value, json};
+
+const PIPELINE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs `orders <args> --data <dir>` to completion.
+fn orders(args: &[&str], data: &Path) -> Output {
+    Command::new(orders_bin())
+        .args(args)
+        .arg("--data")
+        .arg(data)
+        .env_remove("ORDERS_DATA")
+        .env_remove("ORDERS_BACKEND")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("orders runs")
+}
+
+async fn orders_async(args: &[&str], data: &Path) -> Output {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let data = data.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        orders(&args.iter().map(String::as_str).collect::<Vec<_>>(), &data)
+    })
+    .await
+    .expect("the command's thread")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn explain(o: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        stdout(o),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The JSON objects of a `--json` run, one per line.
+fn json_lines(o: &Output) -> Vec<Value> {
+    stdout(o)
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("not JSON ({e}): {l}\n{}", explain(o)))
+        })
+        .collect()
+}
+
+/// The lifecycles the orders go through (after placement).
+const PATHS: [&[&str]; 5] = [
+    &["start", "complete"],
+    &["cancel"],
+    &["revise", "start", "cancel"],
+    &["revise"],
+    &[],
+];
+
+/// Places `count` orders `<prefix>-00`, ... and drives each through a lifecycle over HTTP.
+async fn fill(app: &TestApp, prefix: &str, count: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..count {
+        let id = format!("{prefix}-{i:02}");
+        app.place(&id, &format!("audit order {i}")).await;
+        for step in PATHS[i % PATHS.len()] {
+            match *step {
+                "revise" => {
+                    app.put(
+                        &format!("/orders/{id}"),
+                        json!({"description": format!("revised order {i}")}),
+                    )
+                    .await
+                    .expect_status(200);
+                }
+                "cancel" => {
+                    app.post(
+                        &format!("/orders/{id}/cancel"),
+                        json!({"reasonForCancellation": "no longer needed"}),
+                    )
+                    .await
+                    .expect_status(200);
+                }
+                other => {
+                    app.post(&format!("/orders/{id}/{other}"), json!({}))
+                        .await
+                        .expect_status(200);
+                }
+            }
+        }
+        ids.push(id);
+    }
+    ids
+}
+
+/// Until the projector is caught up and every queue is empty with nothing in flight.
+async fn wait_drained(app: &TestApp) {
+    wait_until(PIPELINE_TIMEOUT, "the pipeline to drain", || async {
+        let h = app.get("/health").await.expect_status(200).json;
+        h["projectorLag"] == 0
+            && h["queues"]
+                .as_array()
+                .is_some_and(|qs| qs.iter().all(|q| q["depth"] == 0 && q["inFlight"] == 0))
+    })
+    .await;
+}
+
+/// Changes one byte inside the `data` of one stored event, directly in `events.db`.
+fn change_one_byte_of_data(data_dir: &Path, order_id: &str, version: u64) {
+    let conn = rusqlite::Connection::open(data_dir.join("events.db")).expect("opens events.db");
+    conn.busy_timeout(Duration::from_secs(5))
+        .expect("busy timeout");
+    let envelope: String = conn
+        .query_row(
+            "SELECT envelope FROM events WHERE order_id = ?1 AND version = ?2",
+            rusqlite::params![order_id, version],
+            |r| r.get(0),
+        )
+        .expect("the event is stored");
+    let data = envelope.find("\"data\":{").expect("a data member") + "\"data\":{".len();
+    // The first letter of the first string value in `data`.
+    let value = data + envelope[data..].find(":\"").expect("a string value") + 2;
+    let mut bytes = envelope.into_bytes();
+    bytes[value] = if bytes[value] == b'X' { b'Y' } else { b'X' };
+    let changed = String::from_utf8(bytes).expect("still UTF-8");
+    let rows = conn
+        .execute(
+            "UPDATE events SET envelope = ?3 WHERE order_id = ?1 AND version = ?2",
+            rusqlite::params![order_id, version, changed],
+        )
+        .expect("updates");
+    assert_eq!(rows, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_verify_is_clean_then_names_the_order_and_version_of_one_changed_byte() {
+    let app = spawn_app();
+    let ids = fill(&app, "AV", 15).await;
+    wait_drained(&app).await;
+    let data = app.data_dir();
+
+    let clean = orders_async(&["audit", "verify"], &data).await;
+    assert!(clean.status.success(), "{}", explain(&clean));
+    assert!(
+        stdout(&clean).contains("15 order(s), 36 event(s), 0 problem(s)"),
+        "{}",
+        explain(&clean)
+    );
+    let summary = json_lines(&orders_async(&["audit", "verify", "--json"], &data).await);
+    assert_eq!(summary.len(), 1, "{summary:?}");
+    assert_eq!(summary[0]["summary"]["clean"], true);
+    assert_eq!(summary[0]["summary"]["events"], 36);
+
+    // AV-02 is placed, revised, started, canceled: change its revision's description.
+    let (damaged, version) = (&ids[2], 2);
+    change_one_byte_of_data(&data, damaged, version);
+
+    let found = orders_async(&["audit", "verify"], &data).await;
+    assert!(!found.status.success(), "{}", explain(&found));
+    let out = stdout(&found);
+    assert!(
+        out.contains(&format!("order {damaged}, version {version}: hash:")),
+        "{}",
+        explain(&found)
+    );
+    assert!(out.contains("1 order(s)"), "{}", explain(&found));
+    let lines = json_lines(&orders_async(&["audit", "verify", "--json"], &data).await);
+    let problems: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l.get("summary").is_none())
+        .collect();
+    assert!(
+        problems.iter().any(|p| p["orderId"] == damaged.as_str()
+            && p["version"] == version
+            && p["property"] == "hash"),
+        "{lines:?}"
+    );
+    assert!(
+        problems.iter().all(|p| p["orderId"] == damaged.as_str()),
+        "{lines:?}"
+    );
+    assert_eq!(lines.last().expect("a summary")["summary"]["clean"], false);
+
+    // One order at a time: the damaged one fails, another one passes.
+    let one = orders_async(&["audit", "verify", "--order", damaged], &data).await;
+    assert!(!one.status.success(), "{}", explain(&one));
+    let other = orders_async(&["audit", "verify", "--order", &ids[3]], &data).await;
+    assert!(other.status.success(), "{}", explain(&other));
+    // Replay still shows the trail, and warns that the chain is damaged.
+    let replay = orders_async(&["replay", "--order", damaged], &data).await;
+    assert!(replay.status.success(), "{}", explain(&replay));
+    assert!(
+        stdout(&replay).contains("CHAIN DAMAGED"),
+        "{}",
+        explain(&replay)
+    );
+    assert!(
+        String::from_utf8_lossy(&replay.stderr).contains("damaged"),
+        "{}",
+        explain(&replay)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_beside_the_running_service_equals_the_live_projection() {
+    let app = spawn_app();
+    fill(&app, "RB", 20).await;
+    wait_drained(&app).await;
+    let data = app.data_dir();
+    let before = app.list_all("").await;
+    assert_eq!(before.len(), 20);
+
+    let out = orders_async(&["rebuild", "--json"], &data).await;
+    assert!(out.status.success(), "{}", explain(&out));
+    let summary = &json_lines(&out)[0]["summary"];
+    assert_eq!(summary["orders"], 20, "{summary}");
+    assert_eq!(summary["changed"], 0, "{summary}");
+    assert_eq!(
+        app.list_all("").await,
+        before,
+        "the rebuilt read model is the live one"
+    );
+    for status in ["received", "inprocess", "completed", "canceled"] {
+        let live: Vec<&Value> = before.iter().filter(|o| o["status"] == status).collect();
+        let listed = app.list_all(&format!("status={status}")).await;
+        assert_eq!(
+            listed.iter().collect::<Vec<_>>(),
+            live,
+            "by status {status}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_during_writes_loses_no_version() {
+    let app = spawn_app();
+    fill(&app, "RW", 10).await;
+    let data = app.data_dir();
+    // Writes go on while two rebuilds run one after the other.
+    let writer = {
+        let client = app.client;
+        tokio::spawn(async move {
+            for i in 0..30 {
+                let id = format!("RW-LIVE-{i:02}");
+                client
+                    .post(
+                        "/orders",
+                        json!({"orderId": id, "description": "written during a rebuild"}),
+                    )
+                    .await
+                    .expect_status(201);
+                client
+                    .post(&format!("/orders/{id}/start"), json!({}))
+                    .await
+                    .expect_status(200);
+            }
+        })
+    };
+    for _ in 0..2 {
+        let out = orders_async(&["rebuild"], &data).await;
+        assert!(out.status.success(), "{}", explain(&out));
+    }
+    writer.await.expect("the writer");
+    wait_drained(&app).await;
+    let listed = app.list_all("").await;
+    assert_eq!(listed.len(), 40);
+    for order in &listed {
+        let id = order["orderId"].as_str().expect("an id");
+        assert_eq!(
+            order,
+            &app.order(id).await,
+            "the read model has the latest state of {id}"
+        );
+    }
+    let verify = orders_async(&["audit", "verify"], &data).await;
+    assert!(verify.status.success(), "{}", explain(&verify));
+}
+
+/// Every document of every order: name and bytes.
+async fn documents(app: &TestApp, ids: &[String]) -> Vec<(String, String, Vec<u8>)> {
+    let mut all = Vec::new();
+    for id in ids {
+        let list = app
+            .get(&format!("/orders/{id}/documents"))
+            .await
+            .expect_status(200)
+            .json;
+        for d in list["items"].as_array().expect("items") {
+            let name = d["name"].as_str().expect("a name").to_owned();
+            let body = app
+                .get(&format!("/orders/{id}/documents/{name}"))
+                .await
+                .expect_status(200)
+                .body;
+            all.push((id.clone(), name, body));
+        }
+    }
+    all
+}
+
+fn count_in_log(app: &TestApp, needle: &str) -> usize {
+    std::fs::read_to_string(app.log_path())
+        .unwrap_or_default()
+        .matches(needle)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn republished_events_reach_the_handlers_marked_replayed_and_repeat_no_effect() {
+    let mut app = TestApp::spawn_with_env(&[("RUST_LOG", "warn,handlers=debug")]);
+    let from = chrono::Utc::now() - chrono::Duration::seconds(1);
+    let ids = fill(&app, "RP", 10).await;
+    wait_drained(&app).await;
+    // Placed 10, started 4, completed 2, canceled 4: 20 documents, one per such event.
+    let docs = documents(&app, &ids).await;
+    assert_eq!(docs.len(), 20);
+    assert_eq!(count_in_log(&app, "document written"), 20);
+    let to = chrono::Utc::now() + chrono::Duration::seconds(60);
+    let (from, to) = (from.to_rfc3339(), to.to_rfc3339());
+    let data = app.data_dir();
+
+    // Beside the running service: every event of the window goes to the bus again.
+    let out = orders_async(
+        &["republish", "--from", &from, "--to", &to, "--json"],
+        &data,
+    )
+    .await;
+    assert!(out.status.success(), "{}", explain(&out));
+    let summary = &json_lines(&out)[0]["summary"];
+    assert_eq!(summary["published"], 24, "{summary}");
+    wait_until(
+        PIPELINE_TIMEOUT,
+        "the handlers to see every replayed event",
+        || async { count_in_log(&app, "already handled") >= 20 },
+    )
+    .await;
+    wait_drained(&app).await;
+    assert_eq!(
+        documents(&app, &ids).await,
+        docs,
+        "no document added or changed"
+    );
+    assert_eq!(
+        count_in_log(&app, "document written"),
+        20,
+        "no document written again"
+    );
+
+    // With the service stopped, what waits in the queues is marked "replayed": true.
+    app.stop_graceful().await;
+    let one = &ids[2]; // placed, revised, started, canceled
+    let out = orders_async(
+        &[
+            "republish",
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--order",
+            one,
+            "--status",
+            "canceled",
+        ],
+        &data,
+    )
+    .await;
+    assert!(out.status.success(), "{}", explain(&out));
+    let out = orders_async(
+        &["republish", "--from", &from, "--to", &to, "--order", one],
+        &data,
+    )
+    .await;
+    assert!(out.status.success(), "{}", explain(&out));
+    let queued: Vec<(String, Value)> = {
+        let conn = rusqlite::Connection::open(data.join("queues.db")).expect("opens queues.db");
+        let mut stmt = conn
+            .prepare("SELECT queue, body FROM messages ORDER BY seq")
+            .expect("prepares");
+        stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .expect("queries")
+            .map(|r| {
+                let (queue, body) = r.expect("a row");
+                (queue, serde_json::from_str(&body).expect("JSON"))
+            })
+            .collect()
+    };
+    let routed: Vec<(&str, &str, u64)> = queued
+        .iter()
+        .map(|(q, b)| {
+            assert_eq!(b["detail"]["replayed"], true, "{b}");
+            assert_eq!(b["detail"]["event"]["orderId"], one.as_str());
+            (
+                q.as_str(),
+                b["detail-type"].as_str().unwrap_or(""),
+                b["detail"]["event"]["version"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(
+        routed,
+        vec![
+            ("order-canceled", "OrderCanceled", 4),
+            ("order-received", "OrderPlaced", 1),
+            ("order-received", "OrderDetailsRevised", 2),
+            ("order-inprocess", "OrderStarted", 3),
+            ("order-canceled", "OrderCanceled", 4),
+        ]
+    );
+    app.start();
+    wait_drained(&app).await;
+    assert_eq!(documents(&app, &ids).await, docs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_shows_each_event_with_the_state_after_it_and_stops_at_a_version_or_time() {
+    let app = spawn_app();
+    let ids = fill(&app, "RY", 3).await;
+    let id = &ids[2]; // placed, revised, started, canceled
+    let data = app.data_dir();
+    let events = app.events(id).await;
+
+    let out = orders_async(&["replay", "--order", id, "--json"], &data).await;
+    assert!(out.status.success(), "{}", explain(&out));
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 4);
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(line["event"], events[i], "the event as stored");
+        let state = app
+            .get(&format!("/orders/{id}?version={}", i + 1))
+            .await
+            .expect_status(200)
+            .json;
+        assert_eq!(line["order"], state, "the state after version {}", i + 1);
+    }
+    let upto = json_lines(
+        &orders_async(
+            &["replay", "--order", id, "--version", "2", "--json"],
+            &data,
+        )
+        .await,
+    );
+    assert_eq!(upto.len(), 2);
+    let at = events[2]["occurredAt"].as_str().expect("a time");
+    let upto =
+        json_lines(&orders_async(&["replay", "--order", id, "--at", at, "--json"], &data).await);
+    assert_eq!(upto.last().expect("a line")["order"]["status"], "inprocess");
+
+    let table = orders_async(&["replay", "--order", id], &data).await;
+    assert!(table.status.success(), "{}", explain(&table));
+    let text = stdout(&table);
+    for needle in [
+        "chain intact",
+        "OrderPlaced",
+        "OrderDetailsRevised",
+        "status: inprocess → canceled",
+        "reasonForCancellation: no longer needed",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing:\n{text}");
+    }
+    let missing = orders_async(&["replay", "--order", "nobody"], &data).await;
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("no events"),
+        "{}",
+        explain(&missing)
+    );
+    let past = orders_async(&["replay", "--order", id, "--version", "9"], &data).await;
+    assert!(!past.status.success(), "{}", explain(&past));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_aws_backend_is_refused_with_a_clear_message_for_now() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let out = orders_async(&["audit", "verify", "--backend", "aws"], dir.path()).await;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not yet available on the AWS backend"),
+        "{}",
+        explain(&out)
+    );
+}
