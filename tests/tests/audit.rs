@@ -290,6 +290,48 @@ async fn a_rebuild_during_writes_loses_no_version() {
     assert!(verify.status.success(), "{}", explain(&verify));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_verify_beside_ongoing_writes_finds_no_problem() {
+    let app = spawn_app();
+    fill(&app, "VW", 5).await;
+    let data = app.data_dir();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (client, stop) = (app.client, stop.clone());
+        tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let id = format!("VW-LIVE-{i:04}");
+                client
+                    .post(
+                        "/orders",
+                        json!({"orderId": id, "description": "written during an audit"}),
+                    )
+                    .await
+                    .expect_status(201);
+                client
+                    .post(&format!("/orders/{id}/start"), json!({}))
+                    .await
+                    .expect_status(200);
+                client
+                    .post(&format!("/orders/{id}/complete"), json!({}))
+                    .await
+                    .expect_status(200);
+                i += 1;
+            }
+            i
+        })
+    };
+    // The projector runs milliseconds behind the writes: verify must tell lag from damage.
+    for _ in 0..3 {
+        let out = orders_async(&["audit", "verify"], &data).await;
+        assert!(out.status.success(), "{}", explain(&out));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = writer.await.expect("the writer");
+    assert!(written > 0);
+}
+
 /// Every document of every order: name and bytes.
 async fn documents(app: &TestApp, ids: &[String]) -> Vec<(String, String, Vec<u8>)> {
     let mut all = Vec::new();

@@ -10,7 +10,7 @@ use rusqlite::{OptionalExtension, params};
 use super::sqlite::{self, Durability, ReadPool, Writer, micros, parse_json};
 use crate::ports::{ListQuery, Page, ReadModel, StoreError};
 
-pub(super) const SCHEMA: &str = "
+const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS orders (
     order_id   TEXT    PRIMARY KEY,
     status     TEXT    NOT NULL,
@@ -18,13 +18,44 @@ CREATE TABLE IF NOT EXISTS orders (
     created_at INTEGER NOT NULL,
     body       TEXT    NOT NULL
 );
-CREATE INDEX IF NOT EXISTS orders_by_status ON orders (status, created_at, order_id);
-CREATE INDEX IF NOT EXISTS orders_by_created ON orders (created_at, order_id);
 CREATE TABLE IF NOT EXISTS checkpoints (
     name     TEXT    PRIMARY KEY,
     position INTEGER NOT NULL
 );
 ";
+
+/// The secondary indexes of `orders`: a name, the other name, the columns. `orders
+/// rebuild` builds them on its fresh table under whichever name is free and then renames
+/// the table, so the live table has one or the other (see `rebuild`).
+pub(super) const INDEXES: [(&str, &str, &str); 2] = [
+    (
+        "orders_by_status",
+        "orders_rebuild_by_status",
+        "(status, created_at, order_id)",
+    ),
+    (
+        "orders_by_created",
+        "orders_rebuild_by_created",
+        "(created_at, order_id)",
+    ),
+];
+
+/// Creates the tables and, under either of their names, the indexes that are missing.
+pub(super) fn ensure_schema(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(SCHEMA)?;
+    for (name, other, columns) in INDEXES {
+        let exists: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master
+             WHERE type = 'index' AND tbl_name = 'orders' AND name IN (?1, ?2))",
+            [name, other],
+            |r| r.get(0),
+        )?;
+        if !exists {
+            conn.execute_batch(&format!("CREATE INDEX {name} ON orders {columns}"))?;
+        }
+    }
+    Ok(())
+}
 
 pub struct SqliteReadModel {
     writer: Writer,
@@ -36,7 +67,7 @@ impl SqliteReadModel {
         // Derived data: a power cut may lose the last commits, and the durable checkpoint
         // then replays them; version-guarded upserts make that harmless.
         let conn = sqlite::open(path, Durability::Normal)
-            .and_then(|c| c.execute_batch(SCHEMA).map(|()| c))
+            .and_then(|c| ensure_schema(&c).map(|()| c))
             .map_err(|e| StoreError::new("opening the read model", e))?;
         Ok(Self {
             writer: Writer::new(conn),

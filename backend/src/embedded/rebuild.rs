@@ -2,32 +2,39 @@
 //! alone, into a fresh table beside the live one, then swapped in atomically.
 //!
 //! 1. Note the event store's high-water mark `P` (its highest position).
-//! 2. Fold every order's events at or before `P` into `orders_rebuild` in `projection.db`
-//!    (histories read in pages, folded on every core, written in short transactions, so a
-//!    running projector keeps writing the live table meanwhile).
+//! 2. Fold every order's events at or before `P` into `orders_rebuild` in `projection.db`,
+//!    indexes included (histories read in pages, folded on every core, written in short
+//!    transactions, so a running projector keeps writing the live table meanwhile).
 //! 3. In one `IMMEDIATE` transaction on `projection.db` (the projector's writes wait;
-//!    readers keep reading the old table): fold in the events appended after `P`, count the
-//!    orders whose live row differs, drop the live table, rename the fresh one, recreate the
-//!    indexes. Readers see the old projection or the new one, never a half-built one.
+//!    readers keep reading the old table): fold in the events appended after `P`, rename
+//!    the live table to `orders_retired` and the fresh one to `orders`. Only the catch-up
+//!    costs time there: renames are O(1). Readers see the old projection or the new one,
+//!    never a half-built one.
+//! 4. Drop `orders_retired`.
 //!
 //! No version is lost beside a running projector: it can only write a state whose event
 //! was committed, and while the swap holds the lock every committed event is folded in.
 //! The change feed's checkpoint is left alone: the projector re-applies what it had not
 //! yet checkpointed (a no-op: the read model only accepts newer versions) and publishes it.
+//!
+//! Index names are per database, so the fresh table's indexes take whichever of the two
+//! names in `read_model::INDEXES` the live table does not use.
 
 use std::{
+    collections::HashSet,
     fs::{File, TryLockError},
     path::{Path, PathBuf},
     sync::{Arc, Mutex, mpsc},
+    time::Instant,
 };
 
 use async_trait::async_trait;
 use events_schema::{Envelope, Order, evolve};
-use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use super::{
     archive::{States, high_water, read_histories, read_history, tune_for_scans},
-    read_model::SCHEMA,
+    read_model::{INDEXES, ensure_schema},
     sqlite::{self, Durability, micros},
 };
 use crate::ports::{
@@ -37,6 +44,7 @@ use crate::ports::{
 /// Events per page read from the event store.
 const PAGE_EVENTS: usize = 20_000;
 const FRESH: &str = "orders_rebuild";
+const RETIRED: &str = "orders_retired";
 
 /// Rebuilds the read model of one data directory (beside a running service or not).
 pub struct SqliteRebuild {
@@ -167,26 +175,53 @@ fn rebuild(
     let events_path = dir.join("events.db");
     let events = open_events(&events_path).map_err(store_err("opening the event store"))?;
     let mut projection = sqlite::open(&dir.join("projection.db"), Durability::Normal)
-        .and_then(|c| c.execute_batch(SCHEMA).map(|()| c))
+        .and_then(|c| ensure_schema(&c).map(|()| c))
         .map_err(store_err("opening the read model"))?;
-    let live_ddl: String = projection
-        .query_row(
-            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'orders'",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(store_err("reading the read model's schema"))?;
-    let fresh_ddl = live_ddl.replacen("orders", FRESH, 1);
-    projection
-        .execute_batch(&format!("DROP TABLE IF EXISTS {FRESH}; {fresh_ddl};"))
-        .map_err(store_err("creating the fresh projection"))?;
+    create_fresh(&projection).map_err(store_err("creating the fresh projection"))?;
 
     let mark = high_water(&events).map_err(store_err("reading the event store"))?;
-    let mut report = fold_into_fresh(&events_path, &mut projection, mark, progress)?;
+    let mut rebuild = Rebuild::default();
+    fold_into_fresh(&events_path, &mut projection, mark, progress, &mut rebuild)?;
     before_swap();
-    swap(&events, &mut projection, mark, &mut report)?;
-    progress(report.events);
+    swap(&events, &mut projection, mark, &mut rebuild)?;
+    retire(&projection, &mut rebuild).map_err(store_err("dropping the replaced projection"))?;
+    progress(rebuild.report.events);
+    let mut report = rebuild.report;
+    report.changed = rebuild.changed.len() as u64;
     Ok(report)
+}
+
+/// A rebuild in progress: the report so far and the orders whose live row differed.
+#[derive(Default)]
+struct Rebuild {
+    report: RebuildReport,
+    changed: HashSet<String>,
+}
+
+/// The fresh table, with the live table's columns and its indexes under their free names;
+/// leftovers of an interrupted rebuild are dropped first.
+fn create_fresh(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(&format!(
+        "DROP TABLE IF EXISTS {RETIRED}; DROP TABLE IF EXISTS {FRESH};"
+    ))?;
+    let live_ddl: String = conn.query_row(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'orders'",
+        [],
+        |r| r.get(0),
+    )?;
+    // `CREATE TABLE orders (` or, after a rename, `CREATE TABLE "orders" (`.
+    let columns = &live_ddl[live_ddl.find('(').unwrap_or(0)..];
+    let mut ddl = format!("CREATE TABLE {FRESH} {columns};");
+    for (name, other, index_columns) in INDEXES {
+        let used: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?1)",
+            [name],
+            |r| r.get(0),
+        )?;
+        let free = if used { other } else { name };
+        ddl.push_str(&format!("CREATE INDEX {free} ON {FRESH} {index_columns};"));
+    }
+    conn.execute_batch(&ddl)
 }
 
 /// Step 2: every history at or before `mark`, folded on all cores into the fresh table.
@@ -195,12 +230,12 @@ fn fold_into_fresh(
     projection: &mut Connection,
     mark: u64,
     progress: &ProgressFn,
-) -> Result<RebuildReport, StoreError> {
+    rebuild: &mut Rebuild,
+) -> Result<(), StoreError> {
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let (page_tx, page_rx) = mpsc::sync_channel::<Vec<RawHistory>>(workers * 2);
     let page_rx = Arc::new(Mutex::new(page_rx));
     let (folded_tx, folded_rx) = mpsc::sync_channel::<Folded>(workers * 2);
-    let mut report = RebuildReport::default();
     std::thread::scope(|scope| -> Result<(), StoreError> {
         let reader = scope.spawn(move || -> Result<(), StoreError> {
             let conn = open_events(events_path).map_err(store_err("opening the event store"))?;
@@ -240,12 +275,15 @@ fn fold_into_fresh(
         drop(folded_tx);
         let written = (|| -> Result<(), StoreError> {
             for folded in folded_rx.iter() {
-                write_rows(projection, &folded.rows)
+                let tx = projection
+                    .transaction()
                     .map_err(store_err("writing the fresh projection"))?;
-                report.orders += folded.rows.len() as u64;
-                report.events += folded.events;
-                report.unfoldable.extend(folded.unfoldable);
-                progress(report.events);
+                write_rows(&tx, &folded.rows, &mut rebuild.changed)
+                    .and_then(|()| tx.commit())
+                    .map_err(store_err("writing the fresh projection"))?;
+                rebuild.report.events += folded.events;
+                rebuild.report.unfoldable.extend(folded.unfoldable);
+                progress(rebuild.report.events);
             }
             Ok(())
         })();
@@ -255,29 +293,52 @@ fn fold_into_fresh(
             .join()
             .unwrap_or_else(|_| Err(StoreError::new("reading histories", "the reader panicked")));
         written.and(read)
-    })?;
-    Ok(report)
+    })
 }
 
-fn write_rows(conn: &mut Connection, rows: &[Row]) -> rusqlite::Result<()> {
-    let tx = conn.transaction()?;
-    write_rows_in(&tx, rows)?;
-    tx.commit()
+/// Writes rows into the fresh table, noting the orders whose live row differs.
+fn write_rows(
+    conn: &Connection,
+    rows: &[Row],
+    changed: &mut HashSet<String>,
+) -> rusqlite::Result<()> {
+    let mut insert = conn.prepare_cached(&format!(
+        "INSERT OR REPLACE INTO {FRESH} (order_id, status, version, created_at, body)
+         VALUES (?1, ?2, ?3, ?4, ?5)"
+    ))?;
+    let mut live = conn.prepare_cached("SELECT body FROM orders WHERE order_id = ?1")?;
+    for (id, status, version, created, body) in rows {
+        insert.execute(params![id, status, version, created, body])?;
+        let same = live
+            .query_row([id], |r| {
+                r.get_ref(0).map(|v| v.as_str() == Ok(body.as_str()))
+            })
+            .optional()?
+            .unwrap_or(false);
+        if same {
+            changed.remove(id);
+        } else {
+            changed.insert(id.clone());
+        }
+    }
+    Ok(())
 }
 
-/// Step 3: catch up, compare, swap; all in one transaction that the projector waits for.
+/// Step 3: catch up and swap, in one transaction that the projector waits for.
 fn swap(
     events: &Connection,
     projection: &mut Connection,
     mark: u64,
-    report: &mut RebuildReport,
+    rebuild: &mut Rebuild,
 ) -> Result<(), StoreError> {
     let err = store_err("swapping in the rebuilt projection");
     let tx = projection
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(&err)?;
+    let locked = Instant::now();
     // Every event committed from here on can reach the read model only after this commit.
     let now = high_water(events).map_err(&err)?;
+    let report = &mut rebuild.report;
     if now > mark {
         let touched: Vec<String> = events
             .prepare("SELECT DISTINCT order_id FROM events WHERE position > ?1 AND position <= ?2")
@@ -296,17 +357,14 @@ fn swap(
         report.events += report.caught_up;
         let mut rows = Vec::with_capacity(touched.len());
         for id in touched {
-            let history = RawHistory {
-                events: read_history(events, &id, now, States::Without).map_err(&err)?,
-                order_id: id,
-            };
-            report.unfoldable.retain(|(o, _)| *o != history.order_id);
-            match fold_raw(&history.events).and_then(|o| row(&o)) {
+            let history = read_history(events, &id, now, States::Without).map_err(&err)?;
+            report.unfoldable.retain(|(o, _)| *o != id);
+            match fold_raw(&history).and_then(|o| row(&o)) {
                 Ok(r) => rows.push(r),
-                Err(reason) => report.unfoldable.push((history.order_id, reason)),
+                Err(reason) => report.unfoldable.push((id, reason)),
             }
         }
-        write_rows_in(&tx, &rows).map_err(&err)?;
+        write_rows(&tx, &rows, &mut rebuild.changed).map_err(&err)?;
     }
     // Histories that cannot be folded keep their live row: a rebuild repairs, never erases.
     {
@@ -317,51 +375,35 @@ fn swap(
             .map_err(&err)?;
         for (id, _) in &report.unfoldable {
             keep.execute([id]).map_err(&err)?;
+            rebuild.changed.remove(id);
         }
     }
-    report.changed = tx
-        .query_row(
-            &format!(
-                "SELECT (SELECT COUNT(*) FROM {FRESH} n LEFT JOIN orders o ON o.order_id = n.order_id
-                         WHERE o.body IS NOT n.body)
-                      + (SELECT COUNT(*) FROM orders o
-                         WHERE NOT EXISTS (SELECT 1 FROM {FRESH} n WHERE n.order_id = o.order_id))"
-            ),
-            [],
-            |r| r.get(0),
-        )
-        .map_err(&err)?;
-    let indexes: Vec<String> = tx
-        .prepare(
-            "SELECT sql FROM sqlite_master
-             WHERE type = 'index' AND tbl_name = 'orders' AND sql IS NOT NULL",
-        )
-        .and_then(|mut s| {
-            s.query_map([], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()
-        })
+    report.orders = tx
+        .query_row(&format!("SELECT COUNT(*) FROM {FRESH}"), [], |r| r.get(0))
         .map_err(&err)?;
     tx.execute_batch(&format!(
-        "DROP TABLE orders; ALTER TABLE {FRESH} RENAME TO orders; {};",
-        indexes.join("; ")
+        "ALTER TABLE orders RENAME TO {RETIRED}; ALTER TABLE {FRESH} RENAME TO orders;"
     ))
     .map_err(&err)?;
     tx.commit().map_err(&err)?;
-    report.orders = count_orders(projection).map_err(store_err("counting orders"))?;
+    tracing::debug!(
+        held_ms = locked.elapsed().as_millis() as u64,
+        caught_up = report.caught_up,
+        "swapped in the rebuilt read model (the projector's writes waited meanwhile)"
+    );
     Ok(())
 }
 
-fn count_orders(conn: &Connection) -> rusqlite::Result<u64> {
-    conn.query_row("SELECT COUNT(*) FROM orders", [], |r| r.get(0))
-}
-
-fn write_rows_in(conn: &Connection, rows: &[Row]) -> rusqlite::Result<()> {
-    let mut insert = conn.prepare_cached(&format!(
-        "INSERT OR REPLACE INTO {FRESH} (order_id, status, version, created_at, body)
-         VALUES (?1, ?2, ?3, ?4, ?5)"
+/// Step 4: rows of the replaced projection without events count as changed; then it goes.
+fn retire(conn: &Connection, rebuild: &mut Rebuild) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT r.order_id FROM {RETIRED} r
+         WHERE NOT EXISTS (SELECT 1 FROM orders o WHERE o.order_id = r.order_id)"
     ))?;
-    for (id, status, version, created, body) in rows {
-        insert.execute(params![id, status, version, created, body])?;
-    }
-    Ok(())
+    let gone = stmt
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    rebuild.changed.extend(gone);
+    drop(stmt);
+    conn.execute_batch(&format!("DROP TABLE {RETIRED};"))
 }
