@@ -379,11 +379,18 @@ pub enum Projected {
     Unknown,
 }
 
-/// One order as the read model holds it; `Err` with the reason if it cannot be read.
+/// One order as the read model holds it: its key and its row as JSON text (an [`Order`];
+/// left unparsed, so that a bulk scan stays cheap and a damaged row is reported, not fatal).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProjectedOrder {
     pub order_id: String,
-    pub order: Result<Order, String>,
+    pub body: String,
+}
+
+impl ProjectedOrder {
+    pub fn order(&self) -> Result<Order, String> {
+        serde_json::from_str(&self.body).map_err(|e| format!("unreadable row: {e}"))
+    }
 }
 
 /// Bulk, read-only access to the read model, to compare it with the events.

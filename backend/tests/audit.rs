@@ -295,7 +295,7 @@ pub async fn the_read_model_scan_sees_rows_by_id_range(f: &Fixture) {
         .await
         .expect("get")
         .expect("a row");
-    assert_eq!(row.order, Ok(states[2].clone()));
+    assert_eq!(row.order(), Ok(states[2].clone()));
     assert!(f.scan.get_projected("nobody").await.expect("get").is_none());
 }
 
@@ -340,7 +340,7 @@ pub async fn a_rebuild_repairs_missing_stale_and_extra_rows(f: &Fixture) {
             .await
             .expect("get")
             .expect("a row");
-        assert_eq!(row.order.as_ref(), Ok(s));
+        assert_eq!(row.order().as_ref(), Ok(s));
     }
 }
 
@@ -459,7 +459,7 @@ async fn a_rebuild_beside_a_running_projector_keeps_every_version_written_meanwh
             .expect("get")
             .expect("a row");
         assert_eq!(
-            row.order.as_ref(),
+            row.order().as_ref(),
             Ok(&r.order),
             "the newest state of {}",
             r.order.order_id
@@ -474,7 +474,7 @@ async fn a_rebuild_beside_a_running_projector_keeps_every_version_written_meanwh
             .await
             .expect("get")
             .expect("a row");
-        assert_eq!(row.order.as_ref(), Ok(&r.order));
+        assert_eq!(row.order().as_ref(), Ok(&r.order));
     }
     assert_eq!(
         f.scan.projected().await.expect("projected"),
@@ -549,7 +549,7 @@ async fn a_history_that_cannot_be_folded_keeps_its_row_and_is_reported() {
         .await
         .expect("get")
         .expect("kept");
-    assert_eq!(row.order, Ok(states[1].clone()));
+    assert_eq!(row.order(), Ok(states[1].clone()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use async_trait::async_trait;
-use events_schema::{Order, OrderId};
+use events_schema::OrderId;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
@@ -245,11 +245,9 @@ impl EventArchive for SqliteArchive {
 }
 
 fn projected_order(r: &rusqlite::Row<'_>) -> rusqlite::Result<ProjectedOrder> {
-    let order_id: String = r.get(0)?;
-    let body: String = r.get(1)?;
     Ok(ProjectedOrder {
-        order_id,
-        order: serde_json::from_str::<Order>(&body).map_err(|e| format!("unreadable row: {e}")),
+        order_id: r.get(0)?,
+        body: r.get(1)?,
     })
 }
 
