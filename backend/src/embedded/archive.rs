@@ -48,11 +48,10 @@ impl SqliteArchive {
     }
 }
 
-/// Pragmas for long sequential reads: a larger page cache and memory-mapped I/O.
+/// A larger page cache for long scans (64 MiB). Memory-mapped I/O was measured too: a few
+/// percent faster, at the price of the whole file in the resident set.
 pub(super) fn tune_for_scans(conn: &Connection) -> rusqlite::Result<()> {
-    conn.pragma_update(None, "cache_size", -65_536)?;
-    conn.pragma_update(None, "mmap_size", 1_i64 << 30)?;
-    Ok(())
+    conn.pragma_update(None, "cache_size", -65_536)
 }
 
 fn raw_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawEvent> {
