@@ -342,23 +342,58 @@ pub struct ArchiveSize {
     pub orders: u64,
 }
 
+/// Where a page of [`EventArchive::histories`] ended; opaque to callers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryCursor(pub String);
+
+/// Which orders a page of histories accounts for: what a read model row without a history
+/// in the page means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Coverage {
+    /// Every order with events whose id is in `(after, through]` (bytewise; open ends when
+    /// `None`) is in the page, so a read model row in that range without a history in the
+    /// page has no events. Archives that read in order-id order (embedded) say this; it
+    /// lets an audit find such rows page by page, without a pass of its own.
+    Range {
+        after: Option<String>,
+        through: Option<String>,
+    },
+    /// Only the page's own orders: the archive reads in no key order (a DynamoDB Scan comes
+    /// in the order of the partition keys' hashes), so rows of other orders are found by a
+    /// pass over the whole read model ([`ProjectionScan::rows`]).
+    Orders,
+}
+
+/// A page of whole histories.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryPage {
+    /// Each order's whole stored history, events in version order; orders in the archive's
+    /// own order (order-id order where [`Coverage::Range`]).
+    pub histories: Vec<RawHistory>,
+    /// Present when more histories may follow.
+    pub next: Option<HistoryCursor>,
+    pub coverage: Coverage,
+}
+
 /// Bulk, read-only access to the event store for replay, audit and republication. Unlike
 /// [`EventStore`], it hands out events as stored, in pages of whole histories.
 #[async_trait]
 pub trait EventArchive: Send + Sync {
-    /// Whole histories of the orders whose id sorts after `after` (all orders if `None`),
-    /// in order-id order (bytewise), events in version order, until about `max_events`
+    /// Whole histories after `cursor` (from the start if `None`), until about `max_events`
     /// events: a page always ends with a complete history and holds at least one order
-    /// (an order longer than `max_events` comes whole, alone). Empty when none are left.
+    /// when any is left (an order longer than `max_events` comes whole, alone). Every order
+    /// comes in exactly one page. Orders appended while the pages are read may or may not
+    /// be in them; events appended to an order already handed out are not.
     async fn histories(
         &self,
-        after: Option<&str>,
+        cursor: Option<&HistoryCursor>,
         max_events: usize,
-    ) -> Result<Vec<RawHistory>, StoreError>;
+    ) -> Result<HistoryPage, StoreError>;
     /// One order's whole stored history (empty if it has no events).
     async fn history_raw(&self, order_id: &OrderId) -> Result<Vec<RawEvent>, StoreError>;
     /// The events of `window`, at most `limit`, after `cursor`, in storage order (each
-    /// order's events in version order).
+    /// order's events in version order; embedded: the global position, AWS: the table's
+    /// key order).
     async fn events_between(
         &self,
         window: &EventWindow,
@@ -366,6 +401,19 @@ pub trait EventArchive: Send + Sync {
         limit: usize,
     ) -> Result<WindowPage, StoreError>;
     async fn size(&self) -> Result<ArchiveSize, StoreError>;
+}
+
+/// The state after an order's stored events, folded from the envelopes alone (the stored
+/// states are not read): what every rebuild writes and every audit compares with.
+pub fn fold_raw(events: &[RawEvent]) -> Result<Order, String> {
+    let mut state: Option<Order> = None;
+    for e in events {
+        let envelope: Envelope = serde_json::from_str(&e.envelope)
+            .map_err(|err| format!("version {}: not a readable envelope: {err}", e.version))?;
+        state =
+            Some(events_schema::evolve(state.as_ref(), &envelope).map_err(|err| err.to_string())?);
+    }
+    state.ok_or_else(|| "no events".to_owned())
 }
 
 /// How far the projector has applied the event store to the read model.
@@ -393,19 +441,30 @@ impl ProjectedOrder {
     }
 }
 
+/// Where a page of [`ProjectionScan::rows`] ended; opaque to callers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowCursor(pub String);
+
+/// A page of read model rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowPage {
+    pub rows: Vec<ProjectedOrder>,
+    /// Present when more rows may follow.
+    pub next: Option<RowCursor>,
+}
+
 /// Bulk, read-only access to the read model, to compare it with the events.
 #[async_trait]
 pub trait ProjectionScan: Send + Sync {
     /// Read the projector's progress *before* the rows it will be compared with.
     async fn projected(&self) -> Result<Projected, StoreError>;
-    /// Up to `limit` orders with `after < orderId <= through` (bytewise; open ends when
-    /// `None`), in order-id order.
-    async fn scan(
-        &self,
-        after: Option<&str>,
-        through: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<ProjectedOrder>, StoreError>;
+    /// The rows to compare with a page of histories: with [`Coverage::Range`], every row
+    /// whose id is in the range, in order-id order; with [`Coverage::Orders`], the rows of
+    /// the page's orders that have one, in any order.
+    async fn rows_for(&self, page: &HistoryPage) -> Result<Vec<ProjectedOrder>, StoreError>;
+    /// Every row, up to `limit` at a time after `cursor`, in the backend's own order: the
+    /// pass that finds rows of orders no page of histories had.
+    async fn rows(&self, cursor: Option<&RowCursor>, limit: usize) -> Result<RowPage, StoreError>;
     async fn get_projected(&self, order_id: &str) -> Result<Option<ProjectedOrder>, StoreError>;
 }
 
@@ -422,21 +481,32 @@ pub struct RebuildReport {
     /// missing, or had no events): lag or damage that the rebuild repaired.
     pub changed: u64,
     /// Orders whose history cannot be folded (not starting with `OrderPlaced`, or an event
-    /// that is not a readable envelope): left out, each with the reason.
+    /// that is not a readable envelope), each with the reason: their row in the replaced
+    /// projection is kept as it was (a rebuild repairs, never erases).
     pub unfoldable: Vec<(String, String)>,
+    /// The new projection's own name, where it has one (AWS: the new table, named by the
+    /// live-table pointer); `None` where it took the old one's place (embedded).
+    pub swapped_in: Option<String>,
 }
 
 /// Progress callbacks of a long operation: `events` handled so far.
 pub type ProgressFn = dyn Fn(u64) + Send + Sync;
+
+/// Called by a rebuild between its fold and its swap (tests write meanwhile); it runs on a
+/// blocking thread, so it may block on async work.
+pub type BeforeSwap = Box<dyn FnOnce() + Send>;
 
 /// Recomputing the read model from the events alone.
 #[async_trait]
 pub trait ProjectionRebuild: Send + Sync {
     /// Folds every order's events into a fresh projection beside the live one, then makes
     /// it the live one in one atomic step: readers see the old projection or the new one,
-    /// never a half-built one. Events appended meanwhile are folded in at the swap, so no
-    /// version the projector has written is lost; the change feed's checkpoint is left
-    /// alone (re-applying an older state is a no-op, and publication is not skipped).
+    /// never a half-built one. No version the projector has written is lost: what it wrote
+    /// to the old projection after the fold read that order is folded in at the swap
+    /// (embedded: every event committed by then; AWS: every row of the old table newer than
+    /// the fold), and what it had not written yet it writes to the new one. The change
+    /// feed's checkpoint is left alone (re-applying an older state is a no-op, and
+    /// publication is not skipped). One rebuild at a time: a second one is refused.
     async fn rebuild(
         &self,
         progress: std::sync::Arc<ProgressFn>,

@@ -523,15 +523,3 @@ async fn replay_shows_each_event_with_the_state_after_it_and_stops_at_a_version_
     let past = orders_async(&["replay", "--order", id, "--version", "9"], &data).await;
     assert!(!past.status.success(), "{}", explain(&past));
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_aws_backend_is_refused_with_a_clear_message_for_now() {
-    let dir = tempfile::tempdir().expect("a directory");
-    let out = orders_async(&["audit", "verify", "--backend", "aws"], dir.path()).await;
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("not yet available on the AWS backend"),
-        "{}",
-        explain(&out)
-    );
-}

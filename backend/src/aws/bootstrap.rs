@@ -29,7 +29,7 @@ const TABLE_READY_TIMEOUT: Duration = Duration::from_secs(300);
 const DLQ_RETENTION_SECONDS: u32 = 14 * 24 * 3600;
 
 /// A table's key attributes, its key schema and its GSI.
-struct TableSpec<'a> {
+pub(super) struct TableSpec<'a> {
     name: &'a str,
     attributes: &'a [(&'a str, ScalarAttributeType)],
     key: &'a [(&'a str, KeyType)],
@@ -57,13 +57,7 @@ impl Aws {
                 stream: true,
                 status_index: false,
             },
-            TableSpec {
-                name: &c.read_model_table,
-                attributes: &[("orderId", S), ("status", S), ("createdKey", S)],
-                key: &[("orderId", Hash)],
-                stream: false,
-                status_index: true,
-            },
+            read_model_spec(&c.read_model_table),
             TableSpec {
                 name: &c.ledger_table,
                 attributes: &[("pk", S)],
@@ -73,7 +67,7 @@ impl Aws {
             },
         ];
         for spec in &tables {
-            if self.ensure_table(spec).await? {
+            if ensure_table(&self.clients.dynamodb, spec).await? {
                 created.push(format!("table {}", spec.name));
             }
         }
@@ -91,115 +85,6 @@ impl Aws {
             tracing::info!(created = %what, "bootstrap");
         }
         Ok(created)
-    }
-
-    /// `true` if the table was created.
-    async fn ensure_table(&self, spec: &TableSpec<'_>) -> Result<bool, StoreError> {
-        const CONTEXT: &str = "creating a table";
-        let db = &self.clients.dynamodb;
-        match db.describe_table().table_name(spec.name).send().await {
-            Ok(out) => {
-                let streaming = out
-                    .table
-                    .as_ref()
-                    .and_then(|t| t.stream_specification.as_ref())
-                    .is_some_and(|s| s.stream_enabled);
-                if spec.stream && !streaming {
-                    // The change feed needs it; turning it on loses nothing.
-                    db.update_table()
-                        .table_name(spec.name)
-                        .stream_specification(new_image_stream()?)
-                        .send()
-                        .await
-                        .map_err(|e| sdk_error("enabling the event table's stream", e))?;
-                    self.wait_for_table(spec.name).await?;
-                }
-                return Ok(false);
-            }
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_resource_not_found_exception()) => {}
-            Err(err) => return Err(sdk_error(CONTEXT, err)),
-        }
-        let mut request = db
-            .create_table()
-            .table_name(spec.name)
-            .billing_mode(BillingMode::PayPerRequest);
-        for (name, kind) in spec.attributes {
-            request = request.attribute_definitions(build(
-                AttributeDefinition::builder()
-                    .attribute_name(*name)
-                    .attribute_type(kind.clone())
-                    .build(),
-            )?);
-        }
-        for (name, kind) in spec.key {
-            request = request.key_schema(key(name, kind.clone())?);
-        }
-        if spec.stream {
-            request = request.stream_specification(new_image_stream()?);
-        }
-        if spec.status_index {
-            request = request.global_secondary_indexes(build(
-                GlobalSecondaryIndex::builder()
-                    .index_name(STATUS_INDEX)
-                    .key_schema(key("status", KeyType::Hash)?)
-                    .key_schema(key("createdKey", KeyType::Range)?)
-                    .projection(
-                        Projection::builder()
-                            .projection_type(ProjectionType::All)
-                            .build(),
-                    )
-                    .build(),
-            )?);
-        }
-        match request.send().await {
-            Ok(_) => {}
-            // Another bootstrap got there first.
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_resource_in_use_exception()) =>
-            {
-                return Ok(false);
-            }
-            Err(err) => return Err(sdk_error(CONTEXT, err)),
-        }
-        self.wait_for_table(spec.name).await?;
-        Ok(true)
-    }
-
-    async fn wait_for_table(&self, name: &str) -> Result<(), StoreError> {
-        let deadline = tokio::time::Instant::now() + TABLE_READY_TIMEOUT;
-        loop {
-            let out = self
-                .clients
-                .dynamodb
-                .describe_table()
-                .table_name(name)
-                .send()
-                .await
-                .map_err(|e| sdk_error("waiting for a table", e))?;
-            let ready = out.table.is_some_and(|table| {
-                table.table_status == Some(TableStatus::Active)
-                    && table.global_secondary_indexes().iter().all(|i| {
-                        i.index_status
-                            .as_ref()
-                            .is_none_or(|s| s.as_str() == "ACTIVE")
-                    })
-            });
-            if ready {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() > deadline {
-                return Err(StoreError::new(
-                    "waiting for a table",
-                    format!("{name} is not ACTIVE after {TABLE_READY_TIMEOUT:?}"),
-                ));
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
     }
 
     async fn ensure_ttl(&self, table: &str, attribute: &str) -> Result<(), StoreError> {
@@ -461,6 +346,132 @@ impl Aws {
             .await
             .map_err(|e| sdk_error("enabling bucket versioning", e))?;
         Ok(created)
+    }
+}
+
+/// The read model table's shape (a rebuild creates its fresh tables with it too).
+pub(super) fn read_model_spec(name: &str) -> TableSpec<'_> {
+    use KeyType::Hash;
+    use ScalarAttributeType::S;
+    TableSpec {
+        name,
+        attributes: &[("orderId", S), ("status", S), ("createdKey", S)],
+        key: &[("orderId", Hash)],
+        stream: false,
+        status_index: true,
+    }
+}
+
+/// `true` if the table was created.
+pub(super) async fn ensure_table(
+    db: &aws_sdk_dynamodb::Client,
+    spec: &TableSpec<'_>,
+) -> Result<bool, StoreError> {
+    const CONTEXT: &str = "creating a table";
+    match db.describe_table().table_name(spec.name).send().await {
+        Ok(out) => {
+            let streaming = out
+                .table
+                .as_ref()
+                .and_then(|t| t.stream_specification.as_ref())
+                .is_some_and(|s| s.stream_enabled);
+            if spec.stream && !streaming {
+                // The change feed needs it; turning it on loses nothing.
+                db.update_table()
+                    .table_name(spec.name)
+                    .stream_specification(new_image_stream()?)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("enabling the event table's stream", e))?;
+                wait_for_table(db, spec.name).await?;
+            }
+            return Ok(false);
+        }
+        Err(err)
+            if err
+                .as_service_error()
+                .is_some_and(|e| e.is_resource_not_found_exception()) => {}
+        Err(err) => return Err(sdk_error(CONTEXT, err)),
+    }
+    let mut request = db
+        .create_table()
+        .table_name(spec.name)
+        .billing_mode(BillingMode::PayPerRequest);
+    for (name, kind) in spec.attributes {
+        request = request.attribute_definitions(build(
+            AttributeDefinition::builder()
+                .attribute_name(*name)
+                .attribute_type(kind.clone())
+                .build(),
+        )?);
+    }
+    for (name, kind) in spec.key {
+        request = request.key_schema(key(name, kind.clone())?);
+    }
+    if spec.stream {
+        request = request.stream_specification(new_image_stream()?);
+    }
+    if spec.status_index {
+        request = request.global_secondary_indexes(build(
+            GlobalSecondaryIndex::builder()
+                .index_name(STATUS_INDEX)
+                .key_schema(key("status", KeyType::Hash)?)
+                .key_schema(key("createdKey", KeyType::Range)?)
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build(),
+        )?);
+    }
+    match request.send().await {
+        Ok(_) => {}
+        // Another bootstrap got there first.
+        Err(err)
+            if err
+                .as_service_error()
+                .is_some_and(|e| e.is_resource_in_use_exception()) =>
+        {
+            return Ok(false);
+        }
+        Err(err) => return Err(sdk_error(CONTEXT, err)),
+    }
+    wait_for_table(db, spec.name).await?;
+    Ok(true)
+}
+
+/// Until the table and its indexes are ACTIVE.
+pub(super) async fn wait_for_table(
+    db: &aws_sdk_dynamodb::Client,
+    name: &str,
+) -> Result<(), StoreError> {
+    let deadline = tokio::time::Instant::now() + TABLE_READY_TIMEOUT;
+    loop {
+        let out = db
+            .describe_table()
+            .table_name(name)
+            .send()
+            .await
+            .map_err(|e| sdk_error("waiting for a table", e))?;
+        let ready = out.table.is_some_and(|table| {
+            table.table_status == Some(TableStatus::Active)
+                && table.global_secondary_indexes().iter().all(|i| {
+                    i.index_status
+                        .as_ref()
+                        .is_none_or(|s| s.as_str() == "ACTIVE")
+                })
+        });
+        if ready {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(StoreError::new(
+                "waiting for a table",
+                format!("{name} is not ACTIVE after {TABLE_READY_TIMEOUT:?}"),
+            ));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 

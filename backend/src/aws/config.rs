@@ -1,6 +1,8 @@
 //! Where the AWS adapters find their resources (`AwsConfig`, read from the environment the
 //! Lambdas get) and the SDK clients, built once per process from one `aws-config` load.
 
+use std::time::Duration;
+
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::config::SharedInterceptor;
 
@@ -11,7 +13,9 @@ use super::metrics::RequestCounter;
 pub struct AwsConfig {
     /// Event table (PK `orderId` S, SK `version` N, stream `NEW_IMAGE`).
     pub events_table: String,
-    /// Read model table (PK `orderId` S, GSI `status-index`).
+    /// Read model table (PK `orderId` S, GSI `status-index`): the live one until the first
+    /// `orders rebuild`; from then on the ledger's live-table pointer names the live one
+    /// (see [`super::live_table`]), and this name is the prefix of rebuilt tables.
     pub read_model_table: String,
     /// Idempotency records, handler ledger and stream checkpoints (PK `pk` S, TTL
     /// `expiresAt`).
@@ -27,6 +31,11 @@ pub struct AwsConfig {
     pub region: Option<String>,
     /// Overrides the endpoint of every service (`AWS_ENDPOINT_URL`), e.g. a moto server.
     pub endpoint_url: Option<String>,
+    /// How long a process may use the live-table pointer it read before reading it again;
+    /// a rebuild waits this long (and a margin) after swapping tables before its catch-up.
+    /// Every process of a deployment must use the same value, so it is not read from the
+    /// environment: [`super::live_table::POINTER_CACHE`] (tests shorten it in-process).
+    pub read_model_cache: Duration,
 }
 
 pub const ENV_EVENTS_TABLE: &str = "ORDERS_EVENTS_TABLE";
@@ -57,6 +66,7 @@ impl AwsConfig {
             queue_prefix: prefix.into(),
             region: None,
             endpoint_url: None,
+            read_model_cache: super::live_table::POINTER_CACHE,
         }
     }
 
@@ -84,6 +94,7 @@ impl AwsConfig {
             queue_prefix: lookup(ENV_QUEUE_PREFIX).unwrap_or_default(),
             region: None,
             endpoint_url: None,
+            read_model_cache: defaults.read_model_cache,
         }
     }
 

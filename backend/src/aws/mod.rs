@@ -5,15 +5,18 @@
 //! |---|---|---|
 //! | event store | DynamoDB event table | [`event_store`] |
 //! | idempotency, handler ledger | DynamoDB ledger table | [`idempotency`] |
-//! | read model | DynamoDB table + `status-index` GSI | [`read_model`] |
+//! | read model | DynamoDB table + `status-index` GSI, named by a pointer | [`read_model`], [`live_table`] |
 //! | change feed | DynamoDB Streams | [`change_feed`] |
 //! | publisher | EventBridge | [`bus`] |
 //! | queues | SQS | [`queues`] |
 //! | documents | S3 | [`documents`] |
+//! | event archive, projection scan (replay and audit) | Scan / Query / BatchGetItem | [`archive`] |
+//! | projection rebuild | a fresh table, then the pointer flipped | [`rebuild`] |
 //!
 //! [`Aws::connect`] builds the clients once per process from `aws-config`; it sends no
 //! request, so it also works before [`Aws::bootstrap`] has created anything.
 
+pub mod archive;
 pub mod bootstrap;
 pub mod bus;
 pub mod change_feed;
@@ -22,23 +25,28 @@ pub mod documents;
 mod dynamo;
 pub mod event_store;
 pub mod idempotency;
+pub mod live_table;
 pub mod metrics;
 pub mod queues;
 pub mod read_model;
+pub mod rebuild;
 
 use std::sync::Arc;
 
 use aws_config::SdkConfig;
 
+pub use archive::DynamoArchive;
 pub use bus::EventBridgePublisher;
 pub use change_feed::StreamsChangeFeed;
 pub use config::{AwsConfig, Clients};
 pub use documents::S3Documents;
 pub use event_store::DynamoEventStore;
 pub use idempotency::DynamoLedger;
+pub use live_table::LiveTable;
 pub use metrics::RequestCounter;
 pub use queues::SqsQueues;
 pub use read_model::{DynamoReadModel, STATUS_INDEX};
+pub use rebuild::DynamoRebuild;
 
 use crate::ports::{Ports, StoreError};
 
@@ -50,6 +58,8 @@ pub struct Aws {
     pub requests: RequestCounter,
     pub events: Arc<DynamoEventStore>,
     pub ledger: Arc<DynamoLedger>,
+    /// Which read model table is live (shared by the read model and the audit adapters).
+    pub live: Arc<LiveTable>,
     pub read_model: Arc<DynamoReadModel>,
     pub feed: Arc<StreamsChangeFeed>,
     pub publisher: Arc<EventBridgePublisher>,
@@ -81,6 +91,12 @@ impl Aws {
         let requests = RequestCounter::default();
         let clients = Clients::new(&sdk, &requests);
         let c = &config;
+        let live = Arc::new(LiveTable::new(
+            clients.dynamodb.clone(),
+            c.ledger_table.clone(),
+            c.read_model_table.clone(),
+            c.read_model_cache,
+        ));
         Self {
             events: Arc::new(DynamoEventStore::new(
                 clients.dynamodb.clone(),
@@ -91,10 +107,8 @@ impl Aws {
                 clients.dynamodb.clone(),
                 c.ledger_table.clone(),
             )),
-            read_model: Arc::new(DynamoReadModel::new(
-                clients.dynamodb.clone(),
-                c.read_model_table.clone(),
-            )),
+            read_model: Arc::new(DynamoReadModel::new(clients.dynamodb.clone(), live.clone())),
+            live,
             feed: Arc::new(StreamsChangeFeed::new(
                 clients.dynamodb.clone(),
                 clients.streams.clone(),
@@ -114,6 +128,25 @@ impl Aws {
             requests,
             config,
         }
+    }
+
+    /// The event table and the live read model, read-only, for replay and audit.
+    pub fn archive(&self) -> Arc<DynamoArchive> {
+        Arc::new(DynamoArchive::new(
+            self.clients.dynamodb.clone(),
+            self.config.events_table.clone(),
+            self.live.clone(),
+        ))
+    }
+
+    /// Rebuilds the read model into a fresh table and swaps it in.
+    pub fn rebuilder(&self) -> DynamoRebuild {
+        DynamoRebuild::new(
+            self.clients.dynamodb.clone(),
+            self.archive(),
+            self.live.clone(),
+            self.config.ledger_table.clone(),
+        )
     }
 
     pub fn ports(&self) -> Ports {

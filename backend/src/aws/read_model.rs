@@ -2,15 +2,21 @@
 //! members at the top level plus `createdKey`, the sort key of the `status-index` GSI
 //! (PK `status` S, SK `createdKey` S, projection ALL) that lists orders by status in
 //! creation order.
+//!
+//! Which table is live comes from the ledger's live-table pointer ([`LiveTable`]), so that
+//! `orders rebuild` can swap in a table it built from the events.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use events_schema::{Order, OrderId, Status};
 use tokio::task::JoinSet;
 
-use super::dynamo::{Item, from_item, n, s, sdk_error, to_item};
+use super::{
+    dynamo::{Item, from_item, n, s, sdk_error, to_item},
+    live_table::LiveTable,
+};
 use crate::ports::{ListCursor, ListQuery, Page, ReadModel, StoreError};
 
 /// The GSI by status (the CDK app creates it under this name).
@@ -20,7 +26,7 @@ const PUT_CONCURRENCY: usize = 16;
 
 pub struct DynamoReadModel {
     client: aws_sdk_dynamodb::Client,
-    table: String,
+    live: Arc<LiveTable>,
 }
 
 /// Sorts like `(created_at, order_id)`: a fixed-width UTC time (microseconds, as the
@@ -37,13 +43,19 @@ fn cursor_key(cursor: &ListCursor) -> String {
 }
 
 impl DynamoReadModel {
-    pub fn new(client: aws_sdk_dynamodb::Client, table: String) -> Self {
-        Self { client, table }
+    pub fn new(client: aws_sdk_dynamodb::Client, live: Arc<LiveTable>) -> Self {
+        Self { client, live }
+    }
+
+    /// Where the live table's name comes from.
+    pub fn live(&self) -> &Arc<LiveTable> {
+        &self.live
     }
 
     /// Up to `fetch` orders of one status after `after`, in `createdKey` order.
     async fn query_status(
         &self,
+        table: &str,
         status: Status,
         after: Option<&str>,
         fetch: usize,
@@ -64,7 +76,7 @@ impl DynamoReadModel {
             let out = self
                 .client
                 .query()
-                .table_name(&self.table)
+                .table_name(table)
                 .index_name(STATUS_INDEX)
                 .key_condition_expression(condition)
                 .expression_attribute_names("#status", "status")
@@ -102,7 +114,8 @@ fn latest_per_order(orders: &[Order]) -> Vec<&Order> {
     latest.into_values().collect()
 }
 
-fn order_item(order: &Order) -> Result<Item, StoreError> {
+/// The item of one order, as the projector writes it (a rebuild writes the same).
+pub(super) fn order_item(order: &Order) -> Result<Item, StoreError> {
     let mut item = to_item("serializing the read model", order)?;
     item.insert(
         "createdKey".into(),
@@ -111,45 +124,89 @@ fn order_item(order: &Order) -> Result<Item, StoreError> {
     Ok(item)
 }
 
+/// Puts each item into `table` unless the row there is already at its version (the `u64`)
+/// or later, 16 at a time: the one write path into a read model table, for the projector
+/// and for a rebuild's catch-up.
+pub(super) async fn put_versioned(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    items: Vec<(Item, u64)>,
+) -> Result<(), StoreError> {
+    let mut puts = JoinSet::new();
+    let mut failure = None;
+    for (item, version) in items {
+        if puts.len() >= PUT_CONCURRENCY
+            && let Some(done) = puts.join_next().await
+        {
+            failure = failure.or(put_result(done).err());
+        }
+        let request = client
+            .put_item()
+            .table_name(table)
+            .set_item(Some(item))
+            // Never moves an order back: replays and late deliveries are no-ops.
+            .condition_expression("attribute_not_exists(orderId) OR #version < :version")
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_values(":version", n(version));
+        puts.spawn(async move { request.send().await });
+    }
+    while let Some(done) = puts.join_next().await {
+        failure = failure.or(put_result(done).err());
+    }
+    failure.map_or(Ok(()), Err)
+}
+
+impl DynamoReadModel {
+    /// Upserts the latest state of each order into `table`.
+    async fn put_latest(&self, table: &str, orders: &[Order]) -> Result<(), StoreError> {
+        let items = latest_per_order(orders)
+            .into_iter()
+            .map(|o| Ok((order_item(o)?, o.version)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        put_versioned(&self.client, table, items).await
+    }
+
+    /// The live table's name, forgotten again if `result` failed (the table may be gone).
+    async fn forget_on_error<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if result.is_err() {
+            self.live.forget().await;
+        }
+        result
+    }
+}
+
 #[async_trait]
 impl ReadModel for DynamoReadModel {
     async fn apply(&self, orders: &[Order]) -> Result<(), StoreError> {
-        let mut puts = JoinSet::new();
-        let mut failure = None;
-        for order in latest_per_order(orders) {
-            if puts.len() >= PUT_CONCURRENCY
-                && let Some(done) = puts.join_next().await
-            {
-                failure = failure.or(put_result(done).err());
+        let live = self.live.resolve().await?;
+        let put = self.put_latest(&live.table, orders).await;
+        self.forget_on_error(put).await?;
+        // Writes that completed while the name was fresh reached the old table before a
+        // rebuild's catch-up read it (see `live_table`); slower ones may have missed it, so
+        // they go again to whatever table is live now.
+        if !self.live.is_fresh(&live) {
+            let now = self.live.resolve().await?;
+            if now.table != live.table {
+                let put = self.put_latest(&now.table, orders).await;
+                self.forget_on_error(put).await?;
             }
-            let request = self
-                .client
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(order_item(order)?))
-                // Never moves an order back: replays and late deliveries are no-ops.
-                .condition_expression("attribute_not_exists(orderId) OR #version < :version")
-                .expression_attribute_names("#version", "version")
-                .expression_attribute_values(":version", n(order.version));
-            puts.spawn(async move { request.send().await });
         }
-        while let Some(done) = puts.join_next().await {
-            failure = failure.or(put_result(done).err());
-        }
-        failure.map_or(Ok(()), Err)
+        Ok(())
     }
 
     async fn get(&self, order_id: &OrderId) -> Result<Option<Order>, StoreError> {
         const CONTEXT: &str = "reading the read model";
+        let live = self.live.resolve().await?;
         let out = self
             .client
             .get_item()
-            .table_name(&self.table)
+            .table_name(&live.table)
             .key("orderId", s(order_id.as_str()))
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| sdk_error(CONTEXT, e))?;
+            .map_err(|e| sdk_error(CONTEXT, e));
+        let out = self.forget_on_error(out).await?;
         out.item.map(|item| from_item(CONTEXT, item)).transpose()
     }
 
@@ -158,19 +215,22 @@ impl ReadModel for DynamoReadModel {
         // One more than asked tells whether another page follows.
         let fetch = query.limit + 1;
         let after = after.as_deref();
-        let mut found = match query.status {
-            Some(status) => self.query_status(status, after, fetch).await?,
+        let live = self.live.resolve().await?;
+        let table = live.table.as_str();
+        let found = match query.status {
+            Some(status) => self.query_status(table, status, after, fetch).await,
             // A GSI query needs its partition key, and a Scan comes in no order: all orders
             // in creation order are the four status partitions, each already sorted, merged.
             // At most `fetch` from each is enough for the first `fetch` of the merge; the
             // four queries run at once.
             None => {
                 let [a, b, c, d] =
-                    Status::ALL.map(|status| self.query_status(status, after, fetch));
+                    Status::ALL.map(|status| self.query_status(table, status, after, fetch));
                 let (a, b, c, d) = tokio::join!(a, b, c, d);
-                [a?, b?, c?, d?].concat()
+                (|| Ok([a?, b?, c?, d?].concat()))()
             }
         };
+        let mut found = self.forget_on_error(found).await?;
         found.sort_by(|a, b| a.0.cmp(&b.0));
         let items: Vec<Order> = found.into_iter().take(fetch).map(|(_, o)| o).collect();
         Ok(Page::from_overfetch(items, query.limit))

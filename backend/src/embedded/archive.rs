@@ -16,8 +16,9 @@ use super::{
     sqlite::{ReadPool, micros},
 };
 use crate::ports::{
-    ArchiveSize, EventArchive, EventWindow, Projected, ProjectedOrder, ProjectionScan, RawEvent,
-    RawHistory, StoreError, WindowCursor, WindowPage,
+    ArchiveSize, Coverage, EventArchive, EventWindow, HistoryCursor, HistoryPage, Projected,
+    ProjectedOrder, ProjectionScan, RawEvent, RawHistory, RowCursor, RowPage, StoreError,
+    WindowCursor, WindowPage,
 };
 
 /// The events and the read model of one data directory, read-only.
@@ -158,18 +159,28 @@ pub(super) fn high_water(conn: &Connection) -> rusqlite::Result<u64> {
 
 #[async_trait]
 impl EventArchive for SqliteArchive {
+    /// Pages in order-id order: the cursor is the last order id handed out, and a page
+    /// covers the ids from there through its last order (the last, empty page: to the end).
     async fn histories(
         &self,
-        after: Option<&str>,
+        cursor: Option<&HistoryCursor>,
         max_events: usize,
-    ) -> Result<Vec<RawHistory>, StoreError> {
-        let after = after.map(str::to_owned);
-        self.events
+    ) -> Result<HistoryPage, StoreError> {
+        let after = cursor.map(|c| c.0.clone());
+        let from = after.clone();
+        let histories = self
+            .events
             .read("reading histories", move |conn| {
                 tune_for_scans(conn)?;
-                read_histories(conn, after.as_deref(), max_events, None, States::With)
+                read_histories(conn, from.as_deref(), max_events, None, States::With)
             })
-            .await
+            .await?;
+        let through = histories.last().map(|h| h.order_id.clone());
+        Ok(HistoryPage {
+            next: through.clone().map(HistoryCursor),
+            coverage: Coverage::Range { after, through },
+            histories,
+        })
     }
 
     async fn history_raw(&self, order_id: &OrderId) -> Result<Vec<RawEvent>, StoreError> {
@@ -273,36 +284,78 @@ impl ProjectionScan for SqliteArchive {
             .await
     }
 
-    async fn scan(
-        &self,
-        after: Option<&str>,
-        through: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<ProjectedOrder>, StoreError> {
+    async fn rows_for(&self, page: &HistoryPage) -> Result<Vec<ProjectedOrder>, StoreError> {
         let Some(projection) = &self.projection else {
             return Ok(Vec::new());
         };
-        let (after, through) = (after.map(str::to_owned), through.map(str::to_owned));
-        projection
+        match &page.coverage {
+            Coverage::Range { after, through } => {
+                let (after, through) = (after.clone(), through.clone());
+                projection
+                    .read("reading the read model", move |conn| {
+                        tune_for_scans(conn)?;
+                        // Both bounds as plain comparisons, so that the primary key bounds
+                        // the scan.
+                        let upper = if through.is_some() {
+                            "AND order_id <= ?2"
+                        } else {
+                            "AND ?2 IS NULL"
+                        };
+                        let mut stmt = conn.prepare_cached(&format!(
+                            "SELECT order_id, body FROM orders WHERE order_id > ?1 {upper}
+                             ORDER BY order_id"
+                        ))?;
+                        stmt.query_map(
+                            params![after.unwrap_or_default(), through],
+                            projected_order,
+                        )?
+                        .collect()
+                    })
+                    .await
+            }
+            Coverage::Orders => {
+                let ids: Vec<String> = page.histories.iter().map(|h| h.order_id.clone()).collect();
+                projection
+                    .read("reading the read model", move |conn| {
+                        let mut stmt = conn.prepare_cached(
+                            "SELECT order_id, body FROM orders WHERE order_id = ?1",
+                        )?;
+                        let mut rows = Vec::with_capacity(ids.len());
+                        for id in ids {
+                            if let Some(row) = stmt.query_row([id], projected_order).optional()? {
+                                rows.push(row);
+                            }
+                        }
+                        Ok(rows)
+                    })
+                    .await
+            }
+        }
+    }
+
+    async fn rows(&self, cursor: Option<&RowCursor>, limit: usize) -> Result<RowPage, StoreError> {
+        let Some(projection) = &self.projection else {
+            return Ok(RowPage {
+                rows: Vec::new(),
+                next: None,
+            });
+        };
+        let after = cursor.map(|c| c.0.clone()).unwrap_or_default();
+        let limit = limit.max(1);
+        let rows = projection
             .read("reading the read model", move |conn| {
                 tune_for_scans(conn)?;
-                // Both bounds as plain comparisons, so that the primary key bounds the scan.
-                let upper = if through.is_some() {
-                    "AND order_id <= ?2"
-                } else {
-                    "AND ?2 IS NULL"
-                };
-                let mut stmt = conn.prepare_cached(&format!(
-                    "SELECT order_id, body FROM orders WHERE order_id > ?1 {upper}
-                     ORDER BY order_id LIMIT ?3"
-                ))?;
-                stmt.query_map(
-                    params![after.unwrap_or_default(), through, limit.max(1) as u64],
-                    projected_order,
+                conn.prepare_cached(
+                    "SELECT order_id, body FROM orders WHERE order_id > ?1 ORDER BY order_id LIMIT ?2",
                 )?
-                .collect()
+                .query_map(params![after, limit as u64], projected_order)?
+                .collect::<rusqlite::Result<Vec<_>>>()
             })
-            .await
+            .await?;
+        let next = (rows.len() == limit)
+            .then(|| rows.last().map(|r| RowCursor(r.order_id.clone())))
+            .flatten();
+        Ok(RowPage { rows, next })
     }
 
     async fn get_projected(&self, order_id: &str) -> Result<Option<ProjectedOrder>, StoreError> {

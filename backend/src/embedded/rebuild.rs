@@ -29,7 +29,7 @@ use std::{
 };
 
 use async_trait::async_trait;
-use events_schema::{Envelope, Order, evolve};
+use events_schema::Order;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use super::{
@@ -37,9 +37,8 @@ use super::{
     read_model::{INDEXES, ensure_schema},
     sqlite::{self, Durability, micros},
 };
-use crate::ports::{
-    ProgressFn, ProjectionRebuild, RawEvent, RawHistory, RebuildReport, StoreError,
-};
+pub use crate::ports::{BeforeSwap, fold_raw};
+use crate::ports::{ProgressFn, ProjectionRebuild, RawHistory, RebuildReport, StoreError};
 
 /// Events per page read from the event store.
 const PAGE_EVENTS: usize = 20_000;
@@ -50,9 +49,6 @@ const RETIRED: &str = "orders_retired";
 pub struct SqliteRebuild {
     dir: PathBuf,
 }
-
-/// Called after the fold and before the swap (tests use it to write meanwhile).
-pub type BeforeSwap = Box<dyn FnOnce() + Send>;
 
 impl SqliteRebuild {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
@@ -102,17 +98,6 @@ fn row(order: &Order) -> Result<Row, String> {
         micros(order.created_at),
         body,
     ))
-}
-
-/// The state after an order's stored events, folded from the envelopes alone.
-pub fn fold_raw(events: &[RawEvent]) -> Result<Order, String> {
-    let mut state: Option<Order> = None;
-    for e in events {
-        let envelope: Envelope = serde_json::from_str(&e.envelope)
-            .map_err(|err| format!("version {}: not a readable envelope: {err}", e.version))?;
-        state = Some(evolve(state.as_ref(), &envelope).map_err(|err| err.to_string())?);
-    }
-    state.ok_or_else(|| "no events".to_owned())
 }
 
 /// What a worker made of one page.

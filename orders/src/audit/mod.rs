@@ -5,8 +5,10 @@
 //!
 //! Each command works on a backend's data through the replay-and-audit ports
 //! ([`backend::EventArchive`], [`backend::ProjectionScan`], [`backend::ProjectionRebuild`],
-//! [`backend::EventPublisher`]); on the embedded backend it opens the data directory's
-//! files directly, so it runs beside a running `orders dev`.
+//! [`backend::EventPublisher`]): on the embedded backend it opens the data directory's
+//! files directly, so it runs beside a running `orders dev`; on AWS (`--backend aws
+//! [--endpoint URL]`) it reads and writes the deployment's tables and bus, beside the
+//! running Lambdas (or `orders dev --backend aws`).
 
 mod progress;
 mod rebuild;
@@ -15,10 +17,14 @@ mod republish;
 mod seed;
 mod verify;
 
-use std::sync::Arc;
+use std::{path::PathBuf, sync::Arc};
 
-use anyhow::bail;
-use backend::{EventArchive, ProjectionScan, embedded::SqliteArchive};
+use anyhow::Context;
+use backend::{
+    EventArchive, EventPublisher, ProjectionRebuild, ProjectionScan,
+    aws::Aws,
+    embedded::{EmbeddedBus, SqliteArchive, SqliteQueues, SqliteRebuild, queue_configs},
+};
 use chrono::{DateTime, NaiveDate, Utc};
 
 pub(crate) use crate::backend_args::{BackendArgs as Source, BackendKind};
@@ -29,22 +35,12 @@ pub use republish::{RepublishArgs, run as republish};
 pub use seed::{SeedArgs, run as seed};
 pub use verify::{AuditArgs, run as audit};
 
-/// Refuses the AWS backend for `command` until its adapters implement `port`.
-fn embedded_only(source: &Source, command: &str, port: &str) -> anyhow::Result<()> {
-    if source.backend == BackendKind::Aws {
-        bail!(
-            "`orders {command}` is not yet available on the AWS backend: its adapters do not \
-             implement backend::{port} yet; use the embedded backend (--backend embedded \
-             --data DIR)"
-        );
-    }
-    Ok(())
-}
-
-/// The event archive and the read model of the data, read-only.
-fn archive(source: &Source, command: &str) -> anyhow::Result<Arc<SqliteArchive>> {
-    embedded_only(source, command, "EventArchive")?;
-    Ok(Arc::new(SqliteArchive::open(&source.data)?))
+/// The chosen backend's data, opened for one of these commands.
+pub(crate) enum Data {
+    /// A data directory of `orders dev`.
+    Embedded(PathBuf),
+    /// An AWS deployment (or a rehearsal on an emulator).
+    Aws(Box<Aws>),
 }
 
 /// Both read-only views of the data, behind their ports.
@@ -53,12 +49,60 @@ pub(crate) struct Views {
     pub projection: Arc<dyn ProjectionScan>,
 }
 
-impl Views {
-    fn open(source: &Source, command: &str) -> anyhow::Result<Self> {
-        let archive = archive(source, command)?;
-        Ok(Self {
-            archive: archive.clone(),
-            projection: archive,
+impl Data {
+    pub async fn open(source: &Source) -> anyhow::Result<Self> {
+        match source.backend {
+            BackendKind::Embedded => Ok(Self::Embedded(source.data.clone())),
+            BackendKind::Aws => {
+                let aws = Aws::connect(source.aws_config())
+                    .await
+                    .context("cannot reach AWS")?;
+                Ok(Self::Aws(Box::new(aws)))
+            }
+        }
+    }
+
+    pub fn views(&self) -> anyhow::Result<Views> {
+        Ok(match self {
+            Self::Embedded(dir) => {
+                let archive = Arc::new(SqliteArchive::open(dir)?);
+                Views {
+                    archive: archive.clone(),
+                    projection: archive,
+                }
+            }
+            Self::Aws(aws) => {
+                let archive = aws.archive();
+                Views {
+                    archive: archive.clone(),
+                    projection: archive,
+                }
+            }
+        })
+    }
+
+    pub fn rebuilder(&self) -> anyhow::Result<Arc<dyn ProjectionRebuild>> {
+        Ok(match self {
+            Self::Embedded(dir) => Arc::new(SqliteRebuild::open(dir)?),
+            Self::Aws(aws) => Arc::new(aws.rebuilder()),
+        })
+    }
+
+    /// The bus the projector publishes to, and the EventBridge `Source` of order events.
+    pub fn publisher(&self) -> anyhow::Result<(Arc<dyn EventPublisher>, String)> {
+        Ok(match self {
+            Self::Embedded(dir) => {
+                let routes = events_schema::route_table();
+                let queues = Arc::new(
+                    SqliteQueues::open(&dir.join("queues.db"), queue_configs(routes))
+                        .context("opening the queues")?,
+                );
+                (
+                    Arc::new(EmbeddedBus::new(routes, queues)?),
+                    routes.source.clone(),
+                )
+            }
+            Self::Aws(aws) => (aws.publisher.clone(), aws.config.event_source.clone()),
         })
     }
 }

@@ -1,14 +1,14 @@
 //! `orders rebuild`: the read model recomputed from the events alone, into a fresh table,
-//! then swapped in atomically (see `backend::embedded::SqliteRebuild` for how a running
-//! projector keeps every version). Safe beside a running `orders dev`.
+//! then swapped in atomically (see `backend::embedded::SqliteRebuild` and
+//! `backend::aws::DynamoRebuild` for how a running projector keeps every version). Safe
+//! beside a running service.
 
 use std::{sync::Arc, time::Instant};
 
 use anyhow::bail;
-use backend::{EventArchive, ProjectionRebuild, embedded::SqliteRebuild};
 use serde_json::json;
 
-use super::{Source, progress::Progress, rate, thousands};
+use super::{Data, Source, progress::Progress, rate, thousands};
 
 #[derive(clap::Args, Debug)]
 pub struct RebuildArgs {
@@ -20,12 +20,11 @@ pub struct RebuildArgs {
 }
 
 pub async fn run(args: RebuildArgs) -> anyhow::Result<()> {
-    super::embedded_only(&args.source, "rebuild", "ProjectionRebuild")?;
-    let archive = super::archive(&args.source, "rebuild")?;
-    let rebuilder: Arc<dyn ProjectionRebuild> = Arc::new(SqliteRebuild::open(&args.source.data)?);
+    let data = Data::open(&args.source).await?;
+    let rebuilder = data.rebuilder()?;
     let started = Instant::now();
     let total = if Progress::wanted() {
-        Some(archive.size().await?.events)
+        Some(data.views()?.archive.size().await?.events)
     } else {
         None
     };
@@ -48,6 +47,7 @@ pub async fn run(args: RebuildArgs) -> anyhow::Result<()> {
                 "caughtUp": report.caught_up,
                 "changed": report.changed,
                 "unfoldable": report.unfoldable.len(),
+                "swappedIn": report.swapped_in,
                 "seconds": seconds,
                 "eventsPerSecond": rate(report.events, seconds),
             }})
@@ -62,6 +62,9 @@ pub async fn run(args: RebuildArgs) -> anyhow::Result<()> {
             seconds,
             thousands(rate(report.events, seconds)),
         );
+        if let Some(table) = &report.swapped_in {
+            println!("rebuild: the read model is now table {table}");
+        }
     }
     if !report.unfoldable.is_empty() {
         bail!(

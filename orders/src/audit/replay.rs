@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, SecondsFormat, Utc};
 use events_schema::{Envelope, Order, OrderId, evolve, verify_chain};
 
-use super::{Source, Views, parse_time};
+use super::{Data, Source, parse_time};
 
 #[derive(clap::Args, Debug)]
 pub struct ReplayArgs {
@@ -30,7 +30,7 @@ pub struct ReplayArgs {
 
 pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
     let id = OrderId::parse(&args.order).map_err(|e| anyhow::anyhow!("--order: {e}"))?;
-    let views = Views::open(&args.source, "replay")?;
+    let views = Data::open(&args.source).await?.views()?;
     let raw = views.archive.history_raw(&id).await?;
     if raw.is_empty() {
         bail!("order {id} has no events");

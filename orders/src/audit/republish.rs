@@ -6,20 +6,18 @@
 //! re-publications by the flag.
 //!
 //! Embedded: the bus enqueues into the data directory's `queues.db`, which a running
-//! `orders dev` polls (or the next one, when it starts).
+//! `orders dev` polls (or the next one, when it starts). AWS: `PutEvents` on the
+//! deployment's bus, whose rules deliver to the route queues.
 
 use std::{sync::Arc, time::Instant};
 
-use anyhow::{Context, bail};
-use backend::{
-    BusEntry, EventPublisher, EventWindow, RawEvent,
-    embedded::{EmbeddedBus, SqliteQueues, queue_configs},
-};
+use anyhow::bail;
+use backend::{BusEntry, EventPublisher, EventWindow, RawEvent};
 use chrono::{DateTime, SecondsFormat, Utc};
 use events_schema::{Envelope, Order, OrderId, Recorded, Status, hash_of};
 use serde_json::json;
 
-use super::{Source, parse_time, progress::Progress, rate, thousands};
+use super::{Data, Source, parse_time, progress::Progress, rate, thousands};
 
 #[derive(clap::Args, Debug)]
 pub struct RepublishArgs {
@@ -94,13 +92,9 @@ pub async fn run(args: RepublishArgs) -> anyhow::Result<()> {
         Some(o) => Some(OrderId::parse(o).map_err(|e| anyhow::anyhow!("--order: {e}"))?),
         None => None,
     };
-    let archive = super::archive(&args.source, "republish")?;
-    let routes = events_schema::route_table();
-    let queues = Arc::new(
-        SqliteQueues::open(&args.source.data.join("queues.db"), queue_configs(routes))
-            .context("opening the queues")?,
-    );
-    let publisher: Arc<dyn EventPublisher> = Arc::new(EmbeddedBus::new(routes, queues)?);
+    let data = Data::open(&args.source).await?;
+    let archive = data.views()?.archive;
+    let (publisher, source): (Arc<dyn EventPublisher>, String) = data.publisher()?;
     let window = EventWindow {
         from: args.from,
         to: args.to,
@@ -113,12 +107,12 @@ pub async fn run(args: RepublishArgs) -> anyhow::Result<()> {
     let (mut sent, mut refused, mut failed) = (0u64, 0u64, 0u64);
     let mut cursor = None;
     loop {
-        let page =
-            backend::EventArchive::events_between(archive.as_ref(), &window, cursor.as_ref(), PAGE)
-                .await?;
+        let page = archive
+            .events_between(&window, cursor.as_ref(), PAGE)
+            .await?;
         let mut entries = Vec::with_capacity(page.events.len());
         for raw in &page.events {
-            match entry(&routes.source, raw) {
+            match entry(&source, raw) {
                 Ok(e) => entries.push(e),
                 Err(reason) => {
                     refused += 1;

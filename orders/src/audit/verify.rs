@@ -6,7 +6,10 @@
 //! problem is named (order, version, property) and the exit status is 1.
 //!
 //! Histories are read in pages of whole histories and checked on every core while the next
-//! page is read. Each event takes a fast path that gives the verdict of
+//! page is read, each against the read model rows of its orders. Where a page covers a
+//! range of order ids (embedded), rows in the range without events are found with it;
+//! where it covers only its own orders (AWS), a pass over the whole read model at the end
+//! finds the rows of orders no page had. Each event takes a fast path that gives the verdict of
 //! [`events_schema::verify_chain`] (the reference check over the raw JSON) without its
 //! generic JSON round trip: when the stored text is byte for byte the serialization of the
 //! parsed envelope, the canonical form computed from the typed envelope is the RFC 8785
@@ -19,19 +22,19 @@
 //! until `--settle` runs out.
 
 use std::{
-    collections::VecDeque,
+    collections::{HashSet, VecDeque},
     time::{Duration, Instant},
 };
 
 use anyhow::bail;
-use backend::{Projected, ProjectedOrder, RawEvent, RawHistory};
+use backend::{Coverage, HistoryCursor, Projected, ProjectedOrder, RawEvent, RawHistory};
 use events_schema::{
     ChainBreak, ChainHash, Envelope, Order, OrderId, canonical, evolve, hash_of_canonical,
     verify_chain,
 };
 use serde::Serialize;
 
-use super::{Source, Views, progress::Progress, rate, thousands};
+use super::{Data, Source, Views, progress::Progress, rate, thousands};
 
 #[derive(clap::Args, Debug)]
 pub struct AuditArgs {
@@ -588,8 +591,20 @@ struct PageResult {
     recheck: Vec<String>,
 }
 
-/// Checks a page of histories against the read model rows of the same id range.
-fn check_page(page: Vec<RawHistory>, rows: Vec<ProjectedOrder>, mark: Projected) -> PageResult {
+/// Checks a page of histories against the read model rows the backend gave for it (rows
+/// without a history in the page are read again later, whole).
+fn check_page(
+    mut page: Vec<RawHistory>,
+    mut rows: Vec<ProjectedOrder>,
+    mark: Projected,
+) -> PageResult {
+    // Both in order-id order for the merge below (archives that read in no key order).
+    if !page.is_sorted_by(|a, b| a.order_id <= b.order_id) {
+        page.sort_unstable_by(|a, b| a.order_id.cmp(&b.order_id));
+    }
+    if !rows.is_sorted_by(|a, b| a.order_id <= b.order_id) {
+        rows.sort_unstable_by(|a, b| a.order_id.cmp(&b.order_id));
+    }
     let mut out = PageResult::default();
     let mut rows = rows.into_iter().peekable();
     for history in &page {
@@ -616,29 +631,6 @@ fn check_page(page: Vec<RawHistory>, rows: Vec<ProjectedOrder>, mark: Projected)
     }
     out.recheck.extend(rows.map(|r| r.order_id));
     out
-}
-
-/// Read model rows with `after < id <= through`, all of them.
-async fn rows_between(
-    views: &Views,
-    after: Option<&str>,
-    through: Option<&str>,
-) -> anyhow::Result<Vec<ProjectedOrder>> {
-    const LIMIT: usize = 10_000;
-    let mut rows = Vec::new();
-    let mut from = after.map(str::to_owned);
-    loop {
-        let batch = views
-            .projection
-            .scan(from.as_deref(), through, LIMIT)
-            .await?;
-        let full = batch.len() == LIMIT;
-        from = batch.last().map(|r| r.order_id.clone()).or(from);
-        rows.extend(batch);
-        if !full {
-            return Ok(rows);
-        }
-    }
 }
 
 /// Totals of a run.
@@ -683,7 +675,7 @@ impl Report {
 
 pub async fn run(args: AuditArgs) -> anyhow::Result<()> {
     let AuditAction::Verify(args) = args.action;
-    let views = Views::open(&args.source, "audit verify")?;
+    let views = Data::open(&args.source).await?.views()?;
     let started = Instant::now();
     let total = if Progress::wanted() {
         Some(views.archive.size().await?.events)
@@ -757,7 +749,10 @@ async fn scan_all(views: &Views, report: &mut Report) -> anyhow::Result<Vec<Stri
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut inflight: VecDeque<tokio::task::JoinHandle<PageResult>> = VecDeque::new();
     let mut recheck = Vec::new();
-    let mut after: Option<String> = None;
+    let mut cursor: Option<HistoryCursor> = None;
+    // The orders of pages that covered only themselves: a row of any other order is found
+    // by the pass over the read model at the end.
+    let mut seen: Option<HashSet<String>> = None;
     let mut absorb = |r: PageResult, report: &mut Report| {
         report.summary.orders += r.orders;
         report.summary.events += r.events;
@@ -769,30 +764,53 @@ async fn scan_all(views: &Views, report: &mut Report) -> anyhow::Result<Vec<Stri
     loop {
         let page = views
             .archive
-            .histories(after.as_deref(), PAGE_EVENTS)
+            .histories(cursor.as_ref(), PAGE_EVENTS)
             .await?;
-        let Some(last) = page.last().map(|h| h.order_id.clone()) else {
-            break;
-        };
         // The projector's progress first, then its rows: see `check_order`.
         let mark = views.projection.projected().await?;
-        let rows = rows_between(views, after.as_deref(), Some(&last)).await?;
-        after = Some(last);
+        let rows = match &page.coverage {
+            Coverage::Orders if page.histories.is_empty() => Vec::new(),
+            Coverage::Orders => {
+                seen.get_or_insert_default()
+                    .extend(page.histories.iter().map(|h| h.order_id.clone()));
+                views.projection.rows_for(&page).await?
+            }
+            Coverage::Range { .. } => views.projection.rows_for(&page).await?,
+        };
+        let next = page.next;
+        let histories = page.histories;
         inflight.push_back(tokio::task::spawn_blocking(move || {
-            check_page(page, rows, mark)
+            check_page(histories, rows, mark)
         }));
         while inflight.len() >= workers {
             if let Some(done) = inflight.pop_front() {
                 absorb(done.await?, report);
             }
         }
+        match next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
     }
     for done in inflight {
         absorb(done.await?, report);
     }
-    // Rows after the last order with events have no events.
-    let tail = rows_between(views, after.as_deref(), None).await?;
-    recheck.extend(tail.into_iter().map(|r| r.order_id));
+    if let Some(seen) = seen {
+        let mut cursor = None;
+        loop {
+            let page = views.projection.rows(cursor.as_ref(), 10_000).await?;
+            recheck.extend(
+                page.rows
+                    .into_iter()
+                    .filter(|r| !seen.contains(&r.order_id))
+                    .map(|r| r.order_id),
+            );
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+    }
     Ok(recheck)
 }
 
