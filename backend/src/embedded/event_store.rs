@@ -95,12 +95,14 @@ impl SqliteEventStore {
             [micros(Utc::now())],
         )
         .map_err(|e| StoreError::new("expiring idempotency records", e))?;
-        let (queue, receiver) = mpsc::channel();
         let (notify, committed) = watch::channel(last);
-        std::thread::Builder::new()
-            .name("event-store-writer".into())
-            .spawn(move || writer_loop(conn, receiver, notify))
-            .map_err(|e| StoreError::new("starting the event store writer", e))?;
+        let queue = sqlite::spawn_group_writer(
+            "event-store-writer",
+            conn,
+            MAX_GROUP,
+            move |conn, group| commit_and_reply(conn, group, &notify),
+        )
+        .map_err(|e| StoreError::new("starting the event store writer", e))?;
         Ok(Self {
             queue,
             reads: ReadPool::new(path.to_path_buf()),
@@ -173,38 +175,27 @@ fn idempotency_row(rec: &IdempotencyRecord) -> Result<SavedRow, StoreError> {
     ))
 }
 
-fn writer_loop(
-    mut conn: Connection,
-    queue: mpsc::Receiver<(Write, Reply)>,
-    notify: watch::Sender<u64>,
+/// Commits a group of writes in one transaction and answers each.
+fn commit_and_reply(
+    conn: &mut Connection,
+    group: Vec<(Write, Reply)>,
+    notify: &watch::Sender<u64>,
 ) {
-    // Blocks for the first append, then takes whatever else queued up meanwhile: under load
-    // many appends share one transaction and one fsync; alone, an append commits at once.
-    while let Ok(first) = queue.recv() {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match queue.try_recv() {
-                Ok(next) => group.push(next),
-                Err(_) => break,
+    match commit_group(conn, &group) {
+        Ok((outcomes, last_position)) => {
+            notify.send_if_modified(|p| {
+                let moved = last_position > *p;
+                *p = (*p).max(last_position);
+                moved
+            });
+            for ((_, reply), outcome) in group.into_iter().zip(outcomes) {
+                let _ = reply.send(outcome);
             }
         }
-        let outcomes = commit_group(&mut conn, &group);
-        match outcomes {
-            Ok((outcomes, last_position)) => {
-                notify.send_if_modified(|p| {
-                    let moved = last_position > *p;
-                    *p = (*p).max(last_position);
-                    moved
-                });
-                for ((_, reply), outcome) in group.into_iter().zip(outcomes) {
-                    let _ = reply.send(outcome);
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "event store commit failed");
-                for (_, reply) in group {
-                    let _ = reply.send(Err(StoreError::new("committing events", &e).into()));
-                }
+        Err(e) => {
+            tracing::error!(error = %e, "event store commit failed");
+            for (_, reply) in group {
+                let _ = reply.send(Err(StoreError::new("committing events", &e).into()));
             }
         }
     }

@@ -21,7 +21,7 @@ use std::{
 pub use archive::SqliteArchive;
 pub use bus::{EmbeddedBus, LOCAL_ACCOUNT, LOCAL_REGION, bus_event};
 pub use change_feed::{STREAM_ARN, SqliteChangeFeed, sequence_number};
-pub use documents::FileDocuments;
+pub use documents::SqliteDocuments;
 pub use event_store::SqliteEventStore;
 pub use queues::{QueueConfig, SqliteQueues};
 pub use read_model::SqliteReadModel;
@@ -38,7 +38,7 @@ pub struct Embedded {
     pub feed: Arc<SqliteChangeFeed>,
     pub queues: Arc<SqliteQueues>,
     pub bus: Arc<EmbeddedBus>,
-    pub documents: Arc<FileDocuments>,
+    pub documents: Arc<SqliteDocuments>,
     dir: PathBuf,
     _lock: File,
 }
@@ -79,7 +79,7 @@ impl Embedded {
             queue_configs(routes),
         )?);
         let bus = Arc::new(EmbeddedBus::new(routes, queues.clone())?);
-        let documents = Arc::new(FileDocuments::open(&dir.join("documents"))?);
+        let documents = Arc::new(SqliteDocuments::open(&dir.join("documents.db"))?);
         Ok(Self {
             events,
             read_model,

@@ -6,7 +6,7 @@ use std::{collections::HashMap, path::Path, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rusqlite::params;
+use rusqlite::{Connection, params};
 use tokio::sync::Notify;
 
 use super::sqlite::{self, Durability, Writer, micros};
@@ -25,6 +25,18 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE INDEX IF NOT EXISTS messages_ready ON messages (queue, visible_at, seq);
 ";
+
+/// Receives and deletes skip the fsync that sends pay. A send acknowledges a message to
+/// its sender, so it must survive a power cut; a receive only hides a message and counts
+/// it, and a delete removes one that was handled: losing either to a power cut delivers
+/// the message again (earlier, or once more), which at-least-once delivery allows and the
+/// idempotent handlers absorb. Every later send fsyncs them along with itself.
+fn relaxed<T>(
+    conn: &mut Connection,
+    f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    sqlite::with_durability(conn, Durability::Normal, Durability::Full, f)
+}
 
 /// A queue's redrive policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,7 +126,7 @@ impl SqliteQueues {
         let config = config.clone();
         let visibility = i64::try_from(visibility.as_micros()).unwrap_or(i64::MAX);
         self.writer
-            .write("receiving messages", move |conn| {
+            .write("receiving messages", move |conn| relaxed(conn, |conn| {
                 let now = micros(Utc::now());
                 let tx = conn.transaction()?;
                 let mut received = Vec::new();
@@ -162,7 +174,7 @@ impl SqliteQueues {
                 }
                 tx.commit()?;
                 Ok(received)
-            })
+            }))
             .await
     }
 }
@@ -212,23 +224,25 @@ impl Queues for SqliteQueues {
         let handles = receipt_handles.to_vec();
         self.writer
             .write("deleting messages", move |conn| {
-                let tx = conn.transaction()?;
-                {
-                    let mut delete = tx.prepare_cached(
-                        "DELETE FROM messages WHERE seq = ?1 AND queue = ?2 AND receipt = ?3",
-                    )?;
-                    for h in &handles {
-                        // A receipt this queue did not issue matches no row.
-                        let Some(seq) = h
-                            .split_once(':')
-                            .and_then(|(seq, _)| seq.parse::<i64>().ok())
-                        else {
-                            continue;
-                        };
-                        delete.execute(params![seq, queue, h])?;
+                relaxed(conn, |conn| {
+                    let tx = conn.transaction()?;
+                    {
+                        let mut delete = tx.prepare_cached(
+                            "DELETE FROM messages WHERE seq = ?1 AND queue = ?2 AND receipt = ?3",
+                        )?;
+                        for h in &handles {
+                            // A receipt this queue did not issue matches no row.
+                            let Some(seq) = h
+                                .split_once(':')
+                                .and_then(|(seq, _)| seq.parse::<i64>().ok())
+                            else {
+                                continue;
+                            };
+                            delete.execute(params![seq, queue, h])?;
+                        }
                     }
-                }
-                tx.commit()
+                    tx.commit()
+                })
             })
             .await
     }

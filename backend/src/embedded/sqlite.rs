@@ -3,7 +3,7 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, mpsc},
 };
 
 use rusqlite::{Connection, OpenFlags};
@@ -20,6 +20,30 @@ pub enum Durability {
     Normal,
 }
 
+impl Durability {
+    fn synchronous(self) -> &'static str {
+        match self {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        }
+    }
+}
+
+/// Runs `f` with commits at `durability` on a connection opened at another (SQLite reads
+/// the setting at each commit), then restores the connection's own. A later fsync'd
+/// commit on the connection makes the relaxed ones durable too: they precede it in the WAL.
+pub fn with_durability<T>(
+    conn: &mut Connection,
+    durability: Durability,
+    restore: Durability,
+    f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    conn.pragma_update(None, "synchronous", durability.synchronous())?;
+    let result = f(conn);
+    conn.pragma_update(None, "synchronous", restore.synchronous())?;
+    result
+}
+
 pub fn open(path: &Path, durability: Durability) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
@@ -29,14 +53,7 @@ pub fn open(path: &Path, durability: Durability) -> rusqlite::Result<Connection>
     )?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(
-        None,
-        "synchronous",
-        match durability {
-            Durability::Full => "FULL",
-            Durability::Normal => "NORMAL",
-        },
-    )?;
+    conn.pragma_update(None, "synchronous", durability.synchronous())?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
@@ -131,6 +148,34 @@ impl Writer {
         })
         .await
     }
+}
+
+/// Starts a thread that owns `conn` and commits queued writes in groups: it blocks for the
+/// first write, takes whatever else queued up meanwhile (at most `max_group`) and hands
+/// them all to `commit`. Under load many writes share one transaction and one fsync;
+/// alone, a write commits at once. The thread ends when every sender is dropped.
+pub fn spawn_group_writer<W: Send + 'static>(
+    name: &str,
+    mut conn: Connection,
+    max_group: usize,
+    mut commit: impl FnMut(&mut Connection, Vec<W>) + Send + 'static,
+) -> std::io::Result<mpsc::Sender<W>> {
+    let (queue, receiver) = mpsc::channel::<W>();
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            while let Ok(first) = receiver.recv() {
+                let mut group = vec![first];
+                while group.len() < max_group {
+                    match receiver.try_recv() {
+                        Ok(next) => group.push(next),
+                        Err(_) => break,
+                    }
+                }
+                commit(&mut conn, group);
+            }
+        })?;
+    Ok(queue)
 }
 
 /// Microseconds since the epoch: a sortable integer form of a timestamp.
