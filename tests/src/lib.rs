@@ -11,6 +11,7 @@
 //! The binary is `$ORDERS_BIN` if set, else `<target>/debug/orders` next to the test
 //! executable: build it first with `cargo build -p orders`.
 
+pub mod audit;
 pub mod moto;
 
 use std::{

@@ -84,3 +84,32 @@ pub fn env(prefix: &str) -> Vec<(String, String)> {
     );
     env
 }
+
+/// Calls a DynamoDB action on the moto server over DynamoDB's JSON protocol, as any tool
+/// outside the service could (moto checks no signature): e.g. a tamperer changing a stored
+/// event. Panics unless the call succeeds.
+pub async fn dynamodb(action: &str, body: serde_json::Value) -> serde_json::Value {
+    let endpoint = endpoint();
+    let addr: SocketAddr = endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap_or_else(|e| panic!("{endpoint} is not http://HOST:PORT: {e}"));
+    let target = format!("DynamoDB_20120810.{action}");
+    let response = crate::Client { addr }
+        .post_with(
+            "/",
+            body,
+            &[
+                ("x-amz-target", target.as_str()),
+                ("content-type", "application/x-amz-json-1.0"),
+                (
+                    "authorization",
+                    "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0",
+                ),
+            ],
+        )
+        .await;
+    assert_eq!(response.status, 200, "{action}: {}", response.text);
+    response.json
+}

@@ -10,7 +10,11 @@ use std::{
     time::Duration,
 };
 
-use e2e::{TestApp, orders_bin, spawn_app, wait_until};
+use e2e::{
+    TestApp,
+    audit::{count_in_log, documents, explain, fill, json_lines, stdout, wait_drained},
+    orders_bin, spawn_app, wait_until,
+};
 use serde_json::{Value, json};
 
 const PIPELINE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -36,87 +40,6 @@ async fn orders_async(args: &[&str], data: &Path) -> Output {
     })
     .await
     .expect("the command's thread")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn explain(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        stdout(o),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// The JSON objects of a `--json` run, one per line.
-fn json_lines(o: &Output) -> Vec<Value> {
-    stdout(o)
-        .lines()
-        .map(|l| {
-            serde_json::from_str(l)
-                .unwrap_or_else(|e| panic!("not JSON ({e}): {l}\n{}", explain(o)))
-        })
-        .collect()
-}
-
-/// The lifecycles the orders go through (after placement).
-const PATHS: [&[&str]; 5] = [
-    &["start", "complete"],
-    &["cancel"],
-    &["revise", "start", "cancel"],
-    &["revise"],
-    &[],
-];
-
-/// Places `count` orders `<prefix>-00`, ... and drives each through a lifecycle over HTTP.
-async fn fill(app: &TestApp, prefix: &str, count: usize) -> Vec<String> {
-    let mut ids = Vec::new();
-    for i in 0..count {
-        let id = format!("{prefix}-{i:02}");
-        app.place(&id, &format!("audit order {i}")).await;
-        for step in PATHS[i % PATHS.len()] {
-            match *step {
-                "revise" => {
-                    app.put(
-                        &format!("/orders/{id}"),
-                        json!({"description": format!("revised order {i}")}),
-                    )
-                    .await
-                    .expect_status(200);
-                }
-                "cancel" => {
-                    app.post(
-                        &format!("/orders/{id}/cancel"),
-                        json!({"reasonForCancellation": "no longer needed"}),
-                    )
-                    .await
-                    .expect_status(200);
-                }
-                other => {
-                    app.post(&format!("/orders/{id}/{other}"), json!({}))
-                        .await
-                        .expect_status(200);
-                }
-            }
-        }
-        ids.push(id);
-    }
-    ids
-}
-
-/// Until the projector is caught up and every queue is empty with nothing in flight.
-async fn wait_drained(app: &TestApp) {
-    wait_until(PIPELINE_TIMEOUT, "the pipeline to drain", || async {
-        let h = app.get("/health").await.expect_status(200).json;
-        h["projectorLag"] == 0
-            && h["queues"]
-                .as_array()
-                .is_some_and(|qs| qs.iter().all(|q| q["depth"] == 0 && q["inFlight"] == 0))
-    })
-    .await;
 }
 
 /// Changes one byte inside the `data` of one stored event, directly in `events.db`.
@@ -150,7 +73,7 @@ fn change_one_byte_of_data(data_dir: &Path, order_id: &str, version: u64) {
 async fn audit_verify_is_clean_then_names_the_order_and_version_of_one_changed_byte() {
     let app = spawn_app();
     let ids = fill(&app, "AV", 15).await;
-    wait_drained(&app).await;
+    wait_drained(&app, PIPELINE_TIMEOUT).await;
     let data = app.data_dir();
 
     let clean = orders_async(&["audit", "verify"], &data).await;
@@ -219,7 +142,7 @@ async fn audit_verify_is_clean_then_names_the_order_and_version_of_one_changed_b
 async fn a_rebuild_beside_the_running_service_equals_the_live_projection() {
     let app = spawn_app();
     fill(&app, "RB", 20).await;
-    wait_drained(&app).await;
+    wait_drained(&app, PIPELINE_TIMEOUT).await;
     let data = app.data_dir();
     let before = app.list_all("").await;
     assert_eq!(before.len(), 20);
@@ -275,7 +198,7 @@ async fn a_rebuild_during_writes_loses_no_version() {
         assert!(out.status.success(), "{}", explain(&out));
     }
     writer.await.expect("the writer");
-    wait_drained(&app).await;
+    wait_drained(&app, PIPELINE_TIMEOUT).await;
     let listed = app.list_all("").await;
     assert_eq!(listed.len(), 40);
     for order in &listed {
@@ -332,41 +255,12 @@ async fn audit_verify_beside_ongoing_writes_finds_no_problem() {
     assert!(written > 0);
 }
 
-/// Every document of every order: name and bytes.
-async fn documents(app: &TestApp, ids: &[String]) -> Vec<(String, String, Vec<u8>)> {
-    let mut all = Vec::new();
-    for id in ids {
-        let list = app
-            .get(&format!("/orders/{id}/documents"))
-            .await
-            .expect_status(200)
-            .json;
-        for d in list["items"].as_array().expect("items") {
-            let name = d["name"].as_str().expect("a name").to_owned();
-            let body = app
-                .get(&format!("/orders/{id}/documents/{name}"))
-                .await
-                .expect_status(200)
-                .body;
-            all.push((id.clone(), name, body));
-        }
-    }
-    all
-}
-
-fn count_in_log(app: &TestApp, needle: &str) -> usize {
-    std::fs::read_to_string(app.log_path())
-        .unwrap_or_default()
-        .matches(needle)
-        .count()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn republished_events_reach_the_handlers_marked_replayed_and_repeat_no_effect() {
     let mut app = TestApp::spawn_with_env(&[("RUST_LOG", "warn,handlers=debug")]);
     let from = chrono::Utc::now() - chrono::Duration::seconds(1);
     let ids = fill(&app, "RP", 10).await;
-    wait_drained(&app).await;
+    wait_drained(&app, PIPELINE_TIMEOUT).await;
     // Placed 10, started 4, completed 2, canceled 4: 20 documents, one per such event.
     let docs = documents(&app, &ids).await;
     assert_eq!(docs.len(), 20);
@@ -390,7 +284,7 @@ async fn republished_events_reach_the_handlers_marked_replayed_and_repeat_no_eff
         || async { count_in_log(&app, "already handled") >= 20 },
     )
     .await;
-    wait_drained(&app).await;
+    wait_drained(&app, PIPELINE_TIMEOUT).await;
     assert_eq!(
         documents(&app, &ids).await,
         docs,
@@ -463,7 +357,7 @@ async fn republished_events_reach_the_handlers_marked_replayed_and_repeat_no_eff
         ]
     );
     app.start();
-    wait_drained(&app).await;
+    wait_drained(&app, PIPELINE_TIMEOUT).await;
     assert_eq!(documents(&app, &ids).await, docs);
 }
 

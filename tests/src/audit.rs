@@ -1,0 +1,126 @@
+//! Helpers of the replay-and-audit suites (embedded in `tests/audit.rs`, AWS in
+//! `tests/aws.rs`): orders filled over HTTP through varied lifecycles, the pipeline drained,
+//! the `orders` command's output read, every document of a set of orders.
+
+use std::{process::Output, time::Duration};
+
+use serde_json::{Value, json};
+
+use crate::{TestApp, wait_until};
+
+/// The lifecycles the orders go through (after placement).
+pub const PATHS: [&[&str]; 5] = [
+    &["start", "complete"],
+    &["cancel"],
+    &["revise", "start", "cancel"],
+    &["revise"],
+    &[],
+];
+
+/// How many events [`fill`] appends for `count` orders.
+pub fn events_of(count: usize) -> usize {
+    (0..count).map(|i| 1 + PATHS[i % PATHS.len()].len()).sum()
+}
+
+/// Places `count` orders `<prefix>-00`, ... and drives each through a lifecycle over HTTP.
+pub async fn fill(app: &TestApp, prefix: &str, count: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..count {
+        let id = format!("{prefix}-{i:02}");
+        app.place(&id, &format!("audit order {i}")).await;
+        for step in PATHS[i % PATHS.len()] {
+            match *step {
+                "revise" => {
+                    app.put(
+                        &format!("/orders/{id}"),
+                        json!({"description": format!("revised order {i}")}),
+                    )
+                    .await
+                    .expect_status(200);
+                }
+                "cancel" => {
+                    app.post(
+                        &format!("/orders/{id}/cancel"),
+                        json!({"reasonForCancellation": "no longer needed"}),
+                    )
+                    .await
+                    .expect_status(200);
+                }
+                other => {
+                    app.post(&format!("/orders/{id}/{other}"), json!({}))
+                        .await
+                        .expect_status(200);
+                }
+            }
+        }
+        ids.push(id);
+    }
+    ids
+}
+
+/// Until the projector is caught up and every queue is empty with nothing in flight.
+pub async fn wait_drained(app: &TestApp, timeout: Duration) {
+    wait_until(timeout, "the pipeline to drain", || async {
+        let h = app.get("/health").await.expect_status(200).json;
+        h["projectorLag"] == 0
+            && h["queues"]
+                .as_array()
+                .is_some_and(|qs| qs.iter().all(|q| q["depth"] == 0 && q["inFlight"] == 0))
+    })
+    .await;
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A command's exit status and output, for failure messages.
+pub fn explain(o: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        stdout(o),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The JSON objects of a `--json` run, one per line.
+pub fn json_lines(o: &Output) -> Vec<Value> {
+    stdout(o)
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("not JSON ({e}): {l}\n{}", explain(o)))
+        })
+        .collect()
+}
+
+/// Every document of every order: name and bytes.
+pub async fn documents(app: &TestApp, ids: &[String]) -> Vec<(String, String, Vec<u8>)> {
+    let mut all = Vec::new();
+    for id in ids {
+        let list = app
+            .get(&format!("/orders/{id}/documents"))
+            .await
+            .expect_status(200)
+            .json;
+        for d in list["items"].as_array().expect("items") {
+            let name = d["name"].as_str().expect("a name").to_owned();
+            let body = app
+                .get(&format!("/orders/{id}/documents/{name}"))
+                .await
+                .expect_status(200)
+                .body;
+            all.push((id.clone(), name, body));
+        }
+    }
+    all
+}
+
+/// How often `needle` appears in the service's log.
+pub fn count_in_log(app: &TestApp, needle: &str) -> usize {
+    std::fs::read_to_string(app.log_path())
+        .unwrap_or_default()
+        .matches(needle)
+        .count()
+}
