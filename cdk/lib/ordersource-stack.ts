@@ -54,6 +54,15 @@ export const ENV = {
 /** The read model's GSI by status (the Rust read-model adapter queries it by this name). */
 export const STATUS_INDEX = 'status-index';
 
+/**
+ * The tables `orders rebuild` creates beside the read model table (`<name>-rebuild-<unix
+ * ms>`, backend/src/aws/rebuild.rs), as an IAM resource suffix of its ARN.
+ */
+export const REBUILT_TABLES_SUFFIX = '-rebuild-*';
+
+/** The ledger item that names the live read model table (backend/src/aws/live_table.rs). */
+export const LIVE_TABLE_POINTER_PK = 'read-model#live';
+
 /** Projector stream settings (pinned by the tests). */
 export const PROJECTOR_STREAM = {
   batchSize: 100,
@@ -232,12 +241,12 @@ export class OrdersourceStack extends Stack {
         new iam.PolicyStatement({
           sid: 'ReadModel',
           actions: ['dynamodb:GetItem', 'dynamodb:Query', 'dynamodb:Scan'],
-          resources: [this.readModelTable.tableArn],
+          resources: this.readModelTables(),
         }),
         new iam.PolicyStatement({
           sid: 'ReadModelStatusIndex',
           actions: ['dynamodb:Query'],
-          resources: [`${this.readModelTable.tableArn}/index/${STATUS_INDEX}`],
+          resources: this.readModelTables().map((arn) => `${arn}/index/${STATUS_INDEX}`),
         }),
         new iam.PolicyStatement({
           sid: 'IdempotencyLedger',
@@ -255,7 +264,10 @@ export class OrdersourceStack extends Stack {
           resources: [this.documentsBucket.bucketArn],
         }),
       ],
-      acknowledgements: [this.objectWildcardAck('read the per-order documents listed by GET /orders/{id}/documents')],
+      acknowledgements: [
+        this.objectWildcardAck('read the per-order documents listed by GET /orders/{id}/documents'),
+        ...this.rebuiltTablesAcks('read (GetItem, Query, Scan; the status index by Query)', true),
+      ],
     });
 
     // orders-projector: event table stream -> read model + bus.
@@ -278,6 +290,8 @@ export class OrdersourceStack extends Stack {
       logRetention,
       environment: {
         [ENV.readModelTable]: this.readModelTable.tableName,
+        // Only for the live-table pointer (which read model table is live after a rebuild).
+        [ENV.ledgerTable]: this.ledgerTable.tableName,
         [ENV.eventBus]: this.bus.eventBusName,
         [ENV.eventSource]: this.eventSource,
         ...rustLog,
@@ -286,7 +300,14 @@ export class OrdersourceStack extends Stack {
         new iam.PolicyStatement({
           sid: 'ReadModelWrite',
           actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'],
-          resources: [this.readModelTable.tableArn],
+          resources: this.readModelTables(),
+        }),
+        new iam.PolicyStatement({
+          sid: 'LiveTablePointer',
+          // The one ledger item that names the live read model table, read-only.
+          actions: ['dynamodb:GetItem'],
+          resources: [this.ledgerTable.tableArn],
+          conditions: { 'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': [LIVE_TABLE_POINTER_PK] } },
         }),
         new iam.PolicyStatement({
           sid: 'PublishToOrdersBus',
@@ -297,7 +318,7 @@ export class OrdersourceStack extends Stack {
       acknowledgements: [{
         id: 'AwsSolutions::AwsSolutions-IAM5[Resource::*]',
         reason: 'dynamodb:ListStreams (added by the stream event source) has no resource-level permissions, so IAM requires "*"; every other stream action is scoped to the event table stream ARN.',
-      }],
+      }, ...this.rebuiltTablesAcks('upsert (GetItem, PutItem, UpdateItem)', false)],
     });
     this.projectorFunction.addEventSource(new DynamoEventSource(this.eventsTable, {
       startingPosition: lambda.StartingPosition.TRIM_HORIZON,
@@ -402,6 +423,24 @@ export class OrdersourceStack extends Stack {
       id: `AwsSolutions::AwsSolutions-IAM5[Resource::<${logicalId}.Arn>/*]`,
       reason: `Object actions on the documents bucket's own keys (bucket ARN + "/*") to ${why}; the actions are listed one by one, none is a wildcard.`,
     };
+  }
+
+  /**
+   * The read model table and the tables `orders rebuild` creates beside it
+   * (`<table name>-rebuild-<unix ms>`), one of which the live-table pointer in the ledger
+   * names after a rebuild: the functions that use the read model must reach whichever is live.
+   */
+  private readModelTables(): string[] {
+    return [this.readModelTable.tableArn, `${this.readModelTable.tableArn}${REBUILT_TABLES_SUFFIX}`];
+  }
+
+  /** cdk-nag acknowledgements (IAM5) of the rebuilt read model tables' name pattern. */
+  private rebuiltTablesAcks(what: string, statusIndex: boolean): NagAck[] {
+    const logicalId = this.getLogicalId(this.readModelTable.node.defaultChild as CfnElement);
+    const reason = `\`orders rebuild\` builds the read model into new tables named after this one (\`<name>-rebuild-<unix ms>\`) and swaps by a pointer, since DynamoDB tables cannot be renamed; the function must ${what} whichever is live. The pattern covers only those tables; the actions are listed one by one.`;
+    const pattern = `<${logicalId}.Arn>${REBUILT_TABLES_SUFFIX}`;
+    const resources = statusIndex ? [pattern, `${pattern}/index/${STATUS_INDEX}`] : [pattern];
+    return resources.map((r) => ({ id: `AwsSolutions::AwsSolutions-IAM5[Resource::${r}]`, reason }));
   }
 
   /** One route: queue + DLQ, the rule that feeds the queue, the handler function. */

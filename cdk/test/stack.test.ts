@@ -6,7 +6,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Match } from 'aws-cdk-lib/assertions';
-import { handlerTimeout, PROJECTOR_STREAM, STATUS_INDEX } from '../lib/ordersource-stack';
+import {
+  handlerTimeout, LIVE_TABLE_POINTER_PK, PROJECTOR_STREAM, REBUILT_TABLES_SUFFIX, STATUS_INDEX,
+} from '../lib/ordersource-stack';
 import {
   asArray, functionsOf, handlerFunction, ofType, queueNamed, refId, refsIn, roleStatements, ROUTES, synth,
 } from './helpers';
@@ -140,9 +142,11 @@ describe('Lambda functions', () => {
 
     const [, projector] = functionsOf(json, 'orders-projector')[0];
     assert.deepEqual(Object.keys(env(projector)).sort(), [
-      'ORDERS_EVENT_BUS', 'ORDERS_EVENT_SOURCE', 'ORDERS_READ_MODEL_TABLE', 'RUST_LOG']);
+      'ORDERS_EVENT_BUS', 'ORDERS_EVENT_SOURCE', 'ORDERS_LEDGER_TABLE', 'ORDERS_READ_MODEL_TABLE', 'RUST_LOG']);
     assert.equal(env(projector).ORDERS_EVENT_SOURCE, ROUTES.source);
     assert.equal(refId(env(projector).ORDERS_READ_MODEL_TABLE), readModelId);
+    // The ledger holds the live-table pointer (which read model table is live after a rebuild).
+    assert.equal(refId(env(projector).ORDERS_LEDGER_TABLE), ledgerId);
     const [busId] = ofType(json, 'AWS::Events::EventBus')[0];
     assert.equal(refId(env(projector).ORDERS_EVENT_BUS), busId);
 
@@ -494,7 +498,7 @@ describe('least-privilege IAM', () => {
       ['dynamodb:GetRecords', new Set([eventsTableId])],
       ['dynamodb:GetShardIterator', new Set([eventsTableId])],
       ['dynamodb:ListStreams', new Set(['*'])],
-      ['dynamodb:GetItem', new Set([readModelId])],
+      ['dynamodb:GetItem', new Set([readModelId, ledgerId])],
       ['dynamodb:PutItem', new Set([readModelId])],
       ['dynamodb:UpdateItem', new Set([readModelId])],
       ['events:PutEvents', new Set([busId])],
@@ -504,6 +508,32 @@ describe('least-privilege IAM', () => {
       ['sqs:GetQueueUrl', new Set([failureQueue])],
       ['sqs:SendMessage', new Set([failureQueue])],
     ])));
+  });
+  it('the read model functions reach the tables a rebuild creates, and the projector reads only the pointer item of the ledger', () => {
+    const rebuilt = (r: any) => JSON.stringify(r).includes(`"${REBUILT_TABLES_SUFFIX}`);
+    const statementsOf = (binary: 'orders-api' | 'orders-projector') => {
+      const [fnId] = functionsOf(json, binary)[0];
+      return roleStatements(json, refId(json.Resources[fnId].Properties.Role)!);
+    };
+    const api = statementsOf('orders-api');
+    const apiRebuilt = api.filter((s) => asArray(s.Resource).some(rebuilt));
+    assert.deepEqual(apiRebuilt.map((s) => s.Sid).sort(), ['ReadModel', 'ReadModelStatusIndex']);
+    for (const s of apiRebuilt) {
+      // Both the table the stack made and the rebuilt ones, each by its table ARN.
+      assert.equal(asArray(s.Resource).length, 2, s.Sid);
+      assert.ok(asArray(s.Resource).every((r) => refsIn(r).has(readModelId)), s.Sid);
+    }
+    const projector = statementsOf('orders-projector');
+    const write = projector.find((s) => s.Sid === 'ReadModelWrite');
+    assert.ok(write && asArray(write.Resource).some(rebuilt), 'the projector writes rebuilt tables');
+    const pointer = projector.find((s) => s.Sid === 'LiveTablePointer');
+    assert.deepEqual(asArray(pointer.Action), ['dynamodb:GetItem']);
+    assert.equal(refId(asArray(pointer.Resource)[0]), ledgerId);
+    assert.deepEqual(pointer.Condition, {
+      'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': [LIVE_TABLE_POINTER_PK] },
+    });
+    // Nothing else of the ledger.
+    assert.deepEqual(projector.filter((s) => refsIn(s.Resource).has(ledgerId)).map((s) => s.Sid), ['LiveTablePointer']);
   });
   for (const route of ROUTES.routes) {
     it(`orders-handler ${route.handler}: ledger, documents put/get, consume its own queue only`, () => {

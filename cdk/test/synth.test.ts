@@ -51,6 +51,10 @@ const EXPECTED_ACKS: Record<string, RegExp> = {
   'AwsSolutions-IAM5[Resource::*]': /^Ordersource\/OrdersProjectorRole\//,
   // <documents bucket ARN>/* object resources (orders-api reads, handlers write).
   'AwsSolutions-IAM5[Resource::<DocumentsBucket9EC9DEB9.Arn>/*]': /^Ordersource\/(OrdersApi|Handler-[a-z]+)Role\//,
+  // The tables `orders rebuild` creates beside the read model table (orders-api reads,
+  // the projector writes whichever the live-table pointer names).
+  'AwsSolutions-IAM5[Resource::<ReadModelTableE615DA28.Arn>-rebuild-*]': /^Ordersource\/(OrdersApi|OrdersProjector)Role\//,
+  'AwsSolutions-IAM5[Resource::<ReadModelTableE615DA28.Arn>-rebuild-*/index/status-index]': /^Ordersource\/OrdersApiRole\//,
   // The stream on-failure queue is itself the dead-letter store.
   'AwsSolutions-SQS3': /^Ordersource\/ProjectorFailureQueue\//,
   // The access-log bucket does not log into itself.
