@@ -178,6 +178,9 @@ impl DynamoReadModel {
 #[async_trait]
 impl ReadModel for DynamoReadModel {
     async fn apply(&self, orders: &[Order]) -> Result<(), StoreError> {
+        if orders.is_empty() {
+            return Ok(());
+        }
         let live = self.live.resolve().await?;
         let put = self.put_latest(&live.table, orders).await;
         self.forget_on_error(put).await?;
