@@ -15,17 +15,16 @@
 //! - Read model rows are read from the live table (see [`super::live_table`]) by
 //!   `BatchGetItem`, for the orders of a page, or by `Scan`, for the whole pass.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use chrono::{DateTime, SecondsFormat, Utc};
 use events_schema::OrderId;
 use serde::{Deserialize, Serialize};
-use tokio::task::JoinSet;
 
 use super::{
-    dynamo::{Item, get_n, get_s, s, sdk_error},
+    dynamo::{Item, fan_out, get_n, get_s, s, sdk_error, until_processed},
     live_table::LiveTable,
 };
 use crate::ports::{
@@ -38,8 +37,6 @@ use crate::ports::{
 const BATCH_GET_KEYS: usize = 100;
 /// Batch reads in flight at once.
 const BATCH_CONCURRENCY: usize = 8;
-/// Attempts for keys DynamoDB leaves unprocessed (throttling), with a doubling pause.
-const UNPROCESSED_ATTEMPTS: u32 = 8;
 
 /// The event table and the live read model table, read-only.
 pub struct DynamoArchive {
@@ -232,7 +229,8 @@ impl DynamoArchive {
             .collect())
     }
 
-    /// The items of `window` after `start`, `limit` at most, and where to go on.
+    /// The items of `window` (of all orders) after `start`, `limit` at most, and where
+    /// the Scan goes on.
     async fn window_items(
         &self,
         window: &EventWindow,
@@ -243,88 +241,84 @@ impl DynamoArchive {
         let (from, to) = second_bounds(window);
         let mut filter = "occurredAt >= :from AND occurredAt < :to".to_owned();
         let mut values = HashMap::from([(":from".to_owned(), s(from)), (":to".to_owned(), s(to))]);
-        let mut names = HashMap::new();
+        let mut names = None;
         if let Some(status) = window.status {
             filter.push_str(" AND #status = :status");
-            names.insert("#status".to_owned(), "status".to_owned());
+            names = Some(HashMap::from([("#status".to_owned(), "status".to_owned())]));
             values.insert(":status".to_owned(), s(status.as_str()));
         }
         let mut found = Vec::new();
         loop {
             // Limit counts items read before the filter: never read past what the page can
             // take, so that the Scan's own position is the page's end.
-            let take = i32::try_from(limit - found.len()).unwrap_or(i32::MAX);
-            let (items, last) = match &window.order_id {
-                Some(id) => {
-                    let mut values = values.clone();
-                    values.insert(":id".to_owned(), s(id.as_str()));
-                    let out = self
-                        .client
-                        .query()
-                        .table_name(&self.events_table)
-                        .key_condition_expression("orderId = :id")
-                        .filter_expression(&filter)
-                        .set_expression_attribute_names((!names.is_empty()).then(|| names.clone()))
-                        .set_expression_attribute_values(Some(values))
-                        .consistent_read(true)
-                        .limit(take)
-                        .set_exclusive_start_key(start)
-                        .send()
-                        .await
-                        .map_err(|e| sdk_error(CONTEXT, e))?;
-                    (out.items, out.last_evaluated_key)
-                }
-                None => {
-                    let out = self
-                        .client
-                        .scan()
-                        .table_name(&self.events_table)
-                        .filter_expression(&filter)
-                        .set_expression_attribute_names((!names.is_empty()).then(|| names.clone()))
-                        .set_expression_attribute_values(Some(values.clone()))
-                        .consistent_read(true)
-                        .limit(take)
-                        .set_exclusive_start_key(start)
-                        .send()
-                        .await
-                        .map_err(|e| sdk_error(CONTEXT, e))?;
-                    (out.items, out.last_evaluated_key)
-                }
-            };
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.events_table)
+                .filter_expression(&filter)
+                .set_expression_attribute_names(names.clone())
+                .set_expression_attribute_values(Some(values.clone()))
+                .consistent_read(true)
+                .limit(i32::try_from(limit - found.len()).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| sdk_error(CONTEXT, e))?;
             found.extend(
-                items
+                out.items
                     .unwrap_or_default()
                     .into_iter()
                     .filter(|item| in_window(item, window)),
             );
-            start = last.filter(|k| !k.is_empty());
+            start = out.last_evaluated_key.filter(|k| !k.is_empty());
             if start.is_none() || found.len() >= limit {
                 return Ok((found, start));
             }
         }
     }
 
+    /// The items of `window` of one order after `start`, `limit` at most, and the last
+    /// one's key when more may follow: its history is read whole (one `Query`), filtered
+    /// here.
+    async fn order_window_items(
+        &self,
+        order_id: &str,
+        window: &EventWindow,
+        start: Option<EventKey>,
+        limit: usize,
+    ) -> Result<(Vec<Item>, Option<Item>), StoreError> {
+        let after = start.map(|k| k.version);
+        let mut items: Vec<Item> = self
+            .query_order(order_id, after.as_deref())
+            .await?
+            .into_iter()
+            .filter(|item| {
+                in_window(item, window)
+                    && window
+                        .status
+                        .is_none_or(|status| get_s(item, "status") == Some(status.as_str()))
+            })
+            .collect();
+        let more = items.len() > limit;
+        items.truncate(limit);
+        let last = more.then(|| items.last().and_then(EventKey::of)).flatten();
+        Ok((items, last.map(|k| k.item())))
+    }
+
     /// Rows of `table` by key, strongly consistent, any order.
     async fn batch_get(&self, table: &str, ids: Vec<String>) -> Result<Vec<Item>, StoreError> {
-        let mut reads = JoinSet::new();
-        let mut rows = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(BATCH_GET_KEYS) {
-            if reads.len() >= BATCH_CONCURRENCY
-                && let Some(done) = reads.join_next().await
-            {
-                rows.extend(joined(done)?);
-            }
-            let keys: Vec<Item> = chunk
-                .iter()
-                .map(|id| HashMap::from([("orderId".to_owned(), s(id))]))
-                .collect();
-            let (client, table) = (self.client.clone(), table.to_owned());
-            reads.spawn(async move { batch_get_chunk(&client, &table, keys).await });
-        }
-        while let Some(done) = reads.join_next().await {
-            rows.extend(joined(done)?);
-        }
-        Ok(rows)
+        let (client, table) = (self.client.clone(), table.to_owned());
+        fan_out(
+            "reading the read model",
+            ids,
+            BATCH_GET_KEYS,
+            BATCH_CONCURRENCY,
+            move |chunk| {
+                let (client, table) = (client.clone(), table.clone());
+                async move { batch_get_chunk(&client, &table, chunk).await }
+            },
+        )
+        .await
     }
 
     /// Every row of `table` with `after < orderId <= through`, in order-id order.
@@ -374,22 +368,18 @@ impl DynamoArchive {
     }
 }
 
-fn joined(
-    done: Result<Result<Vec<Item>, StoreError>, tokio::task::JoinError>,
-) -> Result<Vec<Item>, StoreError> {
-    done.map_err(|e| StoreError::new("reading the read model", e))?
-}
-
-/// One `BatchGetItem` of up to 100 keys, again for what DynamoDB left unprocessed.
-pub(super) async fn batch_get_chunk(
+/// One `BatchGetItem` of up to 100 orders' rows, again for what DynamoDB left unprocessed.
+async fn batch_get_chunk(
     client: &aws_sdk_dynamodb::Client,
     table: &str,
-    mut keys: Vec<Item>,
+    ids: Vec<String>,
 ) -> Result<Vec<Item>, StoreError> {
     const CONTEXT: &str = "reading the read model";
-    let mut rows = Vec::with_capacity(keys.len());
-    let mut pause = Duration::from_millis(50);
-    for attempt in 1..=UNPROCESSED_ATTEMPTS {
+    let keys: Vec<Item> = ids
+        .iter()
+        .map(|id| HashMap::from([("orderId".to_owned(), s(id))]))
+        .collect();
+    until_processed(CONTEXT, keys, |keys| async move {
         let request = KeysAndAttributes::builder()
             .set_keys(Some(keys))
             .consistent_read(true)
@@ -401,29 +391,18 @@ pub(super) async fn batch_get_chunk(
             .send()
             .await
             .map_err(|e| sdk_error(CONTEXT, e))?;
-        if let Some(mut responses) = out.responses {
-            rows.extend(responses.remove(table).unwrap_or_default());
-        }
-        keys = out
+        let rows = out
+            .responses
+            .and_then(|mut r| r.remove(table))
+            .unwrap_or_default();
+        let left = out
             .unprocessed_keys
             .and_then(|mut u| u.remove(table))
             .map(|k| k.keys)
             .unwrap_or_default();
-        if keys.is_empty() {
-            return Ok(rows);
-        }
-        if attempt < UNPROCESSED_ATTEMPTS {
-            tokio::time::sleep(pause).await;
-            pause *= 2;
-        }
-    }
-    Err(StoreError::new(
-        CONTEXT,
-        format!(
-            "{} key(s) of {table} stayed unprocessed after {UNPROCESSED_ATTEMPTS} attempts (throttled?)",
-            keys.len()
-        ),
-    ))
+        Ok((rows, left))
+    })
+    .await
 }
 
 #[async_trait]
@@ -527,10 +506,20 @@ impl EventArchive for DynamoArchive {
         limit: usize,
     ) -> Result<WindowPage, StoreError> {
         let start = match cursor {
-            Some(c) => Some(decode::<EventKey>("reading a window cursor", &c.0)?.item()),
+            Some(c) => Some(decode::<EventKey>("reading a window cursor", &c.0)?),
             None => None,
         };
-        let (items, last) = self.window_items(window, start, limit.max(1)).await?;
+        let limit = limit.max(1);
+        let (items, last) = match &window.order_id {
+            Some(id) => {
+                self.order_window_items(id.as_str(), window, start, limit)
+                    .await?
+            }
+            None => {
+                let start = start.as_ref().map(EventKey::item);
+                self.window_items(window, start, limit).await?
+            }
+        };
         let next = last
             .as_ref()
             .and_then(EventKey::of)

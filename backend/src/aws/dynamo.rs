@@ -1,9 +1,14 @@
 //! Small DynamoDB helpers the table adapters share: attribute values, reading attributes
-//! back, and SDK errors as [`StoreError`]s.
+//! back, SDK errors as [`StoreError`]s, and batches (retried for what DynamoDB leaves
+//! unprocessed, several at a time).
 
-use std::collections::HashMap;
+use std::{collections::HashMap, time::Duration};
 
-use aws_sdk_dynamodb::{error::DisplayErrorContext, types::AttributeValue};
+use aws_sdk_dynamodb::{
+    error::{DisplayErrorContext, ProvideErrorMetadata, SdkError},
+    types::AttributeValue,
+};
+use tokio::task::JoinSet;
 
 use crate::ports::StoreError;
 
@@ -45,4 +50,91 @@ pub fn from_item<T: serde::de::DeserializeOwned>(
     item: Item,
 ) -> Result<T, StoreError> {
     serde_dynamo::aws_sdk_dynamodb_1::from_item(item).map_err(|e| StoreError::new(context, e))
+}
+
+/// Whether a request failed only because its condition expression did not hold (a
+/// conditional put, update or delete that found the item otherwise): for most callers an
+/// answer, not an error.
+pub fn condition_failed<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
+    err.as_service_error()
+        .and_then(ProvideErrorMetadata::code)
+        .is_some_and(|code| code == "ConditionalCheckFailedException")
+}
+
+/// Attempts of a batch request for what DynamoDB leaves unprocessed (throttling).
+const UNPROCESSED_ATTEMPTS: u32 = 8;
+
+/// Sends a batch (`BatchGetItem`, `BatchWriteItem`) again for what DynamoDB leaves
+/// unprocessed, with a doubling pause: `send` takes what is left and returns what it got
+/// and what is still left.
+pub async fn until_processed<T, R, F, Fut>(
+    context: &'static str,
+    mut pending: Vec<T>,
+    mut send: F,
+) -> Result<Vec<R>, StoreError>
+where
+    F: FnMut(Vec<T>) -> Fut,
+    Fut: Future<Output = Result<(Vec<R>, Vec<T>), StoreError>>,
+{
+    let mut done = Vec::new();
+    let mut pause = Duration::from_millis(50);
+    for attempt in 1..=UNPROCESSED_ATTEMPTS {
+        let (got, left) = send(pending).await?;
+        done.extend(got);
+        pending = left;
+        if pending.is_empty() {
+            return Ok(done);
+        }
+        if attempt < UNPROCESSED_ATTEMPTS {
+            tokio::time::sleep(pause).await;
+            pause *= 2;
+        }
+    }
+    Err(StoreError::new(
+        context,
+        format!(
+            "{} item(s) stayed unprocessed after {UNPROCESSED_ATTEMPTS} attempts (throttled?)",
+            pending.len()
+        ),
+    ))
+}
+
+/// Runs `op` over `items` in chunks of `chunk`, `concurrency` chunks at a time; returns
+/// every result (in no particular order), or the first error once all have finished.
+pub async fn fan_out<T, R, F, Fut>(
+    context: &'static str,
+    items: Vec<T>,
+    chunk: usize,
+    concurrency: usize,
+    op: F,
+) -> Result<Vec<R>, StoreError>
+where
+    T: Send + 'static,
+    R: Send + 'static,
+    F: Fn(Vec<T>) -> Fut,
+    Fut: Future<Output = Result<Vec<R>, StoreError>> + Send + 'static,
+{
+    let mut running = JoinSet::new();
+    let mut results = Vec::new();
+    let mut failure = None;
+    let mut absorb = |done: Result<Result<Vec<R>, StoreError>, tokio::task::JoinError>| match done
+        .map_err(|e| StoreError::new(context, e))
+        .and_then(|r| r)
+    {
+        Ok(got) => results.extend(got),
+        Err(e) => failure = failure.take().or(Some(e)),
+    };
+    let mut items = items.into_iter().peekable();
+    while items.peek().is_some() {
+        if running.len() >= concurrency
+            && let Some(done) = running.join_next().await
+        {
+            absorb(done);
+        }
+        running.spawn(op(items.by_ref().take(chunk.max(1)).collect()));
+    }
+    while let Some(done) = running.join_next().await {
+        absorb(done);
+    }
+    failure.map_or(Ok(results), Err)
 }

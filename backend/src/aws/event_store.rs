@@ -16,7 +16,7 @@ use aws_sdk_dynamodb::{
 use events_schema::{ChainHash, Envelope, Order, OrderId};
 
 use super::{
-    dynamo::{Item, from_item, s, sdk_error},
+    dynamo::{Item, condition_failed, from_item, s, sdk_error},
     idempotency,
 };
 use crate::{
@@ -58,13 +58,7 @@ impl DynamoEventStore {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Err(conflict(append))
-            }
+            Err(err) if condition_failed(&err) => Err(conflict(append)),
             Err(err) => Err(sdk_error("appending an event", err).into()),
         }
     }

@@ -14,7 +14,7 @@ use aws_sdk_dynamodb::{
 };
 use chrono::{DateTime, Utc};
 
-use super::dynamo::{Item, get_n, get_s, n, s, sdk_error};
+use super::dynamo::{Item, condition_failed, get_n, get_s, n, s, sdk_error};
 use crate::ports::{Claim, IdempotencyRecord, IdempotencyStore, SavedResponse, StoreError};
 
 /// A claim that a running request holds; older ones are presumed abandoned (the embedded
@@ -170,13 +170,7 @@ impl IdempotencyStore for DynamoLedger {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
+            Err(err) if condition_failed(&err) => Ok(()),
             Err(err) => Err(sdk_error("releasing an idempotency key", err)),
         }
     }

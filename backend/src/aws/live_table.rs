@@ -18,7 +18,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::dynamo::{get_n, get_s, n, s, sdk_error};
+use super::dynamo::{condition_failed, get_n, get_s, n, s, sdk_error};
 use crate::ports::StoreError;
 
 /// How long a process uses the pointer it read: the delay between a rebuild's swap and the
@@ -157,19 +157,13 @@ impl LiveTable {
                 table: to.to_owned(),
                 generation,
             }),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Err(StoreError::new(
-                    CONTEXT,
-                    format!(
-                        "the live-table pointer moved while this rebuild ran (from {previous}); \
+            Err(err) if condition_failed(&err) => Err(StoreError::new(
+                CONTEXT,
+                format!(
+                    "the live-table pointer moved while this rebuild ran (from {previous}); \
                          {to} was not swapped in"
-                    ),
-                ))
-            }
+                ),
+            )),
             Err(err) => Err(sdk_error(CONTEXT, err)),
         }
     }

@@ -11,10 +11,9 @@ use std::{collections::HashMap, sync::Arc};
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use events_schema::{Order, OrderId, Status};
-use tokio::task::JoinSet;
 
 use super::{
-    dynamo::{Item, from_item, n, s, sdk_error, to_item},
+    dynamo::{Item, condition_failed, fan_out, from_item, n, s, sdk_error, to_item},
     live_table::LiveTable,
 };
 use crate::ports::{ListCursor, ListQuery, Page, ReadModel, StoreError};
@@ -132,28 +131,35 @@ pub(super) async fn put_versioned(
     table: &str,
     items: Vec<(Item, u64)>,
 ) -> Result<(), StoreError> {
-    let mut puts = JoinSet::new();
-    let mut failure = None;
-    for (item, version) in items {
-        if puts.len() >= PUT_CONCURRENCY
-            && let Some(done) = puts.join_next().await
-        {
-            failure = failure.or(put_result(done).err());
+    const CONTEXT: &str = "updating the read model";
+    let (client, table) = (client.clone(), table.to_owned());
+    fan_out(CONTEXT, items, 1, PUT_CONCURRENCY, move |one| {
+        let requests: Vec<_> = one
+            .into_iter()
+            .map(|(item, version)| {
+                client
+                    .put_item()
+                    .table_name(&table)
+                    .set_item(Some(item))
+                    // Never moves an order back: replays and late deliveries are no-ops.
+                    .condition_expression("attribute_not_exists(orderId) OR #version < :version")
+                    .expression_attribute_names("#version", "version")
+                    .expression_attribute_values(":version", n(version))
+            })
+            .collect();
+        async move {
+            for request in requests {
+                match request.send().await {
+                    // The stored order is already this version or newer: nothing to do.
+                    Err(err) if !condition_failed(&err) => return Err(sdk_error(CONTEXT, err)),
+                    _ => {}
+                }
+            }
+            Ok(Vec::<()>::new())
         }
-        let request = client
-            .put_item()
-            .table_name(table)
-            .set_item(Some(item))
-            // Never moves an order back: replays and late deliveries are no-ops.
-            .condition_expression("attribute_not_exists(orderId) OR #version < :version")
-            .expression_attribute_names("#version", "version")
-            .expression_attribute_values(":version", n(version));
-        puts.spawn(async move { request.send().await });
-    }
-    while let Some(done) = puts.join_next().await {
-        failure = failure.or(put_result(done).err());
-    }
-    failure.map_or(Ok(()), Err)
+    })
+    .await
+    .map(|_| ())
 }
 
 impl DynamoReadModel {
@@ -237,28 +243,6 @@ impl ReadModel for DynamoReadModel {
         found.sort_by(|a, b| a.0.cmp(&b.0));
         let items: Vec<Order> = found.into_iter().take(fetch).map(|(_, o)| o).collect();
         Ok(Page::from_overfetch(items, query.limit))
-    }
-}
-
-type PutOutcome = Result<
-    aws_sdk_dynamodb::operation::put_item::PutItemOutput,
-    aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb::operation::put_item::PutItemError>,
->;
-
-fn put_result(done: Result<PutOutcome, tokio::task::JoinError>) -> Result<(), StoreError> {
-    const CONTEXT: &str = "updating the read model";
-    match done {
-        Ok(Ok(_)) => Ok(()),
-        // The stored order is already this version or newer: nothing to do.
-        Ok(Err(err))
-            if err
-                .as_service_error()
-                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-        {
-            Ok(())
-        }
-        Ok(Err(err)) => Err(sdk_error(CONTEXT, err)),
-        Err(join) => Err(StoreError::new(CONTEXT, join)),
     }
 }
 

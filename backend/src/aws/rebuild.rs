@@ -33,12 +33,13 @@ use std::{
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
 use events_schema::Order;
-use tokio::task::JoinSet;
 
 use super::{
     archive::DynamoArchive,
     bootstrap::{ensure_table, read_model_spec},
-    dynamo::{Item, from_item, get_n, get_s, n, s, sdk_error},
+    dynamo::{
+        Item, condition_failed, fan_out, from_item, get_n, get_s, n, s, sdk_error, until_processed,
+    },
     live_table::{LiveTable, Pointer},
     read_model::{order_item, put_versioned},
 };
@@ -53,8 +54,6 @@ const PAGE_EVENTS: usize = 5_000;
 const BATCH_WRITE_ITEMS: usize = 25;
 /// Batch writes in flight at once.
 const WRITE_CONCURRENCY: usize = 8;
-/// Attempts for items DynamoDB leaves unprocessed (throttling), with a doubling pause.
-const UNPROCESSED_ATTEMPTS: u32 = 8;
 /// Waited after the pointer cache, for clocks that run a little apart.
 const SWAP_MARGIN: Duration = Duration::from_secs(1);
 /// The ledger item that one rebuild at a time holds.
@@ -432,74 +431,47 @@ async fn batch_write(
     items: Vec<Item>,
 ) -> Result<(), StoreError> {
     const CONTEXT: &str = "writing the fresh read model table";
-    let mut writes = JoinSet::new();
-    let mut failure = None;
-    let mut items = items.into_iter().peekable();
-    while items.peek().is_some() {
-        let chunk = items
-            .by_ref()
-            .take(BATCH_WRITE_ITEMS)
-            .map(|item| {
-                PutRequest::builder()
-                    .set_item(Some(item))
-                    .build()
-                    .map(|put| WriteRequest::builder().put_request(put).build())
-                    .map_err(|e| StoreError::new(CONTEXT, e))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        if writes.len() >= WRITE_CONCURRENCY
-            && let Some(done) = writes.join_next().await
-        {
-            failure = failure.or(write_result(done).err());
-        }
-        let (client, table) = (client.clone(), table.to_owned());
-        writes.spawn(async move { batch_write_chunk(&client, &table, chunk).await });
-    }
-    while let Some(done) = writes.join_next().await {
-        failure = failure.or(write_result(done).err());
-    }
-    failure.map_or(Ok(()), Err)
-}
-
-fn write_result(
-    done: Result<Result<(), StoreError>, tokio::task::JoinError>,
-) -> Result<(), StoreError> {
-    done.map_err(|e| StoreError::new("writing the fresh read model table", e))?
-}
-
-async fn batch_write_chunk(
-    client: &aws_sdk_dynamodb::Client,
-    table: &str,
-    mut requests: Vec<WriteRequest>,
-) -> Result<(), StoreError> {
-    const CONTEXT: &str = "writing the fresh read model table";
-    let mut pause = Duration::from_millis(50);
-    for attempt in 1..=UNPROCESSED_ATTEMPTS {
-        let out = client
-            .batch_write_item()
-            .request_items(table, requests)
-            .send()
-            .await
-            .map_err(|e| sdk_error(CONTEXT, e))?;
-        requests = out
-            .unprocessed_items
-            .and_then(|mut u| u.remove(table))
-            .unwrap_or_default();
-        if requests.is_empty() {
-            return Ok(());
-        }
-        if attempt < UNPROCESSED_ATTEMPTS {
-            tokio::time::sleep(pause).await;
-            pause *= 2;
-        }
-    }
-    Err(StoreError::new(
+    let requests = items
+        .into_iter()
+        .map(|item| {
+            PutRequest::builder()
+                .set_item(Some(item))
+                .build()
+                .map(|put| WriteRequest::builder().put_request(put).build())
+                .map_err(|e| StoreError::new(CONTEXT, e))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let (client, table) = (client.clone(), table.to_owned());
+    fan_out(
         CONTEXT,
-        format!(
-            "{} item(s) stayed unprocessed after {UNPROCESSED_ATTEMPTS} attempts (throttled?)",
-            requests.len()
-        ),
-    ))
+        requests,
+        BATCH_WRITE_ITEMS,
+        WRITE_CONCURRENCY,
+        move |chunk| {
+            let (client, table) = (client.clone(), table.clone());
+            async move {
+                until_processed(CONTEXT, chunk, |requests| {
+                    let (client, table) = (&client, &table);
+                    async move {
+                        let out = client
+                            .batch_write_item()
+                            .request_items(table, requests)
+                            .send()
+                            .await
+                            .map_err(|e| sdk_error(CONTEXT, e))?;
+                        let left = out
+                            .unprocessed_items
+                            .and_then(|mut u| u.remove(table))
+                            .unwrap_or_default();
+                        Ok((Vec::<()>::new(), left))
+                    }
+                })
+                .await
+            }
+        },
+    )
+    .await
+    .map(|_| ())
 }
 
 /// The rebuild lease: a ledger item held by one rebuild, renewed as it goes, released at
@@ -535,11 +507,7 @@ impl Lease {
                 owner,
                 renewed: Instant::now(),
             }),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
+            Err(err) if condition_failed(&err) => {
                 let held = client
                     .get_item()
                     .table_name(table)
@@ -604,13 +572,7 @@ impl Lease {
         match result {
             Ok(_) => Ok(()),
             // Someone took it over after it ran out: not ours to delete.
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
+            Err(err) if condition_failed(&err) => Ok(()),
             Err(err) => Err(sdk_error("releasing the rebuild lease", err)),
         }
     }
