@@ -17,7 +17,7 @@ use std::sync::Arc;
 use backend::{ChangeFeed, DocumentStore, Ports, Queues, ReadModel};
 use events_schema::RouteTable;
 
-pub use routes::{openapi, router};
+pub use routes::{Actor, openapi, router};
 
 /// What the API needs from a backend.
 #[derive(Clone)]

@@ -65,6 +65,12 @@ pub fn router(app: App) -> axum::Router {
         .with_state(app)
 }
 
+/// Who sent the request, as an authenticated identity (in Lambda: the JWT authorizer's
+/// `sub` claim), recorded in each event's `metadata.actor`. Only an entrypoint that has
+/// authenticated the caller inserts it: a client cannot choose its own.
+#[derive(Debug, Clone)]
+pub struct Actor(pub String);
+
 /// The request's correlation id: the client's `X-Correlation-Id`, or a fresh one.
 #[derive(Debug, Clone)]
 pub struct CorrelationId(pub String);
@@ -150,6 +156,7 @@ pub struct WriteContext {
     path: String,
     headers: HeaderMap,
     correlation_id: String,
+    actor: Option<String>,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for WriteContext {
@@ -165,6 +172,7 @@ impl<S: Send + Sync> FromRequestParts<S> for WriteContext {
                 .get::<CorrelationId>()
                 .map(|c| c.0.clone())
                 .unwrap_or_default(),
+            actor: parts.extensions.get::<Actor>().map(|a| a.0.clone()),
         })
     }
 }
@@ -191,7 +199,7 @@ async fn write(
     let metadata = Metadata {
         correlation_id: ctx.correlation_id.clone(),
         causation_id: None,
-        actor: None,
+        actor: ctx.actor.clone(),
         idempotency_key: key,
     };
     let fresh_id = place.is_some_and(|p| p.order_id.is_none());
