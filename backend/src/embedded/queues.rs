@@ -49,8 +49,9 @@ pub struct QueueConfig {
 pub struct SqliteQueues {
     writer: Writer,
     configs: HashMap<String, QueueConfig>,
-    /// Wakes long-polling receivers when a message is sent.
-    sent: Arc<Notify>,
+    /// Per queue (dead-letter queues included): wakes its long-polling receivers when a
+    /// message is sent to it, and only them.
+    sent: HashMap<String, Arc<Notify>>,
 }
 
 impl SqliteQueues {
@@ -60,10 +61,15 @@ impl SqliteQueues {
         let conn = sqlite::open(path, Durability::Full)
             .and_then(|c| c.execute_batch(SCHEMA).map(|()| c))
             .map_err(|e| StoreError::new("opening the queues", e))?;
+        let sent = configs
+            .iter()
+            .flat_map(|c| [c.name.clone(), c.dead_letter_queue.clone()])
+            .map(|q| (q, Arc::new(Notify::new())))
+            .collect();
         Ok(Self {
             writer: Writer::new(conn),
             configs: configs.into_iter().map(|c| (c.name.clone(), c)).collect(),
-            sent: Arc::new(Notify::new()),
+            sent,
         })
     }
 
@@ -75,8 +81,14 @@ impl SqliteQueues {
 
     /// Sends to several queues in one durable step.
     pub async fn send_many(&self, sends: Vec<(String, String)>) -> Result<(), StoreError> {
+        let mut woken = Vec::new();
         for (queue, _) in &sends {
-            self.known(queue)?;
+            let sent = self.sent.get(queue).ok_or_else(|| {
+                StoreError::new("sending a message", format!("no queue named {queue:?}"))
+            })?;
+            if !woken.iter().any(|w| Arc::ptr_eq(w, sent)) {
+                woken.push(sent.clone());
+            }
         }
         let now = micros(Utc::now());
         self.writer
@@ -99,22 +111,10 @@ impl SqliteQueues {
                 tx.commit()
             })
             .await?;
-        self.sent.notify_waiters();
-        Ok(())
-    }
-
-    /// Queues and their dead-letter queues are both valid destinations.
-    fn known(&self, queue: &str) -> Result<(), StoreError> {
-        if self.configs.contains_key(queue)
-            || self.configs.values().any(|c| c.dead_letter_queue == queue)
-        {
-            Ok(())
-        } else {
-            Err(StoreError::new(
-                "sending a message",
-                format!("no queue named {queue:?}"),
-            ))
+        for sent in woken {
+            sent.notify_waiters();
         }
+        Ok(())
     }
 
     async fn try_receive(
@@ -199,10 +199,13 @@ impl Queues for SqliteQueues {
         wait: Duration,
     ) -> Result<Vec<QueueMessage>, StoreError> {
         let config = self.config(queue)?.clone();
+        let sent = self.sent.get(queue).ok_or_else(|| {
+            StoreError::new("receiving messages", format!("no queue named {queue:?}"))
+        })?;
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             // Register interest before looking, so a send in between is not missed.
-            let notified = self.sent.notified();
+            let notified = sent.notified();
             let messages = self.try_receive(&config, max, visibility).await?;
             if !messages.is_empty() {
                 return Ok(messages);
@@ -308,7 +311,9 @@ impl Queues for SqliteQueues {
                 .execute(params![config.name, config.dead_letter_queue, now])
             })
             .await?;
-        self.sent.notify_waiters();
+        if let Some(sent) = self.sent.get(queue) {
+            sent.notify_waiters();
+        }
         Ok(moved as u64)
     }
 }
