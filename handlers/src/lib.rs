@@ -54,8 +54,8 @@ impl Handler {
     ///
     /// The messages of a batch are handled concurrently: they are independent (a queue
     /// carries one status, and each event names its own document), and their writes then
-    /// share fsyncs, in the ledger's group commit and the file system's journal, instead
-    /// of queueing one behind the other.
+    /// share fsyncs, in the ledger's and the document store's group commits, instead of
+    /// queueing one behind the other.
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
         let outcomes = join_all(event.records.into_iter().map(|message| async move {
             let body = message.body.as_deref().unwrap_or_default();

@@ -7,14 +7,13 @@
 //! could share; here concurrent writes go through one writer thread that commits them
 //! together, so a handler batch shares one fsync, and a row is atomic on its own.
 
-use std::{path::Path, sync::mpsc};
+use std::path::Path;
 
 use async_trait::async_trait;
 use events_schema::OrderId;
 use rusqlite::{Connection, OptionalExtension, params};
-use tokio::sync::oneshot;
 
-use super::sqlite::{self, Durability, ReadPool};
+use super::sqlite::{self, Durability, GroupWriter, ReadPool};
 use crate::ports::{Document, DocumentInfo, DocumentStore, StoreError};
 
 const SCHEMA: &str = "
@@ -33,11 +32,10 @@ const MAX_GROUP: usize = 256;
 struct Put {
     order_id: String,
     document: Document,
-    reply: oneshot::Sender<Result<(), StoreError>>,
 }
 
 pub struct SqliteDocuments {
-    writes: mpsc::Sender<Put>,
+    writer: GroupWriter<Put, Result<(), StoreError>>,
     reads: ReadPool,
 }
 
@@ -46,16 +44,16 @@ impl SqliteDocuments {
         let conn = sqlite::open(path, Durability::Full)
             .and_then(|c| c.execute_batch(SCHEMA).map(|()| c))
             .map_err(|e| StoreError::new("opening the document store", e))?;
-        let writes = sqlite::spawn_group_writer("document-writer", conn, MAX_GROUP, commit)
+        let writer = GroupWriter::spawn("document-writer", conn, MAX_GROUP, commit)
             .map_err(|e| StoreError::new("starting the document writer", e))?;
         Ok(Self {
-            writes,
+            writer,
             reads: ReadPool::new(path.to_path_buf()),
         })
     }
 }
 
-fn commit(conn: &mut Connection, group: Vec<Put>) {
+fn commit(conn: &mut Connection, group: &[Put]) -> Vec<Result<(), StoreError>> {
     let written = (|| {
         let tx = conn.transaction()?;
         {
@@ -64,7 +62,7 @@ fn commit(conn: &mut Connection, group: Vec<Put>) {
                 "INSERT OR REPLACE INTO documents (order_id, name, content_type, body)
                  VALUES (?1, ?2, ?3, ?4)",
             )?;
-            for p in &group {
+            for p in group {
                 put.execute(params![
                     p.order_id,
                     p.document.name,
@@ -75,14 +73,15 @@ fn commit(conn: &mut Connection, group: Vec<Put>) {
         }
         tx.commit()
     })();
-    for p in group {
-        let _ = p.reply.send(
+    group
+        .iter()
+        .map(|_| {
             written
                 .as_ref()
                 .map(|_| ())
-                .map_err(|e| StoreError::new("writing a document", e)),
-        );
-    }
+                .map_err(|e| StoreError::new("writing a document", e))
+        })
+        .collect()
 }
 
 #[async_trait]
@@ -94,16 +93,16 @@ impl DocumentStore for SqliteDocuments {
                 format!("invalid name {:?}", document.name),
             ));
         }
-        let (reply, answer) = oneshot::channel();
-        let stopped = || StoreError::new("writing a document", "the document writer has stopped");
-        self.writes
-            .send(Put {
-                order_id: order_id.to_string(),
-                document: document.clone(),
-                reply,
-            })
-            .map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        let put = Put {
+            order_id: order_id.to_string(),
+            document: document.clone(),
+        };
+        self.writer.submit(put).await.unwrap_or_else(|| {
+            Err(StoreError::new(
+                "writing a document",
+                "the document writer has stopped",
+            ))
+        })
     }
 
     async fn list(&self, order_id: &OrderId) -> Result<Vec<DocumentInfo>, StoreError> {

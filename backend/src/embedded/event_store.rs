@@ -5,7 +5,7 @@
 use std::{
     collections::HashMap,
     path::Path,
-    sync::{Arc, Mutex, mpsc},
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -13,9 +13,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use events_schema::{ChainHash, Envelope, Order, OrderId};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
-use super::sqlite::{self, Durability, ReadPool, micros, parse_json};
+use super::sqlite::{self, Durability, GroupWriter, ReadPool, micros, parse_json};
 use crate::ports::{
     Append, AppendError, Claim, EventStore, Head, IdempotencyRecord, IdempotencyStore, StoreError,
 };
@@ -69,11 +69,10 @@ enum Write {
     SaveResponse(SavedRow),
 }
 
-type Reply = oneshot::Sender<Result<(), AppendError>>;
 type InProgress = Arc<Mutex<HashMap<String, (String, Instant)>>>;
 
 pub struct SqliteEventStore {
-    queue: mpsc::Sender<(Write, Reply)>,
+    writer: GroupWriter<Write, Result<(), AppendError>>,
     reads: ReadPool,
     /// The highest committed position, for the change feed to wait on.
     committed: watch::Receiver<u64>,
@@ -96,15 +95,13 @@ impl SqliteEventStore {
         )
         .map_err(|e| StoreError::new("expiring idempotency records", e))?;
         let (notify, committed) = watch::channel(last);
-        let queue = sqlite::spawn_group_writer(
-            "event-store-writer",
-            conn,
-            MAX_GROUP,
-            move |conn, group| commit_and_reply(conn, group, &notify),
-        )
-        .map_err(|e| StoreError::new("starting the event store writer", e))?;
+        let writer =
+            GroupWriter::spawn("event-store-writer", conn, MAX_GROUP, move |conn, group| {
+                commit(conn, group, &notify)
+            })
+            .map_err(|e| StoreError::new("starting the event store writer", e))?;
         Ok(Self {
-            queue,
+            writer,
             reads: ReadPool::new(path.to_path_buf()),
             committed,
             in_progress: Arc::default(),
@@ -127,13 +124,9 @@ impl SqliteEventStore {
     }
 
     async fn submit(&self, write: Write) -> Result<(), AppendError> {
-        let (reply, answer) = oneshot::channel();
-        self.queue
-            .send((write, reply))
-            .map_err(|_| StoreError::new("appending events", "the writer thread has stopped"))?;
-        answer
-            .await
-            .map_err(|_| StoreError::new("appending events", "the writer thread has stopped"))?
+        self.writer.submit(write).await.unwrap_or_else(|| {
+            Err(StoreError::new("appending events", "the writer thread has stopped").into())
+        })
     }
 }
 
@@ -175,38 +168,37 @@ fn idempotency_row(rec: &IdempotencyRecord) -> Result<SavedRow, StoreError> {
     ))
 }
 
-/// Commits a group of writes in one transaction and answers each.
-fn commit_and_reply(
+/// Commits a group of writes in one transaction: an answer for each.
+fn commit(
     conn: &mut Connection,
-    group: Vec<(Write, Reply)>,
+    group: &[Write],
     notify: &watch::Sender<u64>,
-) {
-    match commit_group(conn, &group) {
+) -> Vec<Result<(), AppendError>> {
+    match commit_group(conn, group) {
         Ok((outcomes, last_position)) => {
             notify.send_if_modified(|p| {
                 let moved = last_position > *p;
                 *p = (*p).max(last_position);
                 moved
             });
-            for ((_, reply), outcome) in group.into_iter().zip(outcomes) {
-                let _ = reply.send(outcome);
-            }
+            outcomes
         }
         Err(e) => {
             tracing::error!(error = %e, "event store commit failed");
-            for (_, reply) in group {
-                let _ = reply.send(Err(StoreError::new("committing events", &e).into()));
-            }
+            group
+                .iter()
+                .map(|_| Err(StoreError::new("committing events", &e).into()))
+                .collect()
         }
     }
 }
 
 type GroupOutcome = (Vec<Result<(), AppendError>>, u64);
 
-fn commit_group(conn: &mut Connection, group: &[(Write, Reply)]) -> rusqlite::Result<GroupOutcome> {
+fn commit_group(conn: &mut Connection, group: &[Write]) -> rusqlite::Result<GroupOutcome> {
     let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut outcomes = Vec::with_capacity(group.len());
-    for (write, _) in group {
+    for write in group {
         let append = match write {
             Write::Append(append) => append,
             Write::SaveResponse((key, fingerprint, response, expires_at)) => {

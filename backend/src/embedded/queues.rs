@@ -83,9 +83,7 @@ impl SqliteQueues {
     pub async fn send_many(&self, sends: Vec<(String, String)>) -> Result<(), StoreError> {
         let mut woken = Vec::new();
         for (queue, _) in &sends {
-            let sent = self.sent.get(queue).ok_or_else(|| {
-                StoreError::new("sending a message", format!("no queue named {queue:?}"))
-            })?;
+            let sent = self.wakeup(queue, "sending a message")?;
             if !woken.iter().any(|w| Arc::ptr_eq(w, sent)) {
                 woken.push(sent.clone());
             }
@@ -115,6 +113,13 @@ impl SqliteQueues {
             sent.notify_waiters();
         }
         Ok(())
+    }
+
+    /// What wakes the receivers of `queue` (a route queue or a dead-letter queue).
+    fn wakeup(&self, queue: &str, context: &'static str) -> Result<&Arc<Notify>, StoreError> {
+        self.sent
+            .get(queue)
+            .ok_or_else(|| StoreError::new(context, format!("no queue named {queue:?}")))
     }
 
     async fn try_receive(
@@ -199,9 +204,7 @@ impl Queues for SqliteQueues {
         wait: Duration,
     ) -> Result<Vec<QueueMessage>, StoreError> {
         let config = self.config(queue)?.clone();
-        let sent = self.sent.get(queue).ok_or_else(|| {
-            StoreError::new("receiving messages", format!("no queue named {queue:?}"))
-        })?;
+        let sent = self.wakeup(queue, "receiving messages")?;
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             // Register interest before looking, so a send in between is not missed.

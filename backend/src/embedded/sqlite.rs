@@ -7,6 +7,7 @@ use std::{
 };
 
 use rusqlite::{Connection, OpenFlags};
+use tokio::sync::oneshot;
 
 use crate::ports::StoreError;
 
@@ -150,32 +151,49 @@ impl Writer {
     }
 }
 
-/// Starts a thread that owns `conn` and commits queued writes in groups: it blocks for the
-/// first write, takes whatever else queued up meanwhile (at most `max_group`) and hands
-/// them all to `commit`. Under load many writes share one transaction and one fsync;
-/// alone, a write commits at once. The thread ends when every sender is dropped.
-pub fn spawn_group_writer<W: Send + 'static>(
-    name: &str,
-    mut conn: Connection,
-    max_group: usize,
-    mut commit: impl FnMut(&mut Connection, Vec<W>) + Send + 'static,
-) -> std::io::Result<mpsc::Sender<W>> {
-    let (queue, receiver) = mpsc::channel::<W>();
-    std::thread::Builder::new()
-        .name(name.into())
-        .spawn(move || {
-            while let Ok(first) = receiver.recv() {
-                let mut group = vec![first];
-                while group.len() < max_group {
-                    match receiver.try_recv() {
-                        Ok(next) => group.push(next),
-                        Err(_) => break,
+/// A thread that owns a write connection and commits queued writes in groups: it blocks for
+/// the first write, takes whatever else queued up meanwhile (at most `max_group`) and
+/// commits them all at once, then answers each. Under load many writes share one
+/// transaction and one fsync; alone, a write commits at once.
+pub struct GroupWriter<W, R> {
+    queue: mpsc::Sender<(W, oneshot::Sender<R>)>,
+}
+
+impl<W: Send + 'static, R: Send + 'static> GroupWriter<W, R> {
+    /// `commit` gets a group of writes and returns one answer per write, in order.
+    pub fn spawn(
+        name: &str,
+        mut conn: Connection,
+        max_group: usize,
+        mut commit: impl FnMut(&mut Connection, &[W]) -> Vec<R> + Send + 'static,
+    ) -> std::io::Result<Self> {
+        let (queue, receiver) = mpsc::channel::<(W, oneshot::Sender<R>)>();
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                while let Ok(first) = receiver.recv() {
+                    let mut group = vec![first];
+                    while group.len() < max_group {
+                        match receiver.try_recv() {
+                            Ok(next) => group.push(next),
+                            Err(_) => break,
+                        }
+                    }
+                    let (writes, replies): (Vec<W>, Vec<_>) = group.into_iter().unzip();
+                    for (reply, answer) in replies.into_iter().zip(commit(&mut conn, &writes)) {
+                        let _ = reply.send(answer);
                     }
                 }
-                commit(&mut conn, group);
-            }
-        })?;
-    Ok(queue)
+            })?;
+        Ok(Self { queue })
+    }
+
+    /// Queues `write` and waits for its answer; `None` if the writer thread has stopped.
+    pub async fn submit(&self, write: W) -> Option<R> {
+        let (reply, answer) = oneshot::channel();
+        self.queue.send((write, reply)).ok()?;
+        answer.await.ok()
+    }
 }
 
 /// Microseconds since the epoch: a sortable integer form of a timestamp.
