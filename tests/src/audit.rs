@@ -1,5 +1,5 @@
-//! Helpers of the replay-and-audit suites (embedded in `tests/audit.rs`, AWS in
-//! `tests/aws.rs`): orders filled over HTTP through varied lifecycles, the pipeline drained,
+//! Helpers of the replay-and-audit suites (embedded in `tests/e2e/audit.rs`, AWS in
+//! `tests/e2e/aws.rs`): orders filled over HTTP through varied lifecycles, the pipeline drained,
 //! the `orders` command's output read, every document of a set of orders.
 
 use std::{process::Output, time::Duration};

@@ -1,5 +1,5 @@
 //! The AWS backend: every port on AWS APIs, with the same semantics as the embedded one
-//! (the contract suite in `tests/contract.rs` runs against both, here on a moto server).
+//! (the contract suite in `tests/it/contract.rs` runs against both, here on a moto server).
 //!
 //! | port | service | module |
 //! |---|---|---|

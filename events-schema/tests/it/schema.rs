@@ -1,11 +1,9 @@
 //! The published JSON Schema of the EventBridge detail is generated from the Rust types and
 //! checked in; this test fails when the two drift. Regenerate with
-//! `UPDATE_SCHEMA=1 cargo test -p events-schema --test schema`.
+//! `UPDATE_SCHEMA=1 cargo test -p events-schema --test it schema`.
 
-mod support;
-
+use crate::support::*;
 use events_schema::*;
-use support::*;
 
 const PATH: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -21,7 +19,7 @@ fn checked_in_detail_schema_matches_the_rust_types() {
     let checked_in = std::fs::read_to_string(PATH).unwrap_or_default();
     assert!(
         checked_in == generated,
-        "{PATH} is stale; run UPDATE_SCHEMA=1 cargo test -p events-schema --test schema"
+        "{PATH} is stale; run UPDATE_SCHEMA=1 cargo test -p events-schema --test it schema"
     );
 }
 

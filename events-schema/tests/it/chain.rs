@@ -1,10 +1,8 @@
 //! The hash chain: recomputable by outsiders, and broken by any change to a stored event.
 
-mod support;
-
+use crate::support::*;
 use events_schema::*;
 use sha2::{Digest, Sha256};
-use support::*;
 
 fn sample() -> History {
     History::given(&[

@@ -9,8 +9,7 @@
 //! the AWS tests fail and say how to get it). A few checks of one backend's own mechanics
 //! (SQLite index names, the DynamoDB live-table pointer) follow the shared suite.
 
-mod support;
-
+use crate::support;
 use std::{
     collections::HashMap,
     path::Path,

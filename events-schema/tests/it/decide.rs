@@ -1,9 +1,7 @@
 //! The status machine and revisions, command by command.
 
-mod support;
-
+use crate::support::*;
 use events_schema::*;
-use support::*;
 
 fn update(u: UpdateOrder) -> Command {
     Command::Update(u)

@@ -5,8 +5,7 @@
 //!
 //! The write path is held to at most two requests per command (a head read and one write).
 
-mod support;
-
+use crate::support;
 use std::{collections::BTreeMap, fmt::Write, time::Duration};
 
 use backend::{Append, BusEntry, Claim, Document, IdempotencyRecord, Ports, SavedResponse, item};

@@ -1,8 +1,7 @@
 //! The AWS bootstrap on moto: it creates what is missing and nothing twice, and the rules
 //! it makes match the configured event source, not the route table's default.
 
-mod support;
-
+use crate::support;
 use std::time::Duration;
 
 use backend::{BusEntry, EventPublisher, Queues, aws::AwsConfig};

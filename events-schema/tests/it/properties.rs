@@ -1,10 +1,8 @@
 //! Property tests: whatever clients send, histories stay legal, gapless, chained and foldable.
 
-mod support;
-
+use crate::support::*;
 use events_schema::*;
 use proptest::prelude::*;
-use support::*;
 
 fn status() -> impl Strategy<Value = Status> {
     prop::sample::select(Status::ALL.to_vec())

@@ -3,8 +3,7 @@
 //! embedded backend on a temporary directory, the AWS backend on a moto server (one per
 //! test binary, fresh resources per test; see `support/moto.rs`).
 
-mod support;
-
+use crate::support;
 use std::{sync::Arc, time::Duration};
 
 use backend::{

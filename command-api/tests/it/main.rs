@@ -1,0 +1,5 @@
+//! The command API's integration tests (authenticated actor, OpenAPI document), in one binary
+//! so a clean build links the backend once.
+
+mod actor;
+mod openapi;

@@ -1,0 +1,13 @@
+//! The end-to-end suites, one module each, in one binary: every test starts the built
+//! `orders` binary (or a moto server) and speaks HTTP to it. One binary links once, and the
+//! test harness runs the modules' tests side by side.
+
+mod audit;
+mod aws;
+mod concurrency;
+mod durability;
+mod fanout;
+mod lifecycle;
+mod reads;
+mod seeds;
+mod validation;
