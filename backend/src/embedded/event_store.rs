@@ -223,9 +223,9 @@ fn commit_group(conn: &mut Connection, group: &[Write]) -> rusqlite::Result<Grou
         };
         outcomes.push(outcome);
     }
-    let last: u64 = tx.query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |r| {
-        r.get(0)
-    })?;
+    let last: u64 = tx
+        .prepare_cached("SELECT COALESCE(MAX(position), 0) FROM events")?
+        .query_row([], |r| r.get(0))?;
     tx.commit()?;
     Ok((outcomes, last))
 }

@@ -30,7 +30,7 @@ use std::{
 
 use async_trait::async_trait;
 use events_schema::Order;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
     archive::{States, high_water, read_histories, read_history, tune_for_scans},
@@ -128,11 +128,7 @@ fn store_err(context: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
 }
 
 fn open_events(path: &Path) -> rusqlite::Result<Connection> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let conn = sqlite::open_read_only(path)?;
     tune_for_scans(&conn)?;
     Ok(conn)
 }
