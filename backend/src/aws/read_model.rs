@@ -46,11 +46,6 @@ impl DynamoReadModel {
         Self { client, live }
     }
 
-    /// Where the live table's name comes from.
-    pub fn live(&self) -> &Arc<LiveTable> {
-        &self.live
-    }
-
     /// Up to `fetch` orders of one status after `after`, in `createdKey` order.
     async fn query_status(
         &self,

@@ -132,6 +132,11 @@ impl DynamoRebuild {
         result
     }
 
+    /// The start of every rebuilt table's name (then the rebuild's start in milliseconds).
+    fn fresh_prefix(&self) -> String {
+        format!("{}{FRESH_INFIX}", self.live.configured())
+    }
+
     async fn run(
         &self,
         lease: &mut Lease,
@@ -146,7 +151,7 @@ impl DynamoRebuild {
         let millis = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
-        let fresh = format!("{}{FRESH_INFIX}{millis}", self.live.configured());
+        let fresh = format!("{}{millis}", self.fresh_prefix());
         if !ensure_table(&self.client, &read_model_spec(&fresh)).await? {
             return Err(StoreError::new(
                 "creating the fresh read model table",
@@ -158,10 +163,7 @@ impl DynamoRebuild {
             .await;
         let folded = match swapped {
             Ok(folded) => folded,
-            Err(e) => {
-                self.delete_table(&fresh).await;
-                return Err(e);
-            }
+            Err(e) => return Err(self.abandon(&fresh, e).await),
         };
         self.live.forget().await;
         tracing::info!(from = %old, to = %fresh, "swapped in the rebuilt read model; waiting out the pointer cache");
@@ -178,12 +180,35 @@ impl DynamoRebuild {
                     ),
                 )
             })?;
-        if old.starts_with(&format!("{}{FRESH_INFIX}", self.live.configured())) {
+        if old.starts_with(&self.fresh_prefix()) {
             self.delete_table(&old).await;
         }
         progress(report.events);
         report.swapped_in = Some(fresh);
         Ok(report)
+    }
+
+    /// After a failed fold or flip: deletes `fresh` unless the pointer names it (a flip
+    /// whose reply was lost may have swapped it in after all). When the pointer cannot be
+    /// read, `fresh` stays; the next rebuild drops it as a leftover if it is not live.
+    async fn abandon(&self, fresh: &str, failure: StoreError) -> StoreError {
+        match self.live.read().await {
+            Ok(Some(pointer)) if pointer.table == fresh => StoreError::new(
+                "swapping in the rebuilt read model table",
+                format!(
+                    "{fresh} is live, but the swap reported a failure ({failure}); \
+                     run `orders rebuild` again"
+                ),
+            ),
+            Ok(_) => {
+                self.delete_table(fresh).await;
+                failure
+            }
+            Err(read) => {
+                tracing::warn!(table = %fresh, error = %read, "cannot tell whether the rebuilt table went live; leaving it");
+                failure
+            }
+        }
     }
 
     /// Steps 3 and 4: the fold into `fresh`, then the pointer flip.
@@ -372,7 +397,7 @@ impl DynamoRebuild {
 
     /// Fresh tables that an interrupted rebuild left behind (never the live one).
     async fn drop_leftovers(&self, live: &str) -> Result<(), StoreError> {
-        let prefix = format!("{}{FRESH_INFIX}", self.live.configured());
+        let prefix = self.fresh_prefix();
         let mut start: Option<String> = None;
         let mut leftovers = Vec::new();
         loop {
