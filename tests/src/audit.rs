@@ -1,6 +1,7 @@
 //! Helpers of the replay-and-audit suites (embedded in `tests/e2e/audit.rs`, AWS in
 //! `tests/e2e/aws.rs`): orders filled over HTTP through varied lifecycles, the pipeline drained,
-//! the `orders` command's output read, every document of a set of orders.
+//! the `orders` command's output read, every document of a set of orders. The fan-out suite
+//! drains the pipeline and lists documents with them too.
 
 use std::{process::Output, time::Duration};
 
@@ -95,17 +96,34 @@ pub fn json_lines(o: &Output) -> Vec<Value> {
         .collect()
 }
 
+/// The names of an order's documents, as `GET /orders/{id}/documents` lists them.
+pub async fn document_names(app: &TestApp, order_id: &str) -> Vec<String> {
+    let r = app
+        .get(&format!("/orders/{order_id}/documents"))
+        .await
+        .expect_status(200);
+    r.json["items"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no items: {}", r.text))
+        .iter()
+        .map(|d| d["name"].as_str().expect("a name").to_owned())
+        .collect()
+}
+
+/// How many documents the orders have, from the listings alone: what a poll needs.
+pub async fn document_count(app: &TestApp, ids: &[String]) -> usize {
+    let mut count = 0;
+    for id in ids {
+        count += document_names(app, id).await.len();
+    }
+    count
+}
+
 /// Every document of every order: name and bytes.
 pub async fn documents(app: &TestApp, ids: &[String]) -> Vec<(String, String, Vec<u8>)> {
     let mut all = Vec::new();
     for id in ids {
-        let list = app
-            .get(&format!("/orders/{id}/documents"))
-            .await
-            .expect_status(200)
-            .json;
-        for d in list["items"].as_array().expect("items") {
-            let name = d["name"].as_str().expect("a name").to_owned();
+        for name in document_names(app, id).await {
             let body = app
                 .get(&format!("/orders/{id}/documents/{name}"))
                 .await

@@ -84,11 +84,7 @@ fn aws_config() -> AwsConfig {
 }
 
 async fn aws() -> Fixture {
-    let aws = support::moto::connect(aws_config()).await;
-    aws.bootstrap(route_table())
-        .await
-        .expect("bootstrap on moto");
-    aws_fixture(Arc::new(aws))
+    aws_fixture(Arc::new(support::moto::aws_with(aws_config()).await))
 }
 
 fn aws_fixture(aws: Arc<Aws>) -> Fixture {
@@ -877,8 +873,7 @@ async fn table_exists(aws: &Aws, table: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_aws_a_rebuild_flips_the_pointer_and_every_process_follows_it() {
     let config = aws_config();
-    let a = Arc::new(support::moto::connect(config.clone()).await);
-    a.bootstrap(route_table()).await.expect("bootstrap on moto");
+    let a = Arc::new(support::moto::aws_with(config.clone()).await);
     let f = aws_fixture(a.clone());
     // Another process of the same deployment (a projector Lambda, say).
     let b = support::moto::connect(config.clone()).await;

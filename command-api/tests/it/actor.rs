@@ -2,10 +2,11 @@
 //! takes it from the JWT authorizer), is recorded in the metadata of the events it causes.
 
 use axum::body::Body;
-use backend::embedded::Embedded;
-use command_api::{Actor, App, router};
+use command_api::Actor;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
+
+use crate::support::app;
 
 async fn events_of(app: axum::Router, order_id: &str) -> serde_json::Value {
     let res = app
@@ -36,9 +37,7 @@ fn place(order_id: &str, actor: Option<&str>) -> http::Request<Body> {
 #[tokio::test]
 async fn events_record_the_authenticated_actor_and_none_without_one() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let routes = events_schema::route_table();
-    let embedded = Embedded::open(dir.path(), routes).expect("opens");
-    let app = router(App::new(&embedded.ports(), routes).without_pipeline());
+    let (app, _embedded) = app(dir.path());
 
     let res = app
         .clone()
@@ -62,9 +61,7 @@ async fn events_record_the_authenticated_actor_and_none_without_one() {
 #[tokio::test]
 async fn a_client_header_cannot_set_the_actor() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let routes = events_schema::route_table();
-    let embedded = Embedded::open(dir.path(), routes).expect("opens");
-    let app = router(App::new(&embedded.ports(), routes).without_pipeline());
+    let (app, _embedded) = app(dir.path());
     let mut req = place("ORD-FORGED", None);
     req.headers_mut()
         .insert("x-actor", http::HeaderValue::from_static("admin"));

@@ -4,17 +4,11 @@
 use std::collections::BTreeSet;
 
 use axum::body::Body;
-use backend::embedded::Embedded;
-use command_api::{App, openapi, router};
+use command_api::openapi;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
-fn app(dir: &std::path::Path) -> (axum::Router, Embedded) {
-    let routes = events_schema::route_table();
-    let e = Embedded::open(dir, routes).expect("opens");
-    let app = App::new(&e.ports(), routes);
-    (router(app), e)
-}
+use crate::support::app;
 
 fn documented() -> BTreeSet<(String, String)> {
     let doc = serde_json::to_value(openapi()).expect("json");

@@ -12,7 +12,10 @@ use std::{
 
 use e2e::{
     TestApp,
-    audit::{count_in_log, documents, events_of, explain, fill, json_lines, stdout, wait_drained},
+    audit::{
+        count_in_log, document_count, document_names, documents, events_of, explain, fill,
+        json_lines, stdout, wait_drained,
+    },
     moto, orders_bin, wait_for, wait_until,
 };
 use serde_json::{Value, json};
@@ -110,19 +113,7 @@ async fn the_whole_pipeline_runs_on_the_aws_apis() {
             PIPELINE_TIMEOUT,
             &format!("documents of {order} in S3"),
             || async {
-                let r = app
-                    .get(&format!("/orders/{order}/documents"))
-                    .await
-                    .expect_status(200);
-                let names: Vec<String> = r.json["items"]
-                    .as_array()
-                    .map(|items| {
-                        items
-                            .iter()
-                            .filter_map(|d| d["name"].as_str().map(str::to_owned))
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let names = document_names(&app, order).await;
                 (names.len() >= expected.len()).then_some(names)
             },
         )
@@ -207,7 +198,7 @@ async fn audit_verify_rebuild_republish_and_replay_run_on_the_aws_tables() {
     let events = events_of(10);
     // Placed 10, started 4, completed 2, canceled 4: a document each.
     wait_until(PIPELINE_TIMEOUT, "every handler's document", || async {
-        documents(&app, &ids).await.len() >= 20
+        document_count(&app, &ids).await >= 20
     })
     .await;
     wait_drained(&app, PIPELINE_TIMEOUT).await;
@@ -320,7 +311,7 @@ async fn audit_verify_rebuild_republish_and_replay_run_on_the_aws_tables() {
     let mut all_ids = ids.clone();
     all_ids.push("AA-NEW".into());
     wait_until(PIPELINE_TIMEOUT, "the new order's document", || async {
-        documents(&app, &all_ids).await.len() >= 21
+        document_count(&app, &all_ids).await >= 21
     })
     .await;
     wait_drained(&app, PIPELINE_TIMEOUT).await;

@@ -4,7 +4,11 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use e2e::{TestApp, orders_bin, spawn_app, wait_for, wait_until};
+use e2e::{
+    TestApp,
+    audit::{document_names, wait_drained},
+    orders_bin, spawn_app, wait_for, wait_until,
+};
 use serde_json::{Value, json};
 
 const PIPELINE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -24,33 +28,8 @@ fn expected_documents(path: &[&str]) -> Vec<String> {
     docs
 }
 
-async fn documents(app: &TestApp, order_id: &str) -> Vec<String> {
-    let r = app
-        .get(&format!("/orders/{order_id}/documents"))
-        .await
-        .expect_status(200);
-    r.json["items"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no items: {}", r.text))
-        .iter()
-        .map(|d| d["name"].as_str().unwrap_or_default().to_owned())
-        .collect()
-}
-
 async fn health(app: &TestApp) -> Value {
     app.get("/health").await.expect_status(200).json
-}
-
-/// Polls until every queue is empty, nothing is in flight and the projector is caught up.
-async fn wait_drained(app: &TestApp) {
-    wait_until(PIPELINE_TIMEOUT, "the pipeline to drain", || async {
-        let h = health(app).await;
-        h["projectorLag"] == 0
-            && h["queues"]
-                .as_array()
-                .is_some_and(|qs| qs.iter().all(|q| q["depth"] == 0 && q["inFlight"] == 0))
-    })
-    .await;
 }
 
 async fn run_path(app: &TestApp, order_id: &str, path: &[&str]) {
@@ -83,10 +62,10 @@ async fn every_status_document_appears_once_per_order_in_event_order() {
         run_path(&app, &id, path).await;
         expected.insert(id, expected_documents(path));
     }
-    wait_drained(&app).await;
+    wait_drained(&app, PIPELINE_TIMEOUT).await;
     for (id, docs) in &expected {
         let got = wait_for(PIPELINE_TIMEOUT, &format!("documents of {id}"), || async {
-            let got = documents(&app, id).await;
+            let got = document_names(&app, id).await;
             (got.len() >= docs.len()).then_some(got)
         })
         .await;
@@ -130,11 +109,11 @@ async fn a_failing_message_goes_alone_to_the_dead_letter_queue() {
     .await;
     for i in 0..4 {
         assert_eq!(
-            documents(&app, &format!("G-{i}")).await,
+            document_names(&app, &format!("G-{i}")).await,
             vec!["000001-acknowledgement.json"]
         );
     }
-    assert!(documents(&app, "P-1").await.is_empty());
+    assert!(document_names(&app, "P-1").await.is_empty());
     let out = std::process::Command::new(orders_bin())
         .args(["dlq", "list", "--queue", "order-received", "--data"])
         .arg(app.data_dir())
@@ -180,10 +159,10 @@ async fn after_kill_9_under_load_every_event_is_handled_exactly_once() {
         run_path(&app, &id, path).await;
         expected.insert(id, expected_documents(path));
     }
-    wait_drained(&app).await;
+    wait_drained(&app, PIPELINE_TIMEOUT).await;
     for (id, docs) in &expected {
         let got = wait_for(PIPELINE_TIMEOUT, &format!("documents of {id}"), || async {
-            let got = documents(&app, id).await;
+            let got = document_names(&app, id).await;
             (got.len() >= docs.len()).then_some(got)
         })
         .await;

@@ -133,7 +133,12 @@ pub async fn connect(config: AwsConfig) -> Aws {
 
 /// The AWS adapters on moto, over fresh resources created from the route table.
 pub async fn aws() -> Aws {
-    let aws = connect(AwsConfig::prefixed(&fresh_prefix())).await;
+    aws_with(AwsConfig::prefixed(&fresh_prefix())).await
+}
+
+/// The AWS adapters on moto for `config`, its resources created from the route table.
+pub async fn aws_with(config: AwsConfig) -> Aws {
+    let aws = connect(config).await;
     aws.bootstrap(events_schema::route_table())
         .await
         .expect("bootstrap on moto");
