@@ -3,7 +3,6 @@
 //! quick trial account. Production deploys use the CDK app in `cdk/`.
 
 use anyhow::Context;
-use backend::aws::Aws;
 
 use crate::backend_args::BackendArgs;
 
@@ -22,9 +21,7 @@ enum Action {
 pub async fn run(args: AwsArgs) -> anyhow::Result<()> {
     match args.action {
         Action::Bootstrap(backend) => {
-            let aws = Aws::connect(backend.aws_config())
-                .await
-                .context("cannot reach AWS")?;
+            let aws = backend.connect_aws().await?;
             let created = aws
                 .bootstrap(events_schema::route_table())
                 .await

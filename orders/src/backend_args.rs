@@ -49,11 +49,13 @@ pub struct Opened {
 }
 
 impl BackendArgs {
-    pub fn aws_config(&self) -> AwsConfig {
+    /// The AWS adapters for these arguments' endpoint and region (names from the
+    /// environment).
+    pub async fn connect_aws(&self) -> anyhow::Result<Aws> {
         let mut config = AwsConfig::from_env();
         config.endpoint_url = self.endpoint.clone();
         config.region = self.region.clone();
-        config
+        Aws::connect(config).await.context("cannot reach AWS")
     }
 
     pub async fn open(&self, routes: &RouteTable) -> anyhow::Result<Opened> {
@@ -72,9 +74,7 @@ impl BackendArgs {
                 })
             }
             BackendKind::Aws => {
-                let aws = Aws::connect(self.aws_config())
-                    .await
-                    .context("cannot reach AWS")?;
+                let aws = self.connect_aws().await?;
                 let sdk_region = aws
                     .clients
                     .dynamodb

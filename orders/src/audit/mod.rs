@@ -53,12 +53,7 @@ impl Data {
     pub async fn open(source: &Source) -> anyhow::Result<Self> {
         match source.backend {
             BackendKind::Embedded => Ok(Self::Embedded(source.data.clone())),
-            BackendKind::Aws => {
-                let aws = Aws::connect(source.aws_config())
-                    .await
-                    .context("cannot reach AWS")?;
-                Ok(Self::Aws(Box::new(aws)))
-            }
+            BackendKind::Aws => Ok(Self::Aws(Box::new(source.connect_aws().await?))),
         }
     }
 
