@@ -18,7 +18,10 @@
 use std::{collections::HashMap, sync::Arc};
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use aws_sdk_dynamodb::{
+    operation::scan::builders::ScanFluentBuilder,
+    types::{AttributeValue, KeysAndAttributes},
+};
 use chrono::{DateTime, SecondsFormat, Utc};
 use events_schema::OrderId;
 use serde::{Deserialize, Serialize};
@@ -229,12 +232,46 @@ impl DynamoArchive {
             .collect())
     }
 
+    /// A strongly consistent Scan of `table` (narrowed by `filter`) from `start`, each item
+    /// through `keep`, until `limit` items are kept or the table ends; and where the Scan
+    /// goes on. `Limit` counts items read before any filter: a Scan never reads past what
+    /// the page can still take, so that its own position is the page's end.
+    async fn scan_up_to<T>(
+        &self,
+        context: &'static str,
+        table: &str,
+        filter: impl Fn(ScanFluentBuilder) -> ScanFluentBuilder,
+        mut start: Option<Item>,
+        limit: usize,
+        mut keep: impl FnMut(Item) -> Option<T>,
+    ) -> Result<(Vec<T>, Option<Item>), StoreError> {
+        let mut kept = Vec::new();
+        loop {
+            let out = filter(self.client.scan().table_name(table).consistent_read(true))
+                .limit(i32::try_from(limit - kept.len()).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| sdk_error(context, e))?;
+            kept.extend(
+                out.items
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(&mut keep),
+            );
+            start = out.last_evaluated_key.filter(|k| !k.is_empty());
+            if start.is_none() || kept.len() >= limit {
+                return Ok((kept, start));
+            }
+        }
+    }
+
     /// The items of `window` (of all orders) after `start`, `limit` at most, and where
     /// the Scan goes on.
     async fn window_items(
         &self,
         window: &EventWindow,
-        mut start: Option<Item>,
+        start: Option<Item>,
         limit: usize,
     ) -> Result<(Vec<Item>, Option<Item>), StoreError> {
         const CONTEXT: &str = "reading events in a time window";
@@ -247,34 +284,19 @@ impl DynamoArchive {
             names = Some(HashMap::from([("#status".to_owned(), "status".to_owned())]));
             values.insert(":status".to_owned(), s(status.as_str()));
         }
-        let mut found = Vec::new();
-        loop {
-            // Limit counts items read before the filter: never read past what the page can
-            // take, so that the Scan's own position is the page's end.
-            let out = self
-                .client
-                .scan()
-                .table_name(&self.events_table)
-                .filter_expression(&filter)
-                .set_expression_attribute_names(names.clone())
-                .set_expression_attribute_values(Some(values.clone()))
-                .consistent_read(true)
-                .limit(i32::try_from(limit - found.len()).unwrap_or(i32::MAX))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| sdk_error(CONTEXT, e))?;
-            found.extend(
-                out.items
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|item| in_window(item, window)),
-            );
-            start = out.last_evaluated_key.filter(|k| !k.is_empty());
-            if start.is_none() || found.len() >= limit {
-                return Ok((found, start));
-            }
-        }
+        self.scan_up_to(
+            CONTEXT,
+            &self.events_table,
+            |scan| {
+                scan.filter_expression(&filter)
+                    .set_expression_attribute_names(names.clone())
+                    .set_expression_attribute_values(Some(values.clone()))
+            },
+            start,
+            limit,
+            |item| in_window(&item, window).then_some(item),
+        )
+        .await
     }
 
     /// The items of `window` of one order after `start`, `limit` at most, and the last
@@ -419,32 +441,23 @@ impl EventArchive for DynamoArchive {
             None => HistoryPosition::default(),
         };
         let mut skip = position.skip;
-        let mut start = position.after.as_ref().map(EventKey::item);
-        let mut items: Vec<Item> = Vec::new();
-        loop {
-            let out = self
-                .client
-                .scan()
-                .table_name(&self.events_table)
-                .consistent_read(true)
-                .limit(i32::try_from(max_events - items.len()).unwrap_or(i32::MAX))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| sdk_error(CONTEXT, e))?;
-            for item in out.items.unwrap_or_default() {
-                // What remains of an order a Query read whole comes first: skip it.
-                if skip.is_some() && get_s(&item, "orderId") == skip.as_deref() {
-                    continue;
-                }
-                skip = None;
-                items.push(item);
-            }
-            start = out.last_evaluated_key.filter(|k| !k.is_empty());
-            if start.is_none() || items.len() >= max_events {
-                break;
-            }
-        }
+        let (items, start) = self
+            .scan_up_to(
+                CONTEXT,
+                &self.events_table,
+                |scan| scan,
+                position.after.as_ref().map(EventKey::item),
+                max_events,
+                |item| {
+                    // What remains of an order a Query read whole comes first: skip it.
+                    if skip.is_some() && get_s(&item, "orderId") == skip.as_deref() {
+                        return None;
+                    }
+                    skip = None;
+                    Some(item)
+                },
+            )
+            .await?;
         let mut groups = group(items);
         let next = match start {
             None => None,
@@ -599,31 +612,16 @@ impl ProjectionScan for DynamoArchive {
             }
             None => (self.live.resolve().await?.table, None),
         };
-        let limit = limit.max(1);
-        let mut rows = Vec::new();
-        let mut start = start;
-        loop {
-            let out = self
-                .client
-                .scan()
-                .table_name(&table)
-                .consistent_read(true)
-                .limit(i32::try_from(limit - rows.len()).unwrap_or(i32::MAX))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| sdk_error(CONTEXT, e))?;
-            rows.extend(
-                out.items
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(projected_order),
-            );
-            start = out.last_evaluated_key.filter(|k| !k.is_empty());
-            if start.is_none() || rows.len() >= limit {
-                break;
-            }
-        }
+        let (rows, start) = self
+            .scan_up_to(
+                CONTEXT,
+                &table,
+                |scan| scan,
+                start,
+                limit.max(1),
+                |item| Some(projected_order(item)),
+            )
+            .await?;
         let next = start
             .as_ref()
             .and_then(|k| get_s(k, "orderId"))
