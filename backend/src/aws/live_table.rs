@@ -104,6 +104,15 @@ impl LiveTable {
         *self.current.lock().await = None;
     }
 
+    /// `result` of a request to the resolved table; on failure the name is forgotten, so
+    /// that the next request reads the pointer again (the table may be gone).
+    pub async fn forget_on_error<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if result.is_err() {
+            self.forget().await;
+        }
+        result
+    }
+
     /// The pointer item, strongly consistent; `None` if there is none yet.
     pub async fn read(&self) -> Result<Option<Pointer>, StoreError> {
         let out = self

@@ -166,14 +166,6 @@ impl DynamoReadModel {
             .collect::<Result<Vec<_>, StoreError>>()?;
         put_versioned(&self.client, table, items).await
     }
-
-    /// The live table's name, forgotten again if `result` failed (the table may be gone).
-    async fn forget_on_error<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
-        if result.is_err() {
-            self.live.forget().await;
-        }
-        result
-    }
 }
 
 #[async_trait]
@@ -184,7 +176,7 @@ impl ReadModel for DynamoReadModel {
         }
         let live = self.live.resolve().await?;
         let put = self.put_latest(&live.table, orders).await;
-        self.forget_on_error(put).await?;
+        self.live.forget_on_error(put).await?;
         // Writes that completed while the name was fresh reached the old table before a
         // rebuild's catch-up read it (see `live_table`); slower ones may have missed it, so
         // they go again to whatever table is live now.
@@ -192,7 +184,7 @@ impl ReadModel for DynamoReadModel {
             let now = self.live.resolve().await?;
             if now.table != live.table {
                 let put = self.put_latest(&now.table, orders).await;
-                self.forget_on_error(put).await?;
+                self.live.forget_on_error(put).await?;
             }
         }
         Ok(())
@@ -210,7 +202,7 @@ impl ReadModel for DynamoReadModel {
             .send()
             .await
             .map_err(|e| sdk_error(CONTEXT, e));
-        let out = self.forget_on_error(out).await?;
+        let out = self.live.forget_on_error(out).await?;
         out.item.map(|item| from_item(CONTEXT, item)).transpose()
     }
 
@@ -234,7 +226,7 @@ impl ReadModel for DynamoReadModel {
                 (|| Ok([a?, b?, c?, d?].concat()))()
             }
         };
-        let mut found = self.forget_on_error(found).await?;
+        let mut found = self.live.forget_on_error(found).await?;
         found.sort_by(|a, b| a.0.cmp(&b.0));
         let items: Vec<Order> = found.into_iter().take(fetch).map(|(_, o)| o).collect();
         Ok(Page::from_overfetch(items, query.limit))
