@@ -288,6 +288,15 @@ pub struct Ports {
 
 // ---- Replay and audit: bulk reads of the facts, and rebuilding what is derived from them.
 
+/// Whether to read the state stored with each event: a rebuild folds the envelopes alone,
+/// and leaving the states out halves what it reads (their [`RawEvent::order_state`] is
+/// then empty).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum States {
+    With,
+    Without,
+}
+
 /// One stored event exactly as the event store holds it, for auditors: nothing is parsed
 /// or re-encoded, so that a changed byte stays visible.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -32,7 +32,7 @@ use super::{
 };
 use crate::ports::{
     ArchiveSize, Coverage, EventArchive, EventWindow, HistoryCursor, HistoryPage, Projected,
-    ProjectedOrder, ProjectionScan, RawEvent, RawHistory, RowCursor, RowPage, StoreError,
+    ProjectedOrder, ProjectionScan, RawEvent, RawHistory, RowCursor, RowPage, States, StoreError,
     WindowCursor, WindowPage,
 };
 
@@ -121,16 +121,17 @@ fn json_text(item: Item) -> String {
     }
 }
 
-/// One event item as the audit reads it.
-fn raw_event(mut item: Item) -> RawEvent {
+/// One event item as the audit reads it (its stored state left empty `Without` states).
+fn raw_event(mut item: Item, states: States) -> RawEvent {
     let order_id = get_s(&item, "orderId").unwrap_or_default().to_owned();
     let version = get_n(&item, "version")
         .and_then(|v| u64::try_from(v).ok())
         .unwrap_or(0);
-    let order_state = match item.remove("order") {
-        Some(AttributeValue::M(state)) => json_text(state),
-        Some(other) => format!("<the stored state is not a map: {other:?}>"),
-        None => "<no state stored with the event>".to_owned(),
+    let order_state = match (item.remove("order"), states) {
+        (_, States::Without) => String::new(),
+        (Some(AttributeValue::M(state)), States::With) => json_text(state),
+        (Some(other), States::With) => format!("<the stored state is not a map: {other:?}>"),
+        (None, States::With) => "<no state stored with the event>".to_owned(),
     };
     RawEvent {
         order_id,
@@ -222,14 +223,99 @@ impl DynamoArchive {
         }
     }
 
-    /// One order's stored history, read for a rebuild's catch-up.
-    pub(super) async fn history_items(&self, order_id: &str) -> Result<Vec<RawEvent>, StoreError> {
+    /// One order's stored history.
+    pub(super) async fn history_items(
+        &self,
+        order_id: &str,
+        states: States,
+    ) -> Result<Vec<RawEvent>, StoreError> {
         Ok(self
             .query_order(order_id, None)
             .await?
             .into_iter()
-            .map(raw_event)
+            .map(|item| raw_event(item, states))
             .collect())
+    }
+
+    /// [`EventArchive::histories`], with or without the states stored with the events.
+    pub(super) async fn history_page(
+        &self,
+        cursor: Option<&HistoryCursor>,
+        max_events: usize,
+        states: States,
+    ) -> Result<HistoryPage, StoreError> {
+        const CONTEXT: &str = "reading histories";
+        let max_events = max_events.max(1);
+        let position: HistoryPosition = match cursor {
+            Some(c) => decode(CONTEXT, &c.0)?,
+            None => HistoryPosition::default(),
+        };
+        let mut skip = position.skip;
+        let (items, start) = self
+            .scan_up_to(
+                CONTEXT,
+                &self.events_table,
+                |scan| scan,
+                position.after.as_ref().map(EventKey::item),
+                max_events,
+                |item| {
+                    // What remains of an order a Query read whole comes first: skip it.
+                    if skip.is_some() && get_s(&item, "orderId") == skip.as_deref() {
+                        return None;
+                    }
+                    skip = None;
+                    Some(item)
+                },
+            )
+            .await?;
+        let mut groups = group(items);
+        let next = match start {
+            None => None,
+            // The Scan stopped inside or right after the last order: hand it to the next
+            // page, which resumes after the previous order's last event.
+            Some(_) if groups.len() > 1 => {
+                groups.pop();
+                let resume = groups
+                    .last()
+                    .and_then(|(_, events)| events.last())
+                    .and_then(EventKey::of);
+                Some(HistoryPosition {
+                    after: resume,
+                    skip: None,
+                })
+            }
+            // One order filled the page: read the rest of it, skip it afterwards.
+            Some(stopped) => match groups.last_mut() {
+                Some((id, events)) => {
+                    let read_through = events.last().and_then(EventKey::of);
+                    let rest = self
+                        .query_order(id, read_through.as_ref().map(|k| k.version.as_str()))
+                        .await?;
+                    events.extend(rest);
+                    Some(HistoryPosition {
+                        after: events.last().and_then(EventKey::of),
+                        skip: Some(id.clone()),
+                    })
+                }
+                // Everything read was skipped: go on from where the Scan stopped.
+                None => Some(HistoryPosition {
+                    after: EventKey::of(&stopped),
+                    skip,
+                }),
+            },
+        };
+        let histories = groups
+            .into_iter()
+            .map(|(order_id, events)| RawHistory {
+                order_id,
+                events: events.into_iter().map(|e| raw_event(e, states)).collect(),
+            })
+            .collect();
+        Ok(HistoryPage {
+            histories,
+            next: next.map(|p| HistoryCursor(encode(&p))),
+            coverage: Coverage::Orders,
+        })
     }
 
     /// A strongly consistent Scan of `table` (narrowed by `filter`) from `start`, each item
@@ -434,82 +520,11 @@ impl EventArchive for DynamoArchive {
         cursor: Option<&HistoryCursor>,
         max_events: usize,
     ) -> Result<HistoryPage, StoreError> {
-        const CONTEXT: &str = "reading histories";
-        let max_events = max_events.max(1);
-        let position: HistoryPosition = match cursor {
-            Some(c) => decode(CONTEXT, &c.0)?,
-            None => HistoryPosition::default(),
-        };
-        let mut skip = position.skip;
-        let (items, start) = self
-            .scan_up_to(
-                CONTEXT,
-                &self.events_table,
-                |scan| scan,
-                position.after.as_ref().map(EventKey::item),
-                max_events,
-                |item| {
-                    // What remains of an order a Query read whole comes first: skip it.
-                    if skip.is_some() && get_s(&item, "orderId") == skip.as_deref() {
-                        return None;
-                    }
-                    skip = None;
-                    Some(item)
-                },
-            )
-            .await?;
-        let mut groups = group(items);
-        let next = match start {
-            None => None,
-            // The Scan stopped inside or right after the last order: hand it to the next
-            // page, which resumes after the previous order's last event.
-            Some(_) if groups.len() > 1 => {
-                groups.pop();
-                let resume = groups
-                    .last()
-                    .and_then(|(_, events)| events.last())
-                    .and_then(EventKey::of);
-                Some(HistoryPosition {
-                    after: resume,
-                    skip: None,
-                })
-            }
-            // One order filled the page: read the rest of it, skip it afterwards.
-            Some(stopped) => match groups.last_mut() {
-                Some((id, events)) => {
-                    let read_through = events.last().and_then(EventKey::of);
-                    let rest = self
-                        .query_order(id, read_through.as_ref().map(|k| k.version.as_str()))
-                        .await?;
-                    events.extend(rest);
-                    Some(HistoryPosition {
-                        after: events.last().and_then(EventKey::of),
-                        skip: Some(id.clone()),
-                    })
-                }
-                // Everything read was skipped: go on from where the Scan stopped.
-                None => Some(HistoryPosition {
-                    after: EventKey::of(&stopped),
-                    skip,
-                }),
-            },
-        };
-        let histories = groups
-            .into_iter()
-            .map(|(order_id, events)| RawHistory {
-                order_id,
-                events: events.into_iter().map(raw_event).collect(),
-            })
-            .collect();
-        Ok(HistoryPage {
-            histories,
-            next: next.map(|p| HistoryCursor(encode(&p))),
-            coverage: Coverage::Orders,
-        })
+        self.history_page(cursor, max_events, States::With).await
     }
 
     async fn history_raw(&self, order_id: &OrderId) -> Result<Vec<RawEvent>, StoreError> {
-        self.history_items(order_id.as_str()).await
+        self.history_items(order_id.as_str(), States::With).await
     }
 
     async fn events_between(
@@ -538,7 +553,10 @@ impl EventArchive for DynamoArchive {
             .and_then(EventKey::of)
             .map(|k| WindowCursor(encode(&k)));
         Ok(WindowPage {
-            events: items.into_iter().map(raw_event).collect(),
+            events: items
+                .into_iter()
+                .map(|e| raw_event(e, States::With))
+                .collect(),
             next,
         })
     }
@@ -707,14 +725,17 @@ mod tests {
                 AttributeValue::M(item(&[("version", n(2)), ("status", s("inprocess"))])),
             ),
         ]);
-        let raw = raw_event(event);
+        let raw = raw_event(event, States::With);
         assert_eq!((raw.order_id.as_str(), raw.version), ("ORD-1", 2));
         assert_eq!(
             raw.envelope,
             r#"{"data":{},"orderId":"ORD-1","type":"OrderStarted","version":2}"#
         );
         assert_eq!(raw.order_state, r#"{"status":"inprocess","version":2}"#);
-        let unconvertible = raw_event(item(&[("orderId", s("ORD-1")), ("version", n(1))]));
+        let unconvertible = raw_event(
+            item(&[("orderId", s("ORD-1")), ("version", n(1))]),
+            States::With,
+        );
         assert!(
             unconvertible.order_state.starts_with('<'),
             "{unconvertible:?}"

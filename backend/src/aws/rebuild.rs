@@ -44,8 +44,8 @@ use super::{
     read_model::{order_item, put_versioned},
 };
 use crate::ports::{
-    BeforeSwap, EventArchive, HistoryCursor, ProgressFn, ProjectionRebuild, RebuildReport,
-    StoreError, fold_raw,
+    BeforeSwap, HistoryCursor, ProgressFn, ProjectionRebuild, RebuildReport, States, StoreError,
+    fold_raw,
 };
 
 /// Events per page of histories read from the event table.
@@ -239,7 +239,10 @@ impl DynamoRebuild {
         let mut folded = Folded::default();
         let mut cursor: Option<HistoryCursor> = None;
         loop {
-            let page = self.archive.histories(cursor.as_ref(), PAGE_EVENTS).await?;
+            let page = self
+                .archive
+                .history_page(cursor.as_ref(), PAGE_EVENTS, States::Without)
+                .await?;
             let mut items = Vec::with_capacity(page.histories.len());
             for history in &page.histories {
                 let events = history.events.len() as u64;
@@ -359,7 +362,10 @@ impl DynamoRebuild {
         fresh: &str,
         report: &mut RebuildReport,
     ) -> Result<Option<(Item, u64)>, StoreError> {
-        let events = self.archive.history_items(order_id).await?;
+        let events = self
+            .archive
+            .history_items(order_id, States::Without)
+            .await?;
         if events.is_empty() {
             report.changed += 1; // a row without events: not carried over
             return Ok(None);

@@ -17,7 +17,7 @@ use super::{
 };
 use crate::ports::{
     ArchiveSize, Coverage, EventArchive, EventWindow, HistoryCursor, HistoryPage, Projected,
-    ProjectedOrder, ProjectionScan, RawEvent, RawHistory, RowCursor, RowPage, StoreError,
+    ProjectedOrder, ProjectionScan, RawEvent, RawHistory, RowCursor, RowPage, States, StoreError,
     WindowCursor, WindowPage,
 };
 
@@ -67,20 +67,10 @@ fn raw_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawEvent> {
 
 const COLUMNS: &str = "order_id, version, envelope, order_state, position";
 
-/// Whether to read the state stored with each event (a rebuild folds the envelopes alone,
-/// and skipping the column halves what it reads).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum States {
-    With,
-    Without,
-}
-
-impl States {
-    fn columns(self) -> &'static str {
-        match self {
-            States::With => COLUMNS,
-            States::Without => "order_id, version, envelope, '', position",
-        }
+fn columns(states: States) -> &'static str {
+    match states {
+        States::With => COLUMNS,
+        States::Without => "order_id, version, envelope, '', position",
     }
 }
 
@@ -100,7 +90,7 @@ pub(super) fn read_histories(
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {} FROM events WHERE order_id > ?1 AND position <= ?2
          ORDER BY order_id, version LIMIT ?3",
-        states.columns()
+        columns(states)
     ))?;
     let rows = stmt
         .query_map(params![after.unwrap_or(""), upto, limit], raw_event)?
@@ -130,7 +120,7 @@ pub(super) fn read_history(
 ) -> rusqlite::Result<Vec<RawEvent>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {} FROM events WHERE order_id = ?1 AND position <= ?2 ORDER BY version",
-        states.columns()
+        columns(states)
     ))?;
     stmt.query_map(params![order_id, upto], raw_event)?
         .collect()

@@ -33,12 +33,12 @@ use events_schema::Order;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    archive::{States, high_water, read_histories, read_history, tune_for_scans},
+    archive::{high_water, read_histories, read_history, tune_for_scans},
     read_model::{INDEXES, ensure_schema},
     sqlite::{self, Durability, micros},
 };
 pub use crate::ports::{BeforeSwap, fold_raw};
-use crate::ports::{ProgressFn, ProjectionRebuild, RawHistory, RebuildReport, StoreError};
+use crate::ports::{ProgressFn, ProjectionRebuild, RawHistory, RebuildReport, States, StoreError};
 
 /// Events per page read from the event store.
 const PAGE_EVENTS: usize = 20_000;
