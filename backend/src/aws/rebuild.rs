@@ -327,10 +327,12 @@ impl DynamoRebuild {
                     (Some(_), None) => report.changed += 1, // unreadable, repaired
                     // Newer than the fold, or an order the fold did not see.
                     _ => {
-                        if let Some(keep) =
-                            self.fold_again(&id, fold, item, fresh, &mut report).await?
+                        let version = version.unwrap_or(0);
+                        if let Some(row) = self
+                            .fold_again(&id, fold, item, version, &mut report)
+                            .await?
                         {
-                            kept.push(keep);
+                            kept.push(row);
                         }
                     }
                 }
@@ -352,14 +354,15 @@ impl DynamoRebuild {
     }
 
     /// An order the projector moved past the fold (or created after it): folded again from
-    /// its events, written unless the new table has a newer row already. Returns the old
-    /// row, with its version, where it is to be kept (the history cannot be folded).
+    /// its events. Returns the row to put into the new table, with its version: the fold,
+    /// or the old row (at `old_version`) where the history cannot be folded; none where
+    /// the order has no events.
     async fn fold_again(
         &self,
         order_id: &str,
         fold: Option<&FoldedOrder>,
         old_item: Item,
-        fresh: &str,
+        old_version: u64,
         report: &mut RebuildReport,
     ) -> Result<Option<(Item, u64)>, StoreError> {
         let events = self
@@ -383,20 +386,11 @@ impl DynamoRebuild {
                 if old_row.as_ref() != Some(&order) {
                     report.changed += 1;
                 }
-                put_versioned(
-                    &self.client,
-                    fresh,
-                    vec![(order_item(&order)?, order.version)],
-                )
-                .await?;
-                Ok(None)
+                Ok(Some((order_item(&order)?, order.version)))
             }
             Err(reason) => {
                 report.unfoldable.push((order_id.to_owned(), reason));
-                let version = get_n(&old_item, "version")
-                    .and_then(|v| u64::try_from(v).ok())
-                    .unwrap_or(0);
-                Ok(Some((old_item, version)))
+                Ok(Some((old_item, old_version)))
             }
         }
     }
