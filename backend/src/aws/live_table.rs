@@ -73,6 +73,12 @@ impl LiveTable {
         &self.configured
     }
 
+    /// The live table according to `pointer`: its table, or the configured one while
+    /// there is no pointer yet.
+    pub fn table_of<'a>(&'a self, pointer: Option<&'a Pointer>) -> &'a str {
+        pointer.map_or(self.configured.as_str(), |p| p.table.as_str())
+    }
+
     /// How long a resolved name is used.
     pub fn cache(&self) -> Duration {
         self.cache
@@ -85,10 +91,7 @@ impl LiveTable {
             return Ok(r.clone());
         }
         let asked_at = Instant::now();
-        let table = self
-            .read()
-            .await?
-            .map_or_else(|| self.configured.clone(), |p| p.table);
+        let table = self.table_of(self.read().await?.as_ref()).to_owned();
         let resolved = Resolved { table, asked_at };
         *current = Some(resolved.clone());
         Ok(resolved)
@@ -143,7 +146,7 @@ impl LiveTable {
     pub async fn flip(&self, from: Option<&Pointer>, to: &str) -> Result<Pointer, StoreError> {
         const CONTEXT: &str = "swapping in the rebuilt read model table";
         let generation = from.map_or(0, |p| p.generation) + 1;
-        let previous = from.map_or(self.configured.as_str(), |p| p.table.as_str());
+        let previous = self.table_of(from);
         let mut request = self
             .client
             .put_item()

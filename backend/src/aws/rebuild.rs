@@ -144,9 +144,7 @@ impl DynamoRebuild {
         before_swap: BeforeSwap,
     ) -> Result<RebuildReport, StoreError> {
         let pointer = self.live.read().await?;
-        let old = pointer
-            .as_ref()
-            .map_or_else(|| self.live.configured().to_owned(), |p| p.table.clone());
+        let old = self.live.table_of(pointer.as_ref()).to_owned();
         self.drop_leftovers(&old).await?;
         let millis = SystemTime::now()
             .duration_since(UNIX_EPOCH)
