@@ -534,6 +534,10 @@ describe('least-privilege IAM', () => {
     });
     // Nothing else of the ledger.
     assert.deepEqual(projector.filter((s) => refsIn(s.Resource).has(ledgerId)).map((s) => s.Sid), ['LiveTablePointer']);
+    // The names the Rust code uses (backend/src/aws/live_table.rs POINTER_PK, rebuild.rs
+    // FRESH_INFIX): a drift here would deny the functions what they need.
+    assert.equal(LIVE_TABLE_POINTER_PK, 'read-model#live');
+    assert.equal(REBUILT_TABLES_SUFFIX, '-rebuild-*');
   });
   for (const route of ROUTES.routes) {
     it(`orders-handler ${route.handler}: ledger, documents put/get, consume its own queue only`, () => {
