@@ -41,8 +41,7 @@ pub struct SqliteDocuments {
 
 impl SqliteDocuments {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let conn = sqlite::open(path, Durability::Full)
-            .and_then(|c| c.execute_batch(SCHEMA).map(|()| c))
+        let conn = sqlite::open_with_schema(path, Durability::Full, SCHEMA)
             .map_err(|e| StoreError::new("opening the document store", e))?;
         let writer = GroupWriter::spawn("document-writer", conn, MAX_GROUP, commit)
             .map_err(|e| StoreError::new("starting the document writer", e))?;

@@ -81,8 +81,7 @@ pub struct SqliteEventStore {
 
 impl SqliteEventStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let conn = sqlite::open(path, Durability::Full)
-            .and_then(|c| c.execute_batch(SCHEMA).map(|()| c))
+        let conn = sqlite::open_with_schema(path, Durability::Full, SCHEMA)
             .map_err(|e| StoreError::new("opening the event store", e))?;
         let last: u64 = conn
             .query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |r| {

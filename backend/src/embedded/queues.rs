@@ -58,8 +58,7 @@ impl SqliteQueues {
     pub fn open(path: &Path, configs: Vec<QueueConfig>) -> Result<Self, StoreError> {
         // A message is acknowledged to its sender (the projector, which then checkpoints):
         // it must survive a power cut, so every commit is fsync'd.
-        let conn = sqlite::open(path, Durability::Full)
-            .and_then(|c| c.execute_batch(SCHEMA).map(|()| c))
+        let conn = sqlite::open_with_schema(path, Durability::Full, SCHEMA)
             .map_err(|e| StoreError::new("opening the queues", e))?;
         let sent = configs
             .iter()

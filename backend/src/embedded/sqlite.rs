@@ -58,6 +58,17 @@ pub fn open(path: &Path, durability: Durability) -> rusqlite::Result<Connection>
     Ok(conn)
 }
 
+/// [`open`], then creates what `schema` declares (`CREATE ... IF NOT EXISTS`).
+pub fn open_with_schema(
+    path: &Path,
+    durability: Durability,
+    schema: &str,
+) -> rusqlite::Result<Connection> {
+    let conn = open(path, durability)?;
+    conn.execute_batch(schema)?;
+    Ok(conn)
+}
+
 /// Opens a read-only connection.
 pub fn open_read_only(path: &Path) -> rusqlite::Result<Connection> {
     connect(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
