@@ -274,6 +274,39 @@ pub trait DocumentStore: Send + Sync {
     async fn get(&self, order_id: &OrderId, name: &str) -> Result<Option<Document>, StoreError>;
 }
 
+/// What a metric sample counts: a running total, or a level that goes up and down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter,
+    Gauge,
+}
+
+/// One sample of the running backend's own counters (transactions, fsyncs, per-stage CPU
+/// seconds...), rendered by `/metrics` in the Prometheus text format.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metric {
+    /// `orders_...`, Prometheus style (`_total` for counters).
+    pub name: &'static str,
+    pub help: &'static str,
+    pub kind: MetricKind,
+    pub labels: Vec<(&'static str, String)>,
+    pub value: f64,
+}
+
+/// The backend's own counters, read without waiting on any store.
+pub trait Telemetry: Send + Sync {
+    fn metrics(&self) -> Vec<Metric>;
+}
+
+/// A backend with nothing of its own to count (AWS: CloudWatch has the services' metrics).
+pub struct NoTelemetry;
+
+impl Telemetry for NoTelemetry {
+    fn metrics(&self) -> Vec<Metric> {
+        Vec::new()
+    }
+}
+
 /// Every port of one backend, as the entrypoints wire them.
 #[derive(Clone)]
 pub struct Ports {
@@ -284,6 +317,7 @@ pub struct Ports {
     pub publisher: std::sync::Arc<dyn EventPublisher>,
     pub queues: std::sync::Arc<dyn Queues>,
     pub documents: std::sync::Arc<dyn DocumentStore>,
+    pub telemetry: std::sync::Arc<dyn Telemetry>,
 }
 
 // ---- Replay and audit: bulk reads of the facts, and rebuilding what is derived from them.

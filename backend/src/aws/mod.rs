@@ -158,6 +158,7 @@ impl Aws {
             publisher: self.publisher.clone(),
             queues: self.queues.clone(),
             documents: self.documents.clone(),
+            telemetry: std::sync::Arc::new(crate::ports::NoTelemetry),
         }
     }
 }

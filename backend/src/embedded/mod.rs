@@ -105,6 +105,7 @@ impl Embedded {
             publisher: self.bus.clone(),
             queues: self.queues.clone(),
             documents: self.documents.clone(),
+            telemetry: std::sync::Arc::new(crate::ports::NoTelemetry),
         }
     }
 }
