@@ -1,8 +1,8 @@
 //! The stored shape of an event: one DynamoDB item per event (key `orderId` + `version`),
 //! the envelope's members at the top level and the order's state after the event under
-//! `order`. Stream records carry this item as their `NewImage`, on both backends.
+//! `order`. The table's stream records carry this item as their `NewImage`: the AWS change
+//! feed and the projector Lambda decode events from it with [`from_item`].
 
-use aws_lambda_events::dynamodb::{EventRecord, StreamRecord, StreamViewType};
 use events_schema::{Envelope, Order, Recorded};
 use serde::{Deserialize, Serialize};
 
@@ -39,33 +39,4 @@ pub fn from_item(item: serde_dynamo::Item) -> Result<Recorded, NotAnEventItem> {
         envelope: owned.envelope,
         order: owned.order,
     })
-}
-
-/// A DynamoDB Streams `INSERT` record for `recorded`, as Lambda would deliver it.
-pub fn stream_record(
-    recorded: &Recorded,
-    sequence_number: String,
-    source_arn: &str,
-) -> Result<EventRecord, NotAnEventItem> {
-    let new_image = to_item(recorded)?;
-    let keys = serde_dynamo::to_item(serde_json::json!({
-        "orderId": recorded.envelope.order_id.as_str(),
-        "version": recorded.envelope.version,
-    }))
-    .map_err(|e| NotAnEventItem(e.to_string()))?;
-    let mut change = StreamRecord::default();
-    change.approximate_creation_date_time = recorded.envelope.occurred_at;
-    change.keys = keys;
-    change.new_image = new_image;
-    change.sequence_number = Some(sequence_number.clone());
-    change.stream_view_type = Some(StreamViewType::NewImage);
-    let mut record = EventRecord::default();
-    record.aws_region = "local".into();
-    record.event_id = sequence_number;
-    record.event_name = "INSERT".into();
-    record.event_source = Some("aws:dynamodb".into());
-    record.event_version = Some("1.1".into());
-    record.event_source_arn = Some(source_arn.into());
-    record.change = change;
-    Ok(record)
 }

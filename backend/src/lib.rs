@@ -13,5 +13,6 @@ pub mod embedded;
 pub mod event_pattern;
 pub mod item;
 pub mod ports;
+pub mod telemetry;
 
 pub use ports::*;

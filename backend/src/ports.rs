@@ -1,7 +1,6 @@
 //! The ports: what the command API, the projector and the tools need from a backend.
 
 use async_trait::async_trait;
-use aws_lambda_events::dynamodb;
 use chrono::{DateTime, Utc};
 use events_schema::{ChainHash, Envelope, Order, OrderId, Recorded, Status};
 
@@ -156,19 +155,50 @@ pub trait ReadModel: Send + Sync {
     async fn list(&self, query: &ListQuery) -> Result<Page, StoreError>;
 }
 
-/// The event table's change stream, read like a Lambda event source mapping reads it.
+/// Where a change sits in the feed: opaque to the projector, handed back to
+/// [`ChangeFeed::checkpoint`] (embedded: the global position; AWS: the stream sequence
+/// number).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Checkpoint(pub(crate) String);
+
+impl std::fmt::Display for Checkpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One recorded event as the change feed delivers it, with where it sits in the feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub at: Checkpoint,
+    pub recorded: Recorded,
+}
+
+/// Why the change feed could not hand out a batch.
+#[derive(Debug, thiserror::Error)]
+pub enum FeedError {
+    /// The next record in the feed is not a readable order event: it can only be retried
+    /// or, once given up on, checkpointed past (`at`).
+    #[error("the stream record at {at} is not an order event: {reason}")]
+    Unreadable { at: Checkpoint, reason: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The event store's change stream: every appended event once, in each order's version
+/// order, from a durable checkpoint (at least once: what is not checkpointed comes again).
 #[async_trait]
 pub trait ChangeFeed: Send + Sync {
-    /// Up to `max` records after the checkpoint, shaped exactly as Lambda hands a DynamoDB
-    /// stream batch to a function; waits up to `wait` for the first one.
+    /// Up to `max` changes after the checkpoint; waits up to `wait` for the first one.
+    /// Changes handed out but not checkpointed are handed out again by the next call.
     async fn next_batch(
         &self,
         max: usize,
         wait: std::time::Duration,
-    ) -> Result<dynamodb::Event, StoreError>;
-    /// Marks every record up to and including `sequence_number` as handled, durably.
-    async fn checkpoint(&self, sequence_number: &str) -> Result<(), StoreError>;
-    /// How many records are written but not yet checkpointed.
+    ) -> Result<Vec<Change>, FeedError>;
+    /// Marks every change up to and including `at` as handled, durably.
+    async fn checkpoint(&self, at: &Checkpoint) -> Result<(), StoreError>;
+    /// How many changes are written but not yet checkpointed.
     async fn lag(&self) -> Result<u64, StoreError>;
 }
 

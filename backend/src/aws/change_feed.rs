@@ -1,7 +1,8 @@
 //! The change feed over the event table's DynamoDB stream, read through the DynamoDB
 //! Streams API as Lambda's event source mapping reads it: the stream ARN from DescribeTable
 //! (never built by hand), shards from DescribeStream, a shard iterator from the durable
-//! checkpoint, `GetRecords`, and records handed over as the Lambda event's records.
+//! checkpoint, `GetRecords`, and each record's new image decoded straight into the event it
+//! holds.
 //!
 //! Checkpoints are items of the ledger table keyed by stream ARN and shard id (sequence
 //! numbers restart in every stream). A batch comes from one shard, in shard order; shards
@@ -11,16 +12,18 @@
 use std::{cmp::Ordering, collections::HashMap, time::Duration};
 
 use async_trait::async_trait;
-use aws_lambda_events::dynamodb;
 use aws_sdk_dynamodbstreams::{
     operation::get_records::{GetRecordsError, GetRecordsOutput},
     types::{Record, ShardIteratorType},
 };
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use tokio::{sync::Mutex, time::Instant};
 
 use super::dynamo::{Item, get_s, n, s, sdk_error};
-use crate::ports::{ChangeFeed, StoreError};
+use crate::{
+    item,
+    ports::{ChangeFeed, Change, Checkpoint, FeedError, StoreError},
+};
 
 /// How often an idle feed asks each shard again while it waits (Lambda polls a shard about
 /// four times a second; GetRecords allows five).
@@ -325,8 +328,8 @@ impl StreamsChangeFeed {
     }
 
     /// One look at every shard that may be read now, starting from the next in turn; the
-    /// first non-empty batch.
-    async fn poll_once(&self, max: usize) -> Result<dynamodb::Event, StoreError> {
+    /// first batch with an event in it.
+    async fn poll_once(&self, max: usize) -> Result<Vec<Change>, FeedError> {
         let mut guard = self.state.lock().await;
         let state = &mut *guard;
         self.refresh_shards(state, false).await?;
@@ -349,17 +352,26 @@ impl StreamsChangeFeed {
                 continue;
             }
             state.turn = (state.turn + k + 1) % ready.len().max(1);
-            let mut event = dynamodb::Event::default();
-            for record in records {
-                event.records.push(lambda_record(record, &arn)?);
+            let last = records
+                .last()
+                .and_then(|r| r.dynamodb.as_ref()?.sequence_number.clone());
+            let changes = changes(records)?;
+            if changes.is_empty() {
+                // Only records that are not events (the table is append-only, so there
+                // should be none): nothing for the projector, step past them.
+                if let Some(last) = last {
+                    shard.checkpoint = Some(last);
+                    self.save_checkpoint(&arn, shard).await?;
+                }
+                continue;
             }
-            return Ok(event);
+            return Ok(changes);
         }
         if finished_one {
             // A finished parent lets its children be read: list them now.
             self.refresh_shards(state, true).await?;
         }
-        Ok(dynamodb::Event::default())
+        Ok(Vec::new())
     }
 }
 
@@ -375,56 +387,46 @@ fn is_ready(shards: &[Shard], index: usize) -> bool {
         })
 }
 
-/// A Streams API record as Lambda hands it to a function.
-fn lambda_record(record: Record, stream_arn: &str) -> Result<dynamodb::EventRecord, StoreError> {
-    let change = record
-        .dynamodb
-        .ok_or_else(|| StoreError::new("reading stream records", "a record without its change"))?;
-    let mut out = dynamodb::EventRecord::default();
-    out.aws_region = record.aws_region.unwrap_or_default();
-    out.event_id = record.event_id.unwrap_or_default();
-    out.event_name = record
-        .event_name
-        .map(|n| n.as_str().to_owned())
-        .unwrap_or_default();
-    out.event_source = record.event_source;
-    out.event_version = record.event_version;
-    out.event_source_arn = Some(stream_arn.to_owned());
-    let mut image = dynamodb::StreamRecord::default();
-    if let Some(t) = change.approximate_creation_date_time {
-        image.approximate_creation_date_time =
-            DateTime::from_timestamp(t.secs(), t.subsec_nanos()).unwrap_or_default();
+/// The events of a batch of stream records, each decoded from its new image: inserts only
+/// (the event table is append-only), up to the first record that is not a readable event.
+/// That record ends the batch, or, when it comes first, is the feed's error, so that the
+/// runtime retries it and may give up on it by its position.
+fn changes(records: Vec<Record>) -> Result<Vec<Change>, FeedError> {
+    let mut changes = Vec::with_capacity(records.len());
+    for record in records {
+        let Some(image) = record.dynamodb else {
+            continue;
+        };
+        let Some(seq) = image.sequence_number else {
+            continue;
+        };
+        if record.event_name.as_ref().map(|n| n.as_str()) != Some("INSERT") {
+            tracing::warn!(event_name = ?record.event_name, sequence_number = %seq, "ignoring a stream record that is not an insert");
+            continue;
+        }
+        let at = Checkpoint(seq);
+        match item::from_item(serde_dynamo::Item::from(image.new_image.unwrap_or_default())) {
+            Ok(recorded) => changes.push(Change { at, recorded }),
+            Err(e) if changes.is_empty() => {
+                return Err(FeedError::Unreadable {
+                    at,
+                    reason: e.to_string(),
+                });
+            }
+            Err(_) => break,
+        }
     }
-    image.keys = serde_dynamo::Item::from(change.keys.unwrap_or_default());
-    image.new_image = serde_dynamo::Item::from(change.new_image.unwrap_or_default());
-    image.old_image = serde_dynamo::Item::from(change.old_image.unwrap_or_default());
-    image.sequence_number = change.sequence_number;
-    image.size_bytes = change.size_bytes.unwrap_or_default();
-    image.stream_view_type = change
-        .stream_view_type
-        .map(|v| match v.as_str() {
-            "NEW_IMAGE" => Ok(dynamodb::StreamViewType::NewImage),
-            "OLD_IMAGE" => Ok(dynamodb::StreamViewType::OldImage),
-            "NEW_AND_OLD_IMAGES" => Ok(dynamodb::StreamViewType::NewAndOldImages),
-            "KEYS_ONLY" => Ok(dynamodb::StreamViewType::KeysOnly),
-            other => Err(StoreError::new(
-                "reading stream records",
-                format!("unknown stream view type {other:?}"),
-            )),
-        })
-        .transpose()?;
-    out.change = image;
-    Ok(out)
+    Ok(changes)
 }
 
 #[async_trait]
 impl ChangeFeed for StreamsChangeFeed {
-    async fn next_batch(&self, max: usize, wait: Duration) -> Result<dynamodb::Event, StoreError> {
+    async fn next_batch(&self, max: usize, wait: Duration) -> Result<Vec<Change>, FeedError> {
         let deadline = Instant::now() + wait;
         loop {
             let batch = self.poll_once(max).await?;
             let left = deadline.saturating_duration_since(Instant::now());
-            if !batch.records.is_empty() || left.is_zero() {
+            if !batch.is_empty() || left.is_zero() {
                 return Ok(batch);
             }
             // The Streams API has no long poll: look again shortly, without holding the
@@ -433,7 +435,8 @@ impl ChangeFeed for StreamsChangeFeed {
         }
     }
 
-    async fn checkpoint(&self, sequence_number: &str) -> Result<(), StoreError> {
+    async fn checkpoint(&self, at: &Checkpoint) -> Result<(), StoreError> {
+        let sequence_number = at.0.as_str();
         let mut guard = self.state.lock().await;
         let state = &mut *guard;
         let arn = self.stream_arn(state).await?;

@@ -11,8 +11,8 @@ use events_schema::OrderId;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    change_feed::CHECKPOINT,
-    read_model::load_checkpoint,
+    change_feed::load_checkpoint,
+    data_dir::DataDir,
     sqlite::{ReadPool, micros},
 };
 use crate::ports::{
@@ -23,28 +23,15 @@ use crate::ports::{
 
 /// The events and the read model of one data directory, read-only.
 pub struct SqliteArchive {
-    events: ReadPool,
-    /// `None` when the directory has no read model yet (nothing was ever projected).
-    projection: Option<ReadPool>,
+    db: ReadPool,
 }
 
 impl SqliteArchive {
-    /// Opens `dir`'s `events.db` (which must exist) and `projection.db` (if it exists).
+    /// Opens the database of `dir`, which `orders dev` must have written.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let events = dir.join("events.db");
-        if !events.is_file() {
-            return Err(StoreError::new(
-                "opening the event store",
-                format!(
-                    "{} has no events.db (is it a data directory of orders dev?)",
-                    dir.display()
-                ),
-            ));
-        }
-        let projection = dir.join("projection.db");
+        let database = DataDir::new(dir).existing_database()?;
         Ok(Self {
-            events: ReadPool::new(events),
-            projection: projection.is_file().then(|| ReadPool::new(projection)),
+            db: ReadPool::new(database),
         })
     }
 }
@@ -159,7 +146,7 @@ impl EventArchive for SqliteArchive {
         let after = cursor.map(|c| c.0.clone());
         let from = after.clone();
         let histories = self
-            .events
+            .db
             .read("reading histories", move |conn| {
                 tune_for_scans(conn)?;
                 read_histories(conn, from.as_deref(), max_events, None, States::With)
@@ -175,7 +162,7 @@ impl EventArchive for SqliteArchive {
 
     async fn history_raw(&self, order_id: &OrderId) -> Result<Vec<RawEvent>, StoreError> {
         let id = order_id.to_string();
-        self.events
+        self.db
             .read("reading an order's history", move |conn| {
                 read_history(conn, &id, u64::MAX >> 1, States::With)
             })
@@ -199,7 +186,7 @@ impl EventArchive for SqliteArchive {
         let status = window.status.map(|s| s.as_str());
         let limit = limit.max(1);
         let events = self
-            .events
+            .db
             .read("reading events in a time window", move |conn| {
                 tune_for_scans(conn)?;
                 // With an order, its (order_id, version) index narrows the scan; without,
@@ -231,7 +218,7 @@ impl EventArchive for SqliteArchive {
     }
 
     async fn size(&self) -> Result<ArchiveSize, StoreError> {
-        self.events
+        self.db
             .read("counting events", |conn| {
                 let (events, orders) = conn.query_row(
                     "SELECT COUNT(*), COUNT(DISTINCT order_id) FROM events",
@@ -254,34 +241,18 @@ fn projected_order(r: &rusqlite::Row<'_>) -> rusqlite::Result<ProjectedOrder> {
 #[async_trait]
 impl ProjectionScan for SqliteArchive {
     async fn projected(&self) -> Result<Projected, StoreError> {
-        let Some(projection) = &self.projection else {
-            return Ok(Projected::Through(0));
-        };
-        projection
+        self.db
             .read("reading the projector checkpoint", |conn| {
-                let exists: Option<i64> = conn
-                    .query_row(
-                        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'checkpoints'",
-                        [],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
-                if exists.is_none() {
-                    return Ok(Projected::Through(0));
-                }
-                load_checkpoint(conn, CHECKPOINT).map(Projected::Through)
+                load_checkpoint(conn).map(Projected::Through)
             })
             .await
     }
 
     async fn rows_for(&self, page: &HistoryPage) -> Result<Vec<ProjectedOrder>, StoreError> {
-        let Some(projection) = &self.projection else {
-            return Ok(Vec::new());
-        };
         match &page.coverage {
             Coverage::Range { after, through } => {
                 let (after, through) = (after.clone(), through.clone());
-                projection
+                self.db
                     .read("reading the read model", move |conn| {
                         tune_for_scans(conn)?;
                         // Both bounds as plain comparisons, so that the primary key bounds
@@ -305,7 +276,7 @@ impl ProjectionScan for SqliteArchive {
             }
             Coverage::Orders => {
                 let ids: Vec<String> = page.histories.iter().map(|h| h.order_id.clone()).collect();
-                projection
+                self.db
                     .read("reading the read model", move |conn| {
                         let mut stmt = conn.prepare_cached(
                             "SELECT order_id, body FROM orders WHERE order_id = ?1",
@@ -324,15 +295,9 @@ impl ProjectionScan for SqliteArchive {
     }
 
     async fn rows(&self, cursor: Option<&RowCursor>, limit: usize) -> Result<RowPage, StoreError> {
-        let Some(projection) = &self.projection else {
-            return Ok(RowPage {
-                rows: Vec::new(),
-                next: None,
-            });
-        };
         let after = cursor.map(|c| c.0.clone()).unwrap_or_default();
         let limit = limit.max(1);
-        let rows = projection
+        let rows = self.db
             .read("reading the read model", move |conn| {
                 tune_for_scans(conn)?;
                 conn.prepare_cached(
@@ -349,11 +314,8 @@ impl ProjectionScan for SqliteArchive {
     }
 
     async fn get_projected(&self, order_id: &str) -> Result<Option<ProjectedOrder>, StoreError> {
-        let Some(projection) = &self.projection else {
-            return Ok(None);
-        };
         let id = order_id.to_owned();
-        projection
+        self.db
             .read("reading the read model", move |conn| {
                 conn.prepare_cached("SELECT order_id, body FROM orders WHERE order_id = ?1")?
                     .query_row([id], projected_order)

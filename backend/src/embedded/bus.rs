@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use events_schema::RouteTable;
 use serde_json::value::RawValue;
 
-use super::queues::SqliteQueues;
+use super::queues::MessageSink;
 use crate::{
     event_pattern::EventPattern,
     ports::{BusEntry, EventPublisher, StoreError},
@@ -26,11 +26,11 @@ struct Rule {
 
 pub struct EmbeddedBus {
     rules: Vec<Rule>,
-    queues: Arc<SqliteQueues>,
+    queues: Arc<dyn MessageSink>,
 }
 
 impl EmbeddedBus {
-    pub fn new(routes: &RouteTable, queues: Arc<SqliteQueues>) -> Result<Self, StoreError> {
+    pub fn new(routes: &RouteTable, queues: Arc<dyn MessageSink>) -> Result<Self, StoreError> {
         let rules = routes
             .routes
             .iter()
@@ -111,7 +111,9 @@ impl EventPublisher for EmbeddedBus {
                 }
             }
         }
-        self.queues.send_many(sends).await?;
+        if !sends.is_empty() {
+            self.queues.send_many(sends).await?;
+        }
         Ok(failed)
     }
 }

@@ -1,114 +1,260 @@
-//! The embedded change feed: a tail of `events.db` by global position, delivered as
-//! DynamoDB stream batches, with a durable checkpoint in `projection.db`.
+//! The embedded change feed: committed events handed over in memory by the writer, and the
+//! `events` table read by position whenever memory does not continue from the checkpoint
+//! (at start, after a failure, or when the projector fell so far behind that the hand-over
+//! buffer overflowed). The checkpoint is durable, in the `checkpoints` table.
 
-use std::time::Duration;
+use std::{
+    collections::VecDeque,
+    sync::{
+        Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use async_trait::async_trait;
-use aws_lambda_events::dynamodb;
 use events_schema::{Order, Recorded};
-use tokio::sync::watch;
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::Notify;
 
 use super::{
-    read_model::{load_checkpoint, save_checkpoint},
-    sqlite::{ReadPool, Writer, parse_json},
+    sqlite::{ReadPool, parse_json},
+    writer::Writer,
 };
-use crate::{
-    item,
-    ports::{ChangeFeed, StoreError},
-};
+use crate::ports::{Change, ChangeFeed, Checkpoint, FeedError, StoreError};
 
-/// The embedded stand-in for the event table's stream ARN.
-pub const STREAM_ARN: &str =
-    "arn:ordersource:embedded:local:000000000000:table/events/stream/local";
-pub(super) const CHECKPOINT: &str = "projector";
+/// The projector's row in `checkpoints`.
+const PROJECTOR: &str = "projector";
+/// Committed events the hand-over keeps for the projector; past that the feed reads them
+/// from the table instead.
+const HANDOFF_CAPACITY: usize = 32_768;
+
+/// An event the writer committed, at its global position.
+pub(super) struct Committed {
+    pub(super) position: u64,
+    pub(super) recorded: Recorded,
+}
+
+/// A committed event in the hand-over, with the position of the event committed just
+/// before it: the buffer continues from a checkpoint only if some entry follows it directly.
+struct Handed {
+    after: u64,
+    position: u64,
+    recorded: Recorded,
+}
+
+/// Where the writer leaves committed events for the feed.
+pub(super) struct Handoff {
+    buffer: Mutex<VecDeque<Handed>>,
+    /// The highest committed position.
+    committed: AtomicU64,
+    arrived: Notify,
+}
+
+impl Handoff {
+    pub(super) fn new(committed: u64) -> Self {
+        Self {
+            buffer: Mutex::new(VecDeque::new()),
+            committed: AtomicU64::new(committed),
+            arrived: Notify::new(),
+        }
+    }
+
+    /// Called by the writer after each commit, with the group's events in position order.
+    pub(super) fn committed(&self, events: Vec<Committed>) {
+        let Some(last) = events.last().map(|e| e.position) else {
+            return;
+        };
+        let mut after = self.committed.load(Ordering::Acquire);
+        {
+            let mut buffer = self.buffer.lock().unwrap_or_else(|p| p.into_inner());
+            // When the projector is this far behind, it reads the table: dropping here
+            // loses nothing, it only moves the reading there.
+            if buffer.len() + events.len() <= HANDOFF_CAPACITY {
+                for e in events {
+                    buffer.push_back(Handed {
+                        after,
+                        position: e.position,
+                        recorded: e.recorded,
+                    });
+                    after = e.position;
+                }
+            }
+        }
+        self.committed.store(last, Ordering::Release);
+        self.arrived.notify_waiters();
+    }
+
+    pub(super) fn committed_position(&self) -> u64 {
+        self.committed.load(Ordering::Acquire)
+    }
+
+    /// Up to `max` events right after `checkpoint`, if memory has them; drops what is at or
+    /// before it.
+    fn take_after(&self, checkpoint: u64, max: usize) -> Option<Vec<Change>> {
+        let mut buffer = self.buffer.lock().unwrap_or_else(|p| p.into_inner());
+        while buffer.front().is_some_and(|h| h.position <= checkpoint) {
+            buffer.pop_front();
+        }
+        if buffer.front()?.after > checkpoint {
+            // A gap: what comes next is only in the table.
+            return None;
+        }
+        let n = buffer.len().min(max);
+        Some(
+            buffer
+                .drain(..n)
+                .map(|h| Change {
+                    at: at(h.position),
+                    recorded: h.recorded,
+                })
+                .collect(),
+        )
+    }
+}
+
+fn at(position: u64) -> Checkpoint {
+    Checkpoint(position.to_string())
+}
+
+fn position(at: &Checkpoint) -> Result<u64, StoreError> {
+    at.0.parse().map_err(|e| {
+        StoreError::new(
+            "reading a checkpoint",
+            format!("{:?} is not a position: {e}", at.0),
+        )
+    })
+}
 
 pub struct SqliteChangeFeed {
-    events: ReadPool,
-    checkpoints: Writer,
-    committed: watch::Receiver<u64>,
+    handoff: std::sync::Arc<Handoff>,
+    reads: ReadPool,
+    writer: Writer,
+    /// The durable checkpoint, as last saved.
+    checkpoint: AtomicU64,
 }
 
 impl SqliteChangeFeed {
     pub(super) fn new(
-        events: ReadPool,
-        checkpoints: Writer,
-        committed: watch::Receiver<u64>,
+        handoff: std::sync::Arc<Handoff>,
+        reads: ReadPool,
+        writer: Writer,
+        checkpoint: u64,
     ) -> Self {
         Self {
-            events,
-            checkpoints,
-            committed,
+            handoff,
+            reads,
+            writer,
+            checkpoint: AtomicU64::new(checkpoint),
         }
     }
 
-    async fn position(&self) -> Result<u64, StoreError> {
-        self.checkpoints
-            .write("reading the projector checkpoint", |conn| {
-                load_checkpoint(conn, CHECKPOINT)
-            })
-            .await
-    }
-}
-
-/// Stream sequence numbers are the global position, zero-padded so that they also sort
-/// as strings, like DynamoDB's.
-pub fn sequence_number(position: u64) -> String {
-    format!("{position:021}")
-}
-
-fn parse_sequence_number(seq: &str) -> Result<u64, StoreError> {
-    seq.parse()
-        .map_err(|e| StoreError::new("reading a sequence number", format!("{seq:?}: {e}")))
-}
-
-#[async_trait]
-impl ChangeFeed for SqliteChangeFeed {
-    async fn next_batch(&self, max: usize, wait: Duration) -> Result<dynamodb::Event, StoreError> {
-        let after = self.position().await?;
-        let mut committed = self.committed.clone();
-        if *committed.borrow_and_update() <= after {
-            // Nothing new yet: wake on the next commit, or give up after `wait`.
-            let _ = tokio::time::timeout(wait, committed.changed()).await;
-        }
+    /// Reads up to `max` events after `after` from the table.
+    async fn read_log(&self, after: u64, max: usize) -> Result<Vec<Change>, FeedError> {
         let rows: Vec<(u64, String, String)> = self
-            .events
+            .reads
             .read("reading the change feed", move |conn| {
                 let mut stmt = conn.prepare_cached(
                     "SELECT position, envelope, order_state FROM events
                      WHERE position > ?1 ORDER BY position LIMIT ?2",
                 )?;
-                let rows = stmt.query_map([after, max as u64], |r| {
+                let rows = stmt.query_map(params![after, max as u64], |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                 })?;
                 rows.collect()
             })
             .await?;
-        let mut event = dynamodb::Event::default();
+        let mut changes = Vec::with_capacity(rows.len());
         for (position, envelope, order) in rows {
-            let recorded = Recorded {
-                envelope: parse_json(&envelope)
-                    .map_err(|e| StoreError::new("reading an event", e))?,
-                order: parse_json::<Order>(&order)
-                    .map_err(|e| StoreError::new("reading an event", e))?,
-            };
-            let record = item::stream_record(&recorded, sequence_number(position), STREAM_ARN)
-                .map_err(|e| StoreError::new("building a stream record", e))?;
-            event.records.push(record);
+            let recorded = parse_json(&envelope).and_then(|envelope| {
+                parse_json::<Order>(&order).map(|order| Recorded { envelope, order })
+            });
+            match recorded {
+                Ok(recorded) => changes.push(Change {
+                    at: at(position),
+                    recorded,
+                }),
+                Err(e) if changes.is_empty() => {
+                    return Err(FeedError::Unreadable {
+                        at: at(position),
+                        reason: e.to_string(),
+                    });
+                }
+                // The batch ends before it; it comes first in the next one.
+                Err(_) => break,
+            }
         }
-        Ok(event)
+        Ok(changes)
+    }
+}
+
+/// The projector's durable checkpoint (0 before any).
+pub(super) fn load_checkpoint(conn: &Connection) -> rusqlite::Result<u64> {
+    Ok(conn
+        .query_row(
+            "SELECT position FROM checkpoints WHERE name = ?1",
+            [PROJECTOR],
+            |r| r.get::<_, u64>(0),
+        )
+        .optional()?
+        .unwrap_or(0))
+}
+
+fn save_checkpoint(conn: &Connection, position: u64) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO checkpoints (name, position) VALUES (?1, ?2)
+         ON CONFLICT (name) DO UPDATE SET position = MAX(position, excluded.position)",
+    )?
+    .execute(params![PROJECTOR, position])
+    .map(|_| ())
+}
+
+#[async_trait]
+impl ChangeFeed for SqliteChangeFeed {
+    async fn next_batch(&self, max: usize, wait: Duration) -> Result<Vec<Change>, FeedError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Register before looking, so that a commit in between is not missed.
+            let arrived = self.handoff.arrived.notified();
+            let checkpoint = self.checkpoint.load(Ordering::Acquire);
+            if let Some(changes) = self.handoff.take_after(checkpoint, max) {
+                return Ok(changes);
+            }
+            if self.handoff.committed_position() > checkpoint {
+                return self.read_log(checkpoint, max).await;
+            }
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                return Ok(Vec::new());
+            }
+        }
     }
 
-    async fn checkpoint(&self, sequence_number: &str) -> Result<(), StoreError> {
-        let position = parse_sequence_number(sequence_number)?;
-        self.checkpoints
+    async fn checkpoint(&self, at: &Checkpoint) -> Result<(), StoreError> {
+        let position = position(at)?;
+        self.writer
             .write("saving the projector checkpoint", move |conn| {
-                save_checkpoint(conn, CHECKPOINT, position)
+                save_checkpoint(conn, position)
             })
-            .await
+            .await?;
+        self.checkpoint.fetch_max(position, Ordering::AcqRel);
+        Ok(())
     }
 
     async fn lag(&self) -> Result<u64, StoreError> {
-        let done = self.position().await?;
-        Ok(self.committed.borrow().saturating_sub(done))
+        Ok(self
+            .handoff
+            .committed_position()
+            .saturating_sub(self.checkpoint.load(Ordering::Acquire)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoint_is_an_opaque_position_that_reads_back() {
+        assert_eq!(position(&at(42)).unwrap(), 42);
+        assert!(position(&Checkpoint("x".into())).is_err());
     }
 }

@@ -1,48 +1,30 @@
-//! The embedded event store: `events.db`, one row per event, a global position, unique
-//! `(order_id, version)`, and one writer thread that commits concurrent appends together
-//! so that they share one fsync (group commit).
+//! The embedded event store: the `events` table (one row per event, a global position,
+//! unique `(order_id, version)`) and the `idempotency` table, written by the one writer.
+//! Appends are checked against the order's head that the writer remembers (looked up once
+//! per order it has not seen lately), so an append costs its inserts and nothing more.
 
 use std::{
     collections::HashMap,
-    path::Path,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use events_schema::{ChainHash, Envelope, Order, OrderId};
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
-use tokio::sync::watch;
+use events_schema::{ChainHash, Envelope, Order, OrderId, Recorded};
+use rusqlite::{Connection, OptionalExtension, params};
 
-use super::sqlite::{self, Durability, GroupWriter, ReadPool, micros, parse_json};
+use super::{
+    change_feed::Committed,
+    sqlite::{ReadPool, micros, parse_json},
+    writer::Writer,
+};
 use crate::ports::{
     Append, AppendError, Claim, EventStore, Head, IdempotencyRecord, IdempotencyStore, StoreError,
 };
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS events (
-    position    INTEGER PRIMARY KEY,
-    order_id    TEXT    NOT NULL,
-    version     INTEGER NOT NULL,
-    event_id    TEXT    NOT NULL UNIQUE,
-    occurred_at INTEGER NOT NULL,
-    envelope    TEXT    NOT NULL,
-    order_state TEXT    NOT NULL,
-    UNIQUE (order_id, version)
-);
-CREATE TABLE IF NOT EXISTS idempotency (
-    key         TEXT    PRIMARY KEY,
-    fingerprint TEXT    NOT NULL,
-    response    TEXT    NOT NULL,
-    expires_at  INTEGER NOT NULL
-);
-";
-
 /// A claim that a running request holds; older ones are presumed abandoned.
 const IN_PROGRESS_EXPIRY: Duration = Duration::from_secs(60);
-/// How many queued appends one commit may take at most.
-const MAX_GROUP: usize = 1024;
 
 /// An event serialized by the caller, so that the writer thread only writes.
 struct Row {
@@ -53,66 +35,34 @@ struct Row {
     order_state: String,
 }
 
-struct PreparedAppend {
+/// An append as the writer takes it: serialized by the caller, so that the writer thread
+/// only writes; the events themselves go on to the change feed once committed.
+pub(super) struct PreparedAppend {
     order_id: String,
     expected_version: u64,
     rows: Vec<Row>,
     idempotency: Option<SavedRow>,
+    events: Vec<Recorded>,
 }
 
 /// A saved idempotent response: key, fingerprint, response JSON, expiry (µs).
 type SavedRow = (String, String, String, i64);
 
-/// What the writer thread commits: events (maybe with a response), or a response alone.
-enum Write {
-    Append(PreparedAppend),
-    SaveResponse(SavedRow),
-}
-
 type InProgress = Arc<Mutex<HashMap<String, (String, Instant)>>>;
 
 pub struct SqliteEventStore {
-    writer: GroupWriter<Write, Result<(), AppendError>>,
+    writer: Writer,
     reads: ReadPool,
-    /// The highest committed position, for the change feed to wait on.
-    committed: watch::Receiver<u64>,
     in_progress: InProgress,
 }
 
 impl SqliteEventStore {
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let conn = sqlite::open_with_schema(path, Durability::Full, SCHEMA)
-            .map_err(|e| StoreError::new("opening the event store", e))?;
-        let last: u64 = conn
-            .query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |r| {
-                r.get(0)
-            })
-            .map_err(|e| StoreError::new("reading the event store", e))?;
-        conn.execute(
-            "DELETE FROM idempotency WHERE expires_at < ?1",
-            [micros(Utc::now())],
-        )
-        .map_err(|e| StoreError::new("expiring idempotency records", e))?;
-        let (notify, committed) = watch::channel(last);
-        let writer =
-            GroupWriter::spawn("event-store-writer", conn, MAX_GROUP, move |conn, group| {
-                commit(conn, group, &notify)
-            })
-            .map_err(|e| StoreError::new("starting the event store writer", e))?;
-        Ok(Self {
+    pub(super) fn new(writer: Writer, reads: ReadPool) -> Self {
+        Self {
             writer,
-            reads: ReadPool::new(path.to_path_buf()),
-            committed,
+            reads,
             in_progress: Arc::default(),
-        })
-    }
-
-    pub fn reads(&self) -> &ReadPool {
-        &self.reads
-    }
-
-    pub fn committed(&self) -> watch::Receiver<u64> {
-        self.committed.clone()
+        }
     }
 
     fn forget_claim(&self, key: &str) {
@@ -121,11 +71,29 @@ impl SqliteEventStore {
             .unwrap_or_else(|p| p.into_inner())
             .remove(key);
     }
+}
 
-    async fn submit(&self, write: Write) -> Result<(), AppendError> {
-        self.writer.submit(write).await.unwrap_or_else(|| {
-            Err(StoreError::new("appending events", "the writer thread has stopped").into())
-        })
+/// Drops idempotency records past their expiry (at start).
+pub(super) fn expire_idempotency(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute(
+        "DELETE FROM idempotency WHERE expires_at < ?1",
+        [micros(Utc::now())],
+    )
+    .map(|_| ())
+}
+
+/// The latest version of each order the writer has seen lately: what an append is checked
+/// against. An order not in it is looked up once (or, when the append expects a new order,
+/// not at all: the unique `(order_id, version)` refuses a second first event).
+pub(super) struct Heads(quick_cache::unsync::Cache<String, u64>);
+
+impl Heads {
+    pub(super) fn new(capacity: usize) -> Self {
+        Self(quick_cache::unsync::Cache::new(capacity))
+    }
+
+    pub(super) fn clear(&mut self) {
+        self.0.clear();
     }
 }
 
@@ -133,7 +101,7 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::new("serializing an event", e))
 }
 
-fn prepare(append: &Append) -> Result<PreparedAppend, StoreError> {
+fn prepare(append: Append) -> Result<PreparedAppend, StoreError> {
     let mut rows = Vec::with_capacity(append.events.len());
     for r in &append.events {
         rows.push(Row {
@@ -153,6 +121,7 @@ fn prepare(append: &Append) -> Result<PreparedAppend, StoreError> {
         expected_version: append.expected_version,
         rows,
         idempotency,
+        events: append.events,
     })
 }
 
@@ -167,66 +136,79 @@ fn idempotency_row(rec: &IdempotencyRecord) -> Result<SavedRow, StoreError> {
     ))
 }
 
-/// Commits a group of writes in one transaction: an answer for each.
-fn commit(
-    conn: &mut Connection,
-    group: &[Write],
-    notify: &watch::Sender<u64>,
-) -> Vec<Result<(), AppendError>> {
-    match commit_group(conn, group) {
-        Ok((outcomes, last_position)) => {
-            notify.send_if_modified(|p| {
-                let moved = last_position > *p;
-                *p = (*p).max(last_position);
-                moved
-            });
-            outcomes
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "event store commit failed");
-            group
-                .iter()
-                .map(|_| Err(StoreError::new("committing events", &e).into()))
-                .collect()
-        }
+/// Writes one append in the writer's transaction if the order is still at its expected
+/// version: the committed events with their positions, or the conflict. An `Err` is a
+/// failure of the database itself, which fails the whole group.
+pub(super) fn apply_append(
+    conn: &Connection,
+    heads: &mut Heads,
+    append: PreparedAppend,
+) -> rusqlite::Result<Result<Vec<Committed>, AppendError>> {
+    let current = match heads.0.get(&append.order_id) {
+        Some(version) => Some(*version),
+        None if append.expected_version == 0 => None,
+        None => Some(
+            conn.prepare_cached("SELECT COALESCE(MAX(version), 0) FROM events WHERE order_id = ?1")?
+                .query_row([&append.order_id], |r| r.get(0))?,
+        ),
+    };
+    if current.is_some_and(|v| v != append.expected_version) {
+        return Ok(Err(conflict(&append)));
     }
-}
-
-type GroupOutcome = (Vec<Result<(), AppendError>>, u64);
-
-fn commit_group(conn: &mut Connection, group: &[Write]) -> rusqlite::Result<GroupOutcome> {
-    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut outcomes = Vec::with_capacity(group.len());
-    for write in group {
-        let append = match write {
-            Write::Append(append) => append,
-            Write::SaveResponse((key, fingerprint, response, expires_at)) => {
-                save_response(&tx, key, fingerprint, response, *expires_at)?;
-                outcomes.push(Ok(()));
-                continue;
-            }
-        };
-        let sp = tx.savepoint()?;
-        let outcome = match apply_one(&sp, append) {
-            Ok(true) => {
-                sp.commit()?;
-                Ok(())
-            }
-            Ok(false) => Err(conflict(append)),
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-            {
-                Err(conflict(append))
-            }
-            Err(e) => return Err(e),
-        };
-        outcomes.push(outcome);
+    // Several events go in all or none; one insert is atomic on its own.
+    let several = append.rows.len() > 1;
+    if several {
+        conn.prepare_cached("SAVEPOINT append")?.execute([])?;
     }
-    let last: u64 = tx
-        .prepare_cached("SELECT COALESCE(MAX(position), 0) FROM events")?
-        .query_row([], |r| r.get(0))?;
-    tx.commit()?;
-    Ok((outcomes, last))
+    let mut positions = Vec::with_capacity(append.rows.len());
+    let inserted = (|| {
+        let mut insert = conn.prepare_cached(
+            "INSERT INTO events (order_id, version, event_id, occurred_at, envelope, order_state)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for row in &append.rows {
+            insert.execute(params![
+                append.order_id,
+                row.version,
+                row.event_id,
+                row.occurred_at,
+                row.envelope,
+                row.order_state
+            ])?;
+            positions.push(conn.last_insert_rowid() as u64);
+        }
+        Ok(())
+    })();
+    match inserted {
+        Ok(()) => {
+            if several {
+                conn.prepare_cached("RELEASE append")?.execute([])?;
+            }
+        }
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            // Another writer got there first (a head this writer did not know).
+            if several {
+                conn.prepare_cached("ROLLBACK TO append")?.execute([])?;
+                conn.prepare_cached("RELEASE append")?.execute([])?;
+            }
+            heads.0.remove(&append.order_id);
+            return Ok(Err(conflict(&append)));
+        }
+        Err(e) => return Err(e),
+    }
+    if let Some((key, fingerprint, response, expires_at)) = &append.idempotency {
+        save_response(conn, key, fingerprint, response, *expires_at)?;
+    }
+    if let Some(last) = append.rows.last() {
+        heads.0.insert(append.order_id.clone(), last.version);
+    }
+    Ok(Ok(positions
+        .into_iter()
+        .zip(append.events)
+        .map(|(position, recorded)| Committed { position, recorded })
+        .collect()))
 }
 
 fn conflict(append: &PreparedAppend) -> AppendError {
@@ -237,34 +219,6 @@ fn conflict(append: &PreparedAppend) -> AppendError {
         },
         Err(e) => StoreError::new("appending events", e).into(),
     }
-}
-
-/// Writes one append if the order is still at its expected version; `false` if not.
-fn apply_one(conn: &Connection, append: &PreparedAppend) -> rusqlite::Result<bool> {
-    let current: u64 = conn
-        .prepare_cached("SELECT COALESCE(MAX(version), 0) FROM events WHERE order_id = ?1")?
-        .query_row([&append.order_id], |r| r.get(0))?;
-    if current != append.expected_version {
-        return Ok(false);
-    }
-    let mut insert = conn.prepare_cached(
-        "INSERT INTO events (order_id, version, event_id, occurred_at, envelope, order_state)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?;
-    for row in &append.rows {
-        insert.execute(params![
-            append.order_id,
-            row.version,
-            row.event_id,
-            row.occurred_at,
-            row.envelope,
-            row.order_state
-        ])?;
-    }
-    if let Some((key, fingerprint, response, expires_at)) = &append.idempotency {
-        save_response(conn, key, fingerprint, response, *expires_at)?;
-    }
-    Ok(true)
 }
 
 fn save_response(
@@ -286,8 +240,9 @@ fn save_response(
 impl EventStore for SqliteEventStore {
     async fn head(&self, order_id: &OrderId) -> Result<Option<Head>, StoreError> {
         let id = order_id.to_string();
+        // A point lookup: run here rather than hop to a blocking thread and back.
         self.reads
-            .read("reading an order's latest event", move |conn| {
+            .read_now("reading an order's latest event", move |conn| {
                 let row: Option<(String, String)> = conn
                     .prepare_cached(
                         "SELECT order_state, envelope FROM events WHERE order_id = ?1
@@ -302,7 +257,7 @@ impl EventStore for SqliteEventStore {
                 let hash = envelope_hash(&envelope)?;
                 Ok(Some(Head { order, hash }))
             })
-            .await
+            
     }
 
     async fn history(&self, order_id: &OrderId) -> Result<Vec<Envelope>, StoreError> {
@@ -319,11 +274,12 @@ impl EventStore for SqliteEventStore {
     }
 
     async fn append(&self, append: Append) -> Result<(), AppendError> {
-        let prepared = prepare(&append)?;
-        let result = self.submit(Write::Append(prepared)).await;
-        if let Some(rec) = &append.idempotency {
+        let key = append.idempotency.as_ref().map(|rec| rec.key.clone());
+        let prepared = prepare(append)?;
+        let result = self.writer.append(prepared).await;
+        if let Some(key) = key {
             // Only now that the saved response is visible may others stop seeing "in progress".
-            self.forget_claim(&rec.key);
+            self.forget_claim(&key);
         }
         result
     }
@@ -346,12 +302,15 @@ impl IdempotencyStore for SqliteEventStore {
         fingerprint: &str,
         now: DateTime<Utc>,
     ) -> Result<Claim, StoreError> {
-        let (in_progress, reads) = (self.in_progress.clone(), self.reads.clone());
-        let (key, fingerprint) = (key.to_owned(), fingerprint.to_owned());
-        sqlite::blocking("claiming an idempotency key", move || {
-            claim(&in_progress, &reads, key, fingerprint, now)
-        })
-        .await
+        // A point lookup: run here rather than hop to a blocking thread and back.
+        claim(
+            &self.in_progress,
+            &self.reads,
+            key.to_owned(),
+            fingerprint.to_owned(),
+            now,
+        )
+        .map_err(|e| StoreError::new("claiming an idempotency key", e))
     }
 
     async fn release(&self, key: &str) -> Result<(), StoreError> {
@@ -361,14 +320,15 @@ impl IdempotencyStore for SqliteEventStore {
 
     async fn complete(&self, record: IdempotencyRecord) -> Result<(), StoreError> {
         // A response without events still goes through the writer, so it is as durable.
+        let (key, fingerprint, response, expires_at) = idempotency_row(&record)?;
         let result = self
-            .submit(Write::SaveResponse(idempotency_row(&record)?))
+            .writer
+            .write("saving an idempotent response", move |conn| {
+                save_response(conn, &key, &fingerprint, &response, expires_at)
+            })
             .await;
         self.forget_claim(&record.key);
-        result.map_err(|e| match e {
-            AppendError::Store(s) => s,
-            other => StoreError::new("saving an idempotent response", other),
-        })
+        result
     }
 }
 

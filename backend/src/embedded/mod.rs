@@ -1,35 +1,36 @@
-//! The embedded backend: every port on SQLite files in one data directory, for `orders dev`
-//! and for tests. `events.db` holds the facts (fsync on every commit); `projection.db`
-//! holds what is derived from them.
+//! The embedded backend: every port on one SQLite database (`orders.db`) in one data
+//! directory, for `orders dev` and for tests. One writer thread commits every write in
+//! groups (appends first, then pipeline work), one transaction and one fsync per group;
+//! committed events go to the projector in memory.
 
 mod archive;
 mod bus;
 mod change_feed;
+mod data_dir;
 mod documents;
 mod event_store;
 mod queues;
 mod read_model;
 mod rebuild;
 mod sqlite;
+mod writer;
 
-use std::{
-    fs::{File, TryLockError},
-    path::{Path, PathBuf},
-    sync::Arc,
-};
+use std::{path::Path, sync::Arc};
 
 pub use archive::SqliteArchive;
 pub use bus::{EmbeddedBus, LOCAL_ACCOUNT, LOCAL_REGION, bus_event};
-pub use change_feed::{STREAM_ARN, SqliteChangeFeed, sequence_number};
+pub use change_feed::SqliteChangeFeed;
+pub use data_dir::DataDir;
 pub use documents::SqliteDocuments;
 pub use event_store::SqliteEventStore;
-pub use queues::{QueueConfig, SqliteQueues};
+pub use queues::{DetachedQueues, MessageSink, QueueConfig, SqliteQueues};
 pub use read_model::SqliteReadModel;
 pub use rebuild::{BeforeSwap, SqliteRebuild, fold_raw};
 
 use events_schema::RouteTable;
+use rusqlite::Connection;
 
-use crate::ports::StoreError;
+use crate::ports::{Metric, StoreError, Telemetry};
 
 /// All embedded adapters over one data directory, which this value holds locked.
 pub struct Embedded {
@@ -39,61 +40,69 @@ pub struct Embedded {
     pub queues: Arc<SqliteQueues>,
     pub bus: Arc<EmbeddedBus>,
     pub documents: Arc<SqliteDocuments>,
-    dir: PathBuf,
-    _lock: File,
+    telemetry: Arc<EmbeddedTelemetry>,
+    handoff: Arc<change_feed::Handoff>,
+    dir: DataDir,
+    // Dropped in this order: the writer finishes what is queued, then the lock goes.
+    _threads: writer::WriterThreads,
+    _lock: std::fs::File,
 }
 
 impl Embedded {
-    /// Opens (creating if needed) the data directory, with queues for `routes`. Only one
-    /// process may hold it.
+    /// Opens (creating if needed, migrating a directory of the earlier layout) the data
+    /// directory, with queues for `routes`. Only one process may hold it.
     pub fn open(dir: &Path, routes: &RouteTable) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            StoreError::new(
-                "creating the data directory",
-                format!("{}: {e}", dir.display()),
-            )
-        })?;
-        let lock = File::create(dir.join("orders.lock"))
-            .map_err(|e| StoreError::new("locking the data directory", e))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                return Err(StoreError::new(
-                    "locking the data directory",
-                    format!("{} is in use by another orders process", dir.display()),
-                ));
-            }
-            Err(TryLockError::Error(e)) => {
-                return Err(StoreError::new("locking the data directory", e));
-            }
-        }
-        let events = Arc::new(SqliteEventStore::open(&dir.join("events.db"))?);
-        let read_model = Arc::new(SqliteReadModel::open(&dir.join("projection.db"))?);
-        let feed = Arc::new(SqliteChangeFeed::new(
-            events.reads().clone(),
-            read_model.writer().clone(),
-            events.committed(),
-        ));
+        let data = DataDir::new(dir);
+        let lock = data.lock()?;
+        let conn = data.open_for_writing()?;
+        let start = |e: rusqlite::Error| StoreError::new("opening the database", e);
+        event_store::expire_idempotency(&conn).map_err(start)?;
+        let committed = last_position(&conn).map_err(start)?;
+        let checkpoint = change_feed::load_checkpoint(&conn).map_err(start)?;
+        let path = data.database();
+        let reads = sqlite::ReadPool::new(path.clone());
+        let handoff = Arc::new(change_feed::Handoff::new(committed));
+        let queues_at_start = Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .map_err(start)?;
+        let (writer, threads) = writer::Writer::spawn(&path, conn, handoff.clone())?;
         let queues = Arc::new(SqliteQueues::open(
-            &dir.join("queues.db"),
+            &queues_at_start,
+            writer.clone(),
+            reads.clone(),
             queue_configs(routes),
         )?);
+        drop(queues_at_start);
         let bus = Arc::new(EmbeddedBus::new(routes, queues.clone())?);
-        let documents = Arc::new(SqliteDocuments::open(&dir.join("documents.db"))?);
         Ok(Self {
-            events,
-            read_model,
-            feed,
+            events: Arc::new(SqliteEventStore::new(writer.clone(), reads.clone())),
+            read_model: Arc::new(SqliteReadModel::new(writer.clone(), reads.clone())),
+            feed: Arc::new(SqliteChangeFeed::new(
+                handoff.clone(),
+                reads.clone(),
+                writer.clone(),
+                checkpoint,
+            )),
+            documents: Arc::new(SqliteDocuments::new(writer.clone(), reads)),
+            telemetry: Arc::new(EmbeddedTelemetry { writer }),
             queues,
             bus,
-            documents,
-            dir: dir.to_path_buf(),
+            handoff,
+            dir: data,
+            _threads: threads,
             _lock: lock,
         })
     }
 
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.dir.root()
+    }
+
+    /// The highest position committed so far (0 for an empty store).
+    pub fn committed(&self) -> u64 {
+        self.handoff.committed_position()
     }
 
     pub fn ports(&self) -> crate::ports::Ports {
@@ -105,8 +114,29 @@ impl Embedded {
             publisher: self.bus.clone(),
             queues: self.queues.clone(),
             documents: self.documents.clone(),
-            telemetry: std::sync::Arc::new(crate::ports::NoTelemetry),
+            telemetry: self.telemetry.clone(),
         }
+    }
+}
+
+fn last_position(conn: &Connection) -> rusqlite::Result<u64> {
+    conn.query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |r| {
+        r.get(0)
+    })
+}
+
+/// The embedded backend's own counters: the writer's and the WAL checkpointer's, and the
+/// CPU each pipeline stage reports.
+struct EmbeddedTelemetry {
+    writer: writer::Writer,
+}
+
+impl Telemetry for EmbeddedTelemetry {
+    fn metrics(&self) -> Vec<Metric> {
+        let mut out = Vec::new();
+        self.writer.stats().metrics(&mut out);
+        crate::telemetry::stage_metrics(&mut out);
+        out
     }
 }
 

@@ -1,42 +1,38 @@
-//! Durable embedded queues in `queues.db`, with SQS's semantics: at-least-once delivery, a
-//! visibility timeout, a receive count, and redrive to the queue's dead-letter queue once a
-//! message has been received `max_receive_count` times.
+//! Durable embedded queues with SQS's semantics: at-least-once delivery, a visibility
+//! timeout, a receive count, and redrive to the queue's dead-letter queue once a message
+//! has been received `max_receive_count` times.
+//!
+//! Messages are rows of the `messages` table: a send inserts them (durably, through the
+//! writer), a delete removes them, a move to the dead-letter queue updates their queue.
+//! What changes on every receive (who holds a message until when, and how often it was
+//! received) is kept in memory: a receive writes nothing. When a message comes back after
+//! its visibility timeout (its handler failed), its receive count is written, so that a
+//! message that keeps failing still reaches the dead-letter queue across restarts; a crash
+//! otherwise only delivers in-flight messages again, which at-least-once delivery allows.
+//!
+//! Other processes (`orders dlq redrive`, `orders republish`) write the same table through
+//! [`DetachedQueues`]; the running service notices their commits and picks the messages up.
 
-use std::{collections::HashMap, path::Path, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet, VecDeque},
+    path::Path,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, params};
 use tokio::sync::Notify;
 
-use super::sqlite::{self, Durability, Writer, micros};
+use super::{
+    sqlite::{self, Durability, ReadPool, micros},
+    writer::Writer,
+};
 use crate::ports::{QueueMessage, QueueStats, Queues, StoreError};
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS messages (
-    seq           INTEGER PRIMARY KEY,
-    queue         TEXT    NOT NULL,
-    message_id    TEXT    NOT NULL UNIQUE,
-    body          TEXT    NOT NULL,
-    sent_at       INTEGER NOT NULL,
-    visible_at    INTEGER NOT NULL,
-    receive_count INTEGER NOT NULL DEFAULT 0,
-    receipt       TEXT
-);
-CREATE INDEX IF NOT EXISTS messages_ready ON messages (queue, visible_at, seq);
-";
-
-/// Receives and deletes skip the fsync that sends pay. A send acknowledges a message to
-/// its sender, so it must survive a power cut; a receive only hides a message and counts
-/// it, and a delete removes one that was handled: losing either to a power cut delivers
-/// the message again (earlier, or once more), which at-least-once delivery allows and the
-/// idempotent handlers absorb. Every later send fsyncs them along with itself.
-fn relaxed<T>(
-    conn: &mut Connection,
-    f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
-) -> rusqlite::Result<T> {
-    sqlite::with_durability(conn, Durability::Normal, Durability::Full, f)
-}
 
 /// A queue's redrive policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,140 +42,287 @@ pub struct QueueConfig {
     pub max_receive_count: u32,
 }
 
+/// Where the bus sends the messages of its matching rules.
+#[async_trait]
+pub trait MessageSink: Send + Sync {
+    /// Sends to several queues in one durable step: `(queue, body)` pairs.
+    async fn send_many(&self, sends: Vec<(String, String)>) -> Result<(), StoreError>;
+}
+
+/// One message as a queue holds it.
+#[derive(Debug, Clone)]
+struct Message {
+    seq: i64,
+    message_id: String,
+    body: Arc<str>,
+    sent_at: i64,
+    receive_count: u32,
+}
+
+struct InFlight {
+    message: Message,
+    until: Instant,
+}
+
+#[derive(Default)]
+struct MailboxState {
+    ready: VecDeque<Message>,
+    in_flight: HashMap<i64, InFlight>,
+    dead_letters: u64,
+}
+
+struct Mailbox {
+    config: QueueConfig,
+    state: Mutex<MailboxState>,
+    /// Wakes this queue's long-polling receivers when a message is sent to it.
+    sent: Notify,
+}
+
+/// What a receive took, and what it found to write.
+#[derive(Default)]
+struct Taken {
+    messages: Vec<QueueMessage>,
+    /// Messages back from their visibility timeout: their receive counts.
+    returned: Vec<(i64, u32)>,
+    /// Messages received `max_receive_count` times: to the dead-letter queue.
+    exhausted: Vec<Message>,
+}
+
+impl Mailbox {
+    fn lock(&self) -> std::sync::MutexGuard<'_, MailboxState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn take(&self, max: usize, visibility: Duration) -> Taken {
+        let now = Instant::now();
+        let mut taken = Taken::default();
+        let mut state = self.lock();
+        let state = &mut *state;
+        let expired: Vec<i64> = state
+            .in_flight
+            .iter()
+            .filter(|(_, f)| f.until <= now)
+            .map(|(seq, _)| *seq)
+            .collect();
+        for seq in expired {
+            if let Some(f) = state.in_flight.remove(&seq) {
+                taken.returned.push((seq, f.message.receive_count));
+                state.ready.push_front(f.message);
+            }
+        }
+        while taken.messages.len() < max {
+            let Some(mut message) = state.ready.pop_front() else {
+                break;
+            };
+            // SQS moves a message once a receive would exceed the limit.
+            if message.receive_count >= self.config.max_receive_count {
+                taken.exhausted.push(message);
+                continue;
+            }
+            message.receive_count += 1;
+            taken.messages.push(QueueMessage {
+                message_id: message.message_id.clone(),
+                receipt_handle: format!("{}:{}", message.seq, message.receive_count),
+                body: message.body.to_string(),
+                receive_count: message.receive_count,
+                sent_at: DateTime::from_timestamp_micros(message.sent_at).unwrap_or_default(),
+            });
+            state.in_flight.insert(
+                message.seq,
+                InFlight {
+                    message,
+                    until: now + visibility,
+                },
+            );
+        }
+        taken
+    }
+
+    fn push(&self, messages: impl IntoIterator<Item = Message>) {
+        self.lock().ready.extend(messages);
+        self.sent.notify_waiters();
+    }
+}
+
+/// The queues of the running service.
 pub struct SqliteQueues {
     writer: Writer,
-    configs: HashMap<String, QueueConfig>,
-    /// Per queue (dead-letter queues included): wakes its long-polling receivers when a
-    /// message is sent to it, and only them.
-    sent: HashMap<String, Arc<Notify>>,
+    reads: ReadPool,
+    /// Route queues by name.
+    mailboxes: HashMap<String, Arc<Mailbox>>,
+    /// Dead-letter queue name → its route queue.
+    dead_letter_queues: HashMap<String, String>,
+    /// The writer's count of other processes' commits that the mailboxes have caught up with.
+    reloaded: AtomicU64,
 }
 
 impl SqliteQueues {
-    pub fn open(path: &Path, configs: Vec<QueueConfig>) -> Result<Self, StoreError> {
-        // A message is acknowledged to its sender (the projector, which then checkpoints):
-        // it must survive a power cut, so every commit is fsync'd.
-        let conn = sqlite::open_with_schema(path, Durability::Full, SCHEMA)
-            .map_err(|e| StoreError::new("opening the queues", e))?;
-        let sent = configs
-            .iter()
-            .flat_map(|c| [c.name.clone(), c.dead_letter_queue.clone()])
-            .map(|q| (q, Arc::new(Notify::new())))
-            .collect();
-        Ok(Self {
-            writer: Writer::new(conn),
-            configs: configs.into_iter().map(|c| (c.name.clone(), c)).collect(),
-            sent,
-        })
+    /// The queues of `configs`, with the messages `conn` holds (read at start).
+    pub(super) fn open(
+        conn: &Connection,
+        writer: Writer,
+        reads: ReadPool,
+        configs: Vec<QueueConfig>,
+    ) -> Result<Self, StoreError> {
+        let queues = Self {
+            reloaded: AtomicU64::new(writer.stats().external_changes()),
+            writer,
+            reads,
+            dead_letter_queues: configs
+                .iter()
+                .map(|c| (c.dead_letter_queue.clone(), c.name.clone()))
+                .collect(),
+            mailboxes: configs
+                .into_iter()
+                .map(|config| {
+                    (
+                        config.name.clone(),
+                        Arc::new(Mailbox {
+                            config,
+                            state: Mutex::default(),
+                            sent: Notify::new(),
+                        }),
+                    )
+                })
+                .collect(),
+        };
+        let rows = all_messages(conn).map_err(|e| StoreError::new("loading the queues", e))?;
+        queues.catch_up(rows);
+        Ok(queues)
     }
 
-    fn config(&self, queue: &str) -> Result<&QueueConfig, StoreError> {
-        self.configs
+    fn mailbox(&self, queue: &str) -> Result<&Arc<Mailbox>, StoreError> {
+        self.mailboxes
             .get(queue)
             .ok_or_else(|| StoreError::new("finding a queue", format!("no queue named {queue:?}")))
     }
 
-    /// Sends to several queues in one durable step.
-    pub async fn send_many(&self, sends: Vec<(String, String)>) -> Result<(), StoreError> {
-        let mut woken = Vec::new();
-        for (queue, _) in &sends {
-            let sent = self.wakeup(queue, "sending a message")?;
-            if !woken.iter().any(|w| Arc::ptr_eq(w, sent)) {
-                woken.push(sent.clone());
+    /// Adds the messages of `rows` that the mailboxes do not hold yet, and recounts the
+    /// dead letters: how the service takes in what other processes wrote.
+    fn catch_up(&self, rows: Vec<(String, Message)>) {
+        let mut by_queue: HashMap<&str, Vec<Message>> = HashMap::new();
+        let mut dead: HashMap<&str, u64> = HashMap::new();
+        for (queue, message) in rows {
+            if let Some(route) = self.dead_letter_queues.get(&queue) {
+                *dead.entry(route.as_str()).or_default() += 1;
+            } else if let Some((name, _)) = self.mailboxes.get_key_value(&queue) {
+                by_queue.entry(name.as_str()).or_default().push(message);
             }
         }
-        let now = micros(Utc::now());
-        self.writer
-            .write("sending messages", move |conn| {
-                let tx = conn.transaction()?;
-                {
-                    let mut insert = tx.prepare_cached(
-                        "INSERT INTO messages (queue, message_id, body, sent_at, visible_at)
-                         VALUES (?1, ?2, ?3, ?4, ?4)",
-                    )?;
-                    for (queue, body) in &sends {
-                        insert.execute(params![
-                            queue,
-                            uuid::Uuid::now_v7().to_string(),
-                            body,
-                            now
-                        ])?;
-                    }
-                }
-                tx.commit()
-            })
-            .await?;
-        for sent in woken {
-            sent.notify_waiters();
+        for (name, mailbox) in &self.mailboxes {
+            let mut state = mailbox.lock();
+            state.dead_letters = dead.get(name.as_str()).copied().unwrap_or(0);
+            let Some(messages) = by_queue.remove(name.as_str()) else {
+                continue;
+            };
+            let known: HashSet<i64> = state
+                .ready
+                .iter()
+                .map(|m| m.seq)
+                .chain(state.in_flight.keys().copied())
+                .collect();
+            let before = state.ready.len();
+            state
+                .ready
+                .extend(messages.into_iter().filter(|m| !known.contains(&m.seq)));
+            if state.ready.len() > before {
+                drop(state);
+                mailbox.sent.notify_waiters();
+            }
         }
+    }
+
+    /// Catches up with other processes' commits, if there were any since the last look.
+    async fn reload_if_changed(&self) -> Result<(), StoreError> {
+        let seen = self.writer.stats().external_changes();
+        if self.reloaded.swap(seen, Ordering::AcqRel) == seen {
+            return Ok(());
+        }
+        tracing::info!("another process wrote to the queues; taking its messages in");
+        // Read by the writer, and taken in after its commit: sends committed before it are
+        // in the mailboxes by then, so nothing is added twice.
+        let rows = self
+            .writer
+            .write("reloading the queues", all_messages)
+            .await?;
+        self.catch_up(rows);
         Ok(())
     }
 
-    /// What wakes the receivers of `queue` (a route queue or a dead-letter queue).
-    fn wakeup(&self, queue: &str, context: &'static str) -> Result<&Arc<Notify>, StoreError> {
-        self.sent
-            .get(queue)
-            .ok_or_else(|| StoreError::new(context, format!("no queue named {queue:?}")))
-    }
-
-    async fn try_receive(
-        &self,
-        config: &QueueConfig,
-        max: usize,
-        visibility: Duration,
-    ) -> Result<Vec<QueueMessage>, StoreError> {
-        let config = config.clone();
-        let visibility = i64::try_from(visibility.as_micros()).unwrap_or(i64::MAX);
-        self.writer
-            .write("receiving messages", move |conn| relaxed(conn, |conn| {
-                let now = micros(Utc::now());
-                let tx = conn.transaction()?;
-                let mut received = Vec::new();
-                {
-                    let mut ready = tx.prepare_cached(
-                        "SELECT seq, message_id, body, sent_at, receive_count FROM messages
-                         WHERE queue = ?1 AND visible_at <= ?2 ORDER BY visible_at, seq LIMIT ?3",
-                    )?;
-                    let rows = ready
-                        .query_map(params![config.name, now, max as i64], |r| {
-                            Ok((
-                                r.get::<_, i64>(0)?,
-                                r.get::<_, String>(1)?,
-                                r.get::<_, String>(2)?,
-                                r.get::<_, i64>(3)?,
-                                r.get::<_, u32>(4)?,
-                            ))
-                        })?
-                        .collect::<rusqlite::Result<Vec<_>>>()?;
-                    let mut to_dlq = tx.prepare_cached(
-                        "UPDATE messages SET queue = ?2, receive_count = 0, visible_at = ?3, receipt = NULL
-                         WHERE seq = ?1",
-                    )?;
-                    let mut take = tx.prepare_cached(
-                        "UPDATE messages SET receive_count = ?2, visible_at = ?3, receipt = ?4
-                         WHERE seq = ?1",
-                    )?;
-                    for (seq, message_id, body, sent_at, count) in rows {
-                        // SQS moves a message once a receive would exceed the limit.
-                        if count >= config.max_receive_count {
-                            to_dlq.execute(params![seq, config.dead_letter_queue, now])?;
-                            continue;
-                        }
-                        // The receipt names the row, so deleting by it is a key lookup.
-                        let receipt = format!("{seq}:{}", uuid::Uuid::now_v7().simple());
-                        take.execute(params![seq, count + 1, now + visibility, receipt])?;
-                        received.push(QueueMessage {
-                            message_id,
-                            receipt_handle: receipt,
-                            body,
-                            receive_count: count + 1,
-                            sent_at: DateTime::from_timestamp_micros(sent_at).unwrap_or_default(),
-                        });
+    /// Writes what a receive found: receive counts of returned messages, and moves of
+    /// exhausted ones to the dead-letter queue.
+    async fn settle(&self, mailbox: &Arc<Mailbox>, taken: Taken) -> Result<(), StoreError> {
+        if !taken.returned.is_empty() {
+            let returned = taken.returned;
+            self.writer
+                .write("counting receives", move |conn| {
+                    let mut update =
+                        conn.prepare_cached("UPDATE messages SET receive_count = ?2 WHERE seq = ?1")?;
+                    for (seq, count) in &returned {
+                        update.execute(params![seq, count])?;
                     }
-                }
-                tx.commit()?;
-                Ok(received)
-            }))
+                    Ok(())
+                })
+                .await?;
+        }
+        if !taken.exhausted.is_empty() {
+            let dlq = mailbox.config.dead_letter_queue.clone();
+            let seqs: Vec<i64> = taken.exhausted.iter().map(|m| m.seq).collect();
+            let moved = {
+                let mailbox = mailbox.clone();
+                self.writer
+                    .run(
+                        "moving messages to the dead-letter queue",
+                        move |conn| {
+                            let mut to_dlq = conn.prepare_cached(
+                                "UPDATE messages SET queue = ?2, receive_count = 0 WHERE seq = ?1",
+                            )?;
+                            for seq in &seqs {
+                                to_dlq.execute(params![seq, dlq])?;
+                            }
+                            Ok(seqs.len() as u64)
+                        },
+                        move |moved| mailbox.lock().dead_letters += moved,
+                    )
+                    .await
+            };
+            if let Err(e) = moved {
+                // Not moved: they stay in the queue, to be moved at their next receive.
+                mailbox.push(taken.exhausted);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl MessageSink for SqliteQueues {
+    async fn send_many(&self, sends: Vec<(String, String)>) -> Result<(), StoreError> {
+        let mut targets = Vec::with_capacity(sends.len());
+        for (queue, _) in &sends {
+            targets.push(self.mailbox(queue)?.clone());
+        }
+        let now = micros(Utc::now());
+        self.writer
+            .run(
+                "sending messages",
+                move |conn| insert_messages(conn, sends, now),
+                move |messages| {
+                    let mut by_mailbox: Vec<(&Arc<Mailbox>, Vec<Message>)> = Vec::new();
+                    for (mailbox, message) in targets.iter().zip(messages) {
+                        match by_mailbox.iter_mut().find(|(m, _)| Arc::ptr_eq(m, mailbox)) {
+                            Some((_, list)) => list.push(message.clone()),
+                            None => by_mailbox.push((mailbox, vec![message.clone()])),
+                        }
+                    }
+                    for (mailbox, messages) in by_mailbox {
+                        mailbox.push(messages);
+                    }
+                },
+            )
             .await
+            .map(|_| ())
     }
 }
 
@@ -202,13 +345,17 @@ impl Queues for SqliteQueues {
         visibility: Duration,
         wait: Duration,
     ) -> Result<Vec<QueueMessage>, StoreError> {
-        let config = self.config(queue)?.clone();
-        let sent = self.wakeup(queue, "receiving messages")?;
+        self.reload_if_changed().await?;
+        let mailbox = self.mailbox(queue)?.clone();
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             // Register interest before looking, so a send in between is not missed.
-            let notified = sent.notified();
-            let messages = self.try_receive(&config, max, visibility).await?;
+            let notified = mailbox.sent.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let mut taken = mailbox.take(max, visibility);
+            let messages = std::mem::take(&mut taken.messages);
+            self.settle(&mailbox, taken).await?;
             if !messages.is_empty() {
                 return Ok(messages);
             }
@@ -225,97 +372,226 @@ impl Queues for SqliteQueues {
     }
 
     async fn delete(&self, queue: &str, receipt_handles: &[String]) -> Result<(), StoreError> {
-        let queue = queue.to_owned();
-        let handles = receipt_handles.to_vec();
-        self.writer
-            .write("deleting messages", move |conn| {
-                relaxed(conn, |conn| {
-                    let tx = conn.transaction()?;
-                    {
-                        let mut delete = tx.prepare_cached(
-                            "DELETE FROM messages WHERE seq = ?1 AND queue = ?2 AND receipt = ?3",
-                        )?;
-                        for h in &handles {
-                            // A receipt this queue did not issue matches no row.
-                            let Some(seq) = h
-                                .split_once(':')
-                                .and_then(|(seq, _)| seq.parse::<i64>().ok())
-                            else {
-                                continue;
-                            };
-                            delete.execute(params![seq, queue, h])?;
-                        }
-                    }
-                    tx.commit()
+        let mailbox = self.mailbox(queue)?.clone();
+        let seqs: Vec<i64> = {
+            let state = mailbox.lock();
+            receipt_handles
+                .iter()
+                .filter_map(|h| {
+                    let (seq, count) = h.split_once(':')?;
+                    let (seq, count) = (seq.parse::<i64>().ok()?, count.parse::<u32>().ok()?);
+                    // Only the latest receipt of a message still in flight deletes it.
+                    let held = state.in_flight.get(&seq)?;
+                    (held.message.receive_count == count).then_some(seq)
                 })
-            })
+                .collect()
+        };
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        let done = seqs.clone();
+        self.writer
+            .run(
+                "deleting messages",
+                move |conn| {
+                    let mut delete = conn.prepare_cached("DELETE FROM messages WHERE seq = ?1")?;
+                    for seq in &seqs {
+                        delete.execute([seq])?;
+                    }
+                    Ok(())
+                },
+                move |()| {
+                    let mut state = mailbox.lock();
+                    for seq in &done {
+                        state.in_flight.remove(seq);
+                    }
+                },
+            )
             .await
     }
 
     async fn stats(&self, queue: &str) -> Result<QueueStats, StoreError> {
-        let config = self.config(queue)?.clone();
-        self.writer
-            .write("reading queue depth", move |conn| {
-                let now = micros(Utc::now());
-                let count = |sql: &str, p: &[&dyn rusqlite::ToSql]| -> rusqlite::Result<u64> {
-                    conn.prepare_cached(sql)?.query_row(p, |r| r.get(0))
-                };
-                Ok(QueueStats {
-                    queue: config.name.clone(),
-                    visible: count(
-                        "SELECT COUNT(*) FROM messages WHERE queue = ?1 AND visible_at <= ?2",
-                        &[&config.name, &now],
-                    )?,
-                    in_flight: count(
-                        "SELECT COUNT(*) FROM messages WHERE queue = ?1 AND visible_at > ?2",
-                        &[&config.name, &now],
-                    )?,
-                    dead_letters: count(
-                        "SELECT COUNT(*) FROM messages WHERE queue = ?1",
-                        &[&config.dead_letter_queue],
-                    )?,
-                })
-            })
-            .await
+        let mailbox = self.mailbox(queue)?;
+        let now = Instant::now();
+        let state = mailbox.lock();
+        let returned = state.in_flight.values().filter(|f| f.until <= now).count() as u64;
+        Ok(QueueStats {
+            queue: mailbox.config.name.clone(),
+            visible: state.ready.len() as u64 + returned,
+            in_flight: state.in_flight.len() as u64 - returned,
+            dead_letters: state.dead_letters,
+        })
     }
 
     async fn dead_letters(&self, queue: &str) -> Result<Vec<QueueMessage>, StoreError> {
-        let dlq = self.config(queue)?.dead_letter_queue.clone();
-        self.writer
-            .write("listing dead letters", move |conn| {
-                let mut stmt = conn.prepare_cached(
-                    "SELECT message_id, body, sent_at FROM messages WHERE queue = ?1 ORDER BY seq",
-                )?;
-                let rows = stmt.query_map([&dlq], |r| {
-                    Ok(QueueMessage {
-                        message_id: r.get(0)?,
-                        receipt_handle: String::new(),
-                        body: r.get(1)?,
-                        receive_count: 0,
-                        sent_at: DateTime::from_timestamp_micros(r.get(2)?).unwrap_or_default(),
-                    })
-                })?;
-                rows.collect()
-            })
+        let dlq = self.mailbox(queue)?.config.dead_letter_queue.clone();
+        self.reads
+            .read("listing dead letters", move |conn| dead_letter_rows(conn, &dlq))
             .await
     }
 
     async fn redrive(&self, queue: &str) -> Result<u64, StoreError> {
-        let config = self.config(queue)?.clone();
+        let mailbox = self.mailbox(queue)?.clone();
+        let config = mailbox.config.clone();
         let moved = self
             .writer
-            .write("redriving dead letters", move |conn| {
-                let now = micros(Utc::now());
-                conn.prepare_cached(
-                    "UPDATE messages SET queue = ?1, receive_count = 0, visible_at = ?3, receipt = NULL
-                     WHERE queue = ?2",
-                )?
-                .execute(params![config.name, config.dead_letter_queue, now])
-            })
+            .run(
+                "redriving dead letters",
+                move |conn| redrive_rows(conn, &config),
+                move |moved| {
+                    {
+                        let mut state = mailbox.lock();
+                        state.dead_letters = state.dead_letters.saturating_sub(moved.len() as u64);
+                    }
+                    mailbox.push(moved.iter().cloned());
+                },
+            )
             .await?;
-        if let Some(sent) = self.sent.get(queue) {
-            sent.notify_waiters();
+        Ok(moved.len() as u64)
+    }
+}
+
+fn insert_messages(
+    conn: &Connection,
+    sends: Vec<(String, String)>,
+    now: i64,
+) -> rusqlite::Result<Vec<Message>> {
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO messages (queue, message_id, body, sent_at) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    let mut messages = Vec::with_capacity(sends.len());
+    for (queue, body) in sends {
+        let message_id = uuid::Uuid::now_v7().to_string();
+        insert.execute(params![queue, message_id, body, now])?;
+        messages.push(Message {
+            seq: conn.last_insert_rowid(),
+            message_id,
+            body: body.into(),
+            sent_at: now,
+            receive_count: 0,
+        });
+    }
+    Ok(messages)
+}
+
+fn message(r: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
+    Ok(Message {
+        seq: r.get(0)?,
+        message_id: r.get(1)?,
+        body: r.get::<_, String>(2)?.into(),
+        sent_at: r.get(3)?,
+        receive_count: r.get(4)?,
+    })
+}
+
+fn all_messages(conn: &Connection) -> rusqlite::Result<Vec<(String, Message)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, message_id, body, sent_at, receive_count, queue FROM messages ORDER BY seq",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get(5)?, message(r)?)))?;
+    rows.collect()
+}
+
+fn dead_letter_rows(conn: &Connection, dlq: &str) -> rusqlite::Result<Vec<QueueMessage>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, message_id, body, sent_at, receive_count FROM messages
+         WHERE queue = ?1 ORDER BY seq",
+    )?;
+    let rows = stmt.query_map([dlq], message)?;
+    rows.map(|m| {
+        m.map(|m| QueueMessage {
+            message_id: m.message_id,
+            receipt_handle: String::new(),
+            body: m.body.to_string(),
+            receive_count: 0,
+            sent_at: DateTime::from_timestamp_micros(m.sent_at).unwrap_or_default(),
+        })
+    })
+    .collect()
+}
+
+fn redrive_rows(conn: &Connection, config: &QueueConfig) -> rusqlite::Result<Vec<Message>> {
+    let mut stmt = conn.prepare_cached(
+        "UPDATE messages SET queue = ?1, receive_count = 0 WHERE queue = ?2
+         RETURNING seq, message_id, body, sent_at, receive_count",
+    )?;
+    let rows = stmt.query_map(params![config.name, config.dead_letter_queue], message)?;
+    let mut moved: Vec<Message> = rows.collect::<rusqlite::Result<_>>()?;
+    moved.sort_by_key(|m| m.seq);
+    Ok(moved)
+}
+
+/// The queues of a data directory that another process (`orders dev`) runs: for the
+/// operator's tools, which send, list dead letters and redrive with their own connection.
+/// The running service notices their commits and takes the messages in.
+pub struct DetachedQueues {
+    conn: Arc<Mutex<Connection>>,
+    reads: ReadPool,
+    configs: HashMap<String, QueueConfig>,
+}
+
+impl DetachedQueues {
+    /// `database` is the data directory's `orders.db`.
+    pub fn open(database: &Path, configs: Vec<QueueConfig>) -> Result<Self, StoreError> {
+        let conn = sqlite::open(database, Durability::Full)
+            .map_err(|e| StoreError::new("opening the queues", e))?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            reads: ReadPool::new(database.to_path_buf()),
+            configs: configs.into_iter().map(|c| (c.name.clone(), c)).collect(),
+        })
+    }
+
+    fn config(&self, queue: &str) -> Result<QueueConfig, StoreError> {
+        self.configs
+            .get(queue)
+            .cloned()
+            .ok_or_else(|| StoreError::new("finding a queue", format!("no queue named {queue:?}")))
+    }
+
+    async fn write<T: Send + 'static>(
+        &self,
+        context: &'static str,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = self.conn.clone();
+        sqlite::blocking(context, move || {
+            let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let value = f(&tx)?;
+            tx.commit()?;
+            Ok(value)
+        })
+        .await
+    }
+
+    pub async fn dead_letters(&self, queue: &str) -> Result<Vec<QueueMessage>, StoreError> {
+        let dlq = self.config(queue)?.dead_letter_queue;
+        self.reads
+            .read("listing dead letters", move |conn| dead_letter_rows(conn, &dlq))
+            .await
+    }
+
+    /// Moves every message of `queue`'s dead-letter queue back to `queue`; how many.
+    pub async fn redrive(&self, queue: &str) -> Result<u64, StoreError> {
+        let config = self.config(queue)?;
+        self.write("redriving dead letters", move |conn| {
+            redrive_rows(conn, &config).map(|m| m.len() as u64)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl MessageSink for DetachedQueues {
+    async fn send_many(&self, sends: Vec<(String, String)>) -> Result<(), StoreError> {
+        for (queue, _) in &sends {
+            self.config(queue)?;
         }
-        Ok(moved as u64)
+        let now = micros(Utc::now());
+        self.write("sending messages", move |conn| {
+            insert_messages(conn, sends, now).map(|_| ())
+        })
+        .await
     }
 }

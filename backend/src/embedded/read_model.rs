@@ -1,28 +1,15 @@
-//! The embedded read model: `projection.db`, one row per order, indexed by status and
-//! creation time; the change feed's checkpoint lives in the same file.
-
-use std::path::Path;
+//! The embedded read model: the `orders` table, one row per order, indexed by status and
+//! creation time, upserted by the one writer with newer versions only.
 
 use async_trait::async_trait;
 use events_schema::{Order, OrderId, Status};
 use rusqlite::{OptionalExtension, params};
 
-use super::sqlite::{self, Durability, ReadPool, Writer, micros, parse_json};
+use super::{
+    sqlite::{ReadPool, micros, parse_json},
+    writer::Writer,
+};
 use crate::ports::{ListQuery, Page, ReadModel, StoreError};
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS orders (
-    order_id   TEXT    PRIMARY KEY,
-    status     TEXT    NOT NULL,
-    version    INTEGER NOT NULL,
-    created_at INTEGER NOT NULL,
-    body       TEXT    NOT NULL
-);
-CREATE TABLE IF NOT EXISTS checkpoints (
-    name     TEXT    PRIMARY KEY,
-    position INTEGER NOT NULL
-);
-";
 
 /// The secondary indexes of `orders`: a name, the other name, the columns. `orders
 /// rebuild` builds them on its fresh table under whichever name is free and then renames
@@ -40,9 +27,8 @@ pub(super) const INDEXES: [(&str, &str, &str); 2] = [
     ),
 ];
 
-/// Creates the tables and, under either of their names, the indexes that are missing.
-pub(super) fn ensure_schema(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
-    conn.execute_batch(SCHEMA)?;
+/// Creates, under either of their names, the indexes of `orders` that are missing.
+pub(super) fn ensure_indexes(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
     for (name, other, columns) in INDEXES {
         let exists: bool = conn.query_row(
             "SELECT EXISTS (SELECT 1 FROM sqlite_master
@@ -63,20 +49,8 @@ pub struct SqliteReadModel {
 }
 
 impl SqliteReadModel {
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
-        // Derived data: a power cut may lose the last commits, and the durable checkpoint
-        // then replays them; version-guarded upserts make that harmless.
-        let conn = sqlite::open(path, Durability::Normal)
-            .and_then(|c| ensure_schema(&c).map(|()| c))
-            .map_err(|e| StoreError::new("opening the read model", e))?;
-        Ok(Self {
-            writer: Writer::new(conn),
-            reads: ReadPool::new(path.to_path_buf()),
-        })
-    }
-
-    pub(super) fn writer(&self) -> &Writer {
-        &self.writer
+    pub(super) fn new(writer: Writer, reads: ReadPool) -> Self {
+        Self { writer, reads }
     }
 }
 
@@ -100,9 +74,8 @@ impl ReadModel for SqliteReadModel {
             .map_err(|e| StoreError::new("serializing the read model", e))?;
         self.writer
             .write("updating the read model", move |conn| {
-                let tx = conn.transaction()?;
                 {
-                    let mut upsert = tx.prepare_cached(
+                    let mut upsert = conn.prepare_cached(
                         "INSERT INTO orders (order_id, status, version, created_at, body)
                          VALUES (?1, ?2, ?3, ?4, ?5)
                          ON CONFLICT (order_id) DO UPDATE SET
@@ -114,7 +87,7 @@ impl ReadModel for SqliteReadModel {
                         upsert.execute(params![id, status, version, created, body])?;
                     }
                 }
-                tx.commit()
+                Ok(())
             })
             .await
     }
@@ -122,14 +95,14 @@ impl ReadModel for SqliteReadModel {
     async fn get(&self, order_id: &OrderId) -> Result<Option<Order>, StoreError> {
         let id = order_id.to_string();
         self.reads
-            .read("reading the read model", move |conn| {
+            .read_now("reading the read model", move |conn| {
                 let body: Option<String> = conn
                     .prepare_cached("SELECT body FROM orders WHERE order_id = ?1")?
                     .query_row([&id], |r| r.get(0))
                     .optional()?;
                 body.as_deref().map(parse_json::<Order>).transpose()
             })
-            .await
+            
     }
 
     async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
@@ -159,29 +132,4 @@ impl ReadModel for SqliteReadModel {
             .await?;
         Ok(Page::from_overfetch(items, limit))
     }
-}
-
-/// The change feed's checkpoint: the last global position handled.
-pub(super) fn load_checkpoint(conn: &rusqlite::Connection, name: &str) -> rusqlite::Result<u64> {
-    Ok(conn
-        .query_row(
-            "SELECT position FROM checkpoints WHERE name = ?1",
-            [name],
-            |r| r.get::<_, u64>(0),
-        )
-        .optional()?
-        .unwrap_or(0))
-}
-
-pub(super) fn save_checkpoint(
-    conn: &rusqlite::Connection,
-    name: &str,
-    position: u64,
-) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO checkpoints (name, position) VALUES (?1, ?2)
-         ON CONFLICT (name) DO UPDATE SET position = MAX(position, excluded.position)",
-    )?
-    .execute(params![name, position])
-    .map(|_| ())
 }

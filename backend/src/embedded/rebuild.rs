@@ -2,10 +2,10 @@
 //! alone, into a fresh table beside the live one, then swapped in atomically.
 //!
 //! 1. Note the event store's high-water mark `P` (its highest position).
-//! 2. Fold every order's events at or before `P` into `orders_rebuild` in `projection.db`,
+//! 2. Fold every order's events at or before `P` into `orders_rebuild` in `orders.db`,
 //!    indexes included (histories read in pages, folded on every core, written in short
 //!    transactions, so a running projector keeps writing the live table meanwhile).
-//! 3. In one `IMMEDIATE` transaction on `projection.db` (the projector's writes wait;
+//! 3. In one `IMMEDIATE` transaction on `orders.db` (the service's writer waits;
 //!    readers keep reading the old table): fold in the events appended after `P`, rename
 //!    the live table to `orders_retired` and the fresh one to `orders`. Only the catch-up
 //!    costs time there: renames are O(1). Readers see the old projection or the new one,
@@ -23,7 +23,7 @@
 use std::{
     collections::HashSet,
     fs::{File, TryLockError},
-    path::{Path, PathBuf},
+    path::Path,
     sync::{Arc, Mutex, mpsc},
     time::Instant,
 };
@@ -34,7 +34,8 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
     archive::{high_water, read_histories, read_history, tune_for_scans},
-    read_model::{INDEXES, ensure_schema},
+    data_dir::DataDir,
+    read_model::INDEXES,
     sqlite::{self, Durability, micros},
 };
 pub use crate::ports::{BeforeSwap, fold_raw};
@@ -47,22 +48,14 @@ const RETIRED: &str = "orders_retired";
 
 /// Rebuilds the read model of one data directory (beside a running service or not).
 pub struct SqliteRebuild {
-    dir: PathBuf,
+    dir: DataDir,
 }
 
 impl SqliteRebuild {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        if !dir.join("events.db").is_file() {
-            return Err(StoreError::new(
-                "opening the event store",
-                format!(
-                    "{} has no events.db (is it a data directory of orders dev?)",
-                    dir.display()
-                ),
-            ));
-        }
+        DataDir::new(dir).existing_database()?;
         Ok(Self {
-            dir: dir.to_path_buf(),
+            dir: DataDir::new(dir),
         })
     }
 
@@ -133,30 +126,29 @@ fn open_events(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-/// Holds `rebuild.lock` in the data directory: one rebuild at a time.
-fn lock(dir: &Path) -> Result<File, StoreError> {
-    let file = File::create(dir.join("rebuild.lock"))
+/// Holds the data directory's rebuild lock: one rebuild at a time.
+fn lock(dir: &DataDir) -> Result<File, StoreError> {
+    let file = File::create(dir.rebuild_lock())
         .map_err(|e| StoreError::new("locking the rebuild", e))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(TryLockError::WouldBlock) => Err(StoreError::new(
             "locking the rebuild",
-            format!("another rebuild of {} is running", dir.display()),
+            format!("another rebuild of {} is running", dir.root().display()),
         )),
         Err(TryLockError::Error(e)) => Err(StoreError::new("locking the rebuild", e)),
     }
 }
 
 fn rebuild(
-    dir: &Path,
+    dir: &DataDir,
     progress: &ProgressFn,
     before_swap: BeforeSwap,
 ) -> Result<RebuildReport, StoreError> {
     let _lock = lock(dir)?;
-    let events_path = dir.join("events.db");
+    let events_path = dir.existing_database()?;
     let events = open_events(&events_path).map_err(store_err("opening the event store"))?;
-    let mut projection = sqlite::open(&dir.join("projection.db"), Durability::Normal)
-        .and_then(|c| ensure_schema(&c).map(|()| c))
+    let mut projection = sqlite::open(&events_path, Durability::Normal)
         .map_err(store_err("opening the read model"))?;
     create_fresh(&projection).map_err(store_err("creating the fresh projection"))?;
 

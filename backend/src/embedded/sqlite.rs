@@ -3,11 +3,10 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::{Arc, Mutex, mpsc},
+    sync::{Arc, Mutex},
 };
 
 use rusqlite::{Connection, OpenFlags, config::DbConfig};
-use tokio::sync::oneshot;
 
 use crate::ports::StoreError;
 
@@ -30,21 +29,6 @@ impl Durability {
     }
 }
 
-/// Runs `f` with commits at `durability` on a connection opened at another (SQLite reads
-/// the setting at each commit), then restores the connection's own. A later fsync'd
-/// commit on the connection makes the relaxed ones durable too: they precede it in the WAL.
-pub fn with_durability<T>(
-    conn: &mut Connection,
-    durability: Durability,
-    restore: Durability,
-    f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
-) -> rusqlite::Result<T> {
-    conn.pragma_update(None, "synchronous", durability.synchronous())?;
-    let result = f(conn);
-    conn.pragma_update(None, "synchronous", restore.synchronous())?;
-    result
-}
-
 /// Opens a connection for writing (creating the file if need be), in WAL mode.
 pub fn open(path: &Path, durability: Durability) -> rusqlite::Result<Connection> {
     let conn = connect(
@@ -54,18 +38,9 @@ pub fn open(path: &Path, durability: Durability) -> rusqlite::Result<Connection>
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", durability.synchronous())?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // A WAL that grew under load is cut back to this once checkpointed.
+    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
     conn.set_prepared_statement_cache_capacity(64);
-    Ok(conn)
-}
-
-/// [`open`], then creates what `schema` declares (`CREATE ... IF NOT EXISTS`).
-pub fn open_with_schema(
-    path: &Path,
-    durability: Durability,
-    schema: &str,
-) -> rusqlite::Result<Connection> {
-    let conn = open(path, durability)?;
-    conn.execute_batch(schema)?;
     Ok(conn)
 }
 
@@ -110,6 +85,16 @@ impl ReadPool {
         blocking(context, move || pool.with_conn(f)).await
     }
 
+    /// Runs `f` on a pooled connection on this (async) thread: for point lookups, which take
+    /// less time than a hop to the blocking pool and back.
+    pub fn read_now<T>(
+        &self,
+        context: &'static str,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        self.with_conn(f).map_err(|e| StoreError::new(context, e))
+    }
+
     /// Runs `f` on a pooled connection, on this thread.
     pub fn with_conn<T>(
         &self,
@@ -137,80 +122,6 @@ pub async fn blocking<T: Send + 'static>(
     match tokio::task::spawn_blocking(f).await {
         Ok(result) => result.map_err(|e| StoreError::new(context, e)),
         Err(join) => Err(StoreError::new(context, join)),
-    }
-}
-
-/// A connection that one writer at a time may use, from the blocking pool.
-#[derive(Clone)]
-pub struct Writer {
-    conn: Arc<Mutex<Connection>>,
-}
-
-impl Writer {
-    pub fn new(conn: Connection) -> Self {
-        Self {
-            conn: Arc::new(Mutex::new(conn)),
-        }
-    }
-
-    pub async fn write<T: Send + 'static>(
-        &self,
-        context: &'static str,
-        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let conn = self.conn.clone();
-        blocking(context, move || {
-            // A panic mid-write drops (and so rolls back) its transaction: the connection
-            // behind a poisoned lock is still consistent.
-            let mut guard = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            f(&mut guard)
-        })
-        .await
-    }
-}
-
-/// A thread that owns a write connection and commits queued writes in groups: it blocks for
-/// the first write, takes whatever else queued up meanwhile (at most `max_group`) and
-/// commits them all at once, then answers each. Under load many writes share one
-/// transaction and one fsync; alone, a write commits at once.
-pub struct GroupWriter<W, R> {
-    queue: mpsc::Sender<(W, oneshot::Sender<R>)>,
-}
-
-impl<W: Send + 'static, R: Send + 'static> GroupWriter<W, R> {
-    /// `commit` gets a group of writes and returns one answer per write, in order.
-    pub fn spawn(
-        name: &str,
-        mut conn: Connection,
-        max_group: usize,
-        mut commit: impl FnMut(&mut Connection, &[W]) -> Vec<R> + Send + 'static,
-    ) -> std::io::Result<Self> {
-        let (queue, receiver) = mpsc::channel::<(W, oneshot::Sender<R>)>();
-        std::thread::Builder::new()
-            .name(name.into())
-            .spawn(move || {
-                while let Ok(first) = receiver.recv() {
-                    let mut group = vec![first];
-                    while group.len() < max_group {
-                        match receiver.try_recv() {
-                            Ok(next) => group.push(next),
-                            Err(_) => break,
-                        }
-                    }
-                    let (writes, replies): (Vec<W>, Vec<_>) = group.into_iter().unzip();
-                    for (reply, answer) in replies.into_iter().zip(commit(&mut conn, &writes)) {
-                        let _ = reply.send(answer);
-                    }
-                }
-            })?;
-        Ok(Self { queue })
-    }
-
-    /// Queues `write` and waits for its answer; `None` if the writer thread has stopped.
-    pub async fn submit(&self, write: W) -> Option<R> {
-        let (reply, answer) = oneshot::channel();
-        self.queue.send((write, reply)).ok()?;
-        answer.await.ok()
     }
 }
 
