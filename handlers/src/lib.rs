@@ -1,16 +1,18 @@
 //! The status handlers: one per order status, each fed by its own queue. A handler takes
-//! an SQS batch (the payload Lambda delivers), reacts to each event at most once in effect
-//! (a ledger record per handler and event id, claimed with a conditional write), writes the
-//! reaction's document, and reports the messages it could not handle as batch-item
-//! failures, so that only those are retried and, in the end, dead-lettered.
+//! a batch of deliveries (each the bus event of one published detail), reacts to each event
+//! at most once in effect (a ledger record per handler and event id, claimed with a
+//! conditional write), writes the reaction's document, and says which deliveries it could
+//! not handle, so that only those are retried and, in the end, dead-lettered.
 //!
+//! [`Handler::handle`] is the same on both backends; the Lambda edge ([`lambda`]) turns an
+//! SQS event into deliveries and the failures into Lambda's partial batch response.
 //! Adding a reaction is one [`Reaction`] impl in [`reactions`] and one route entry.
 
+pub mod lambda;
 pub mod reactions;
 
 use std::sync::Arc;
 
-use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use backend::{Claim, Document, DocumentStore, IdempotencyRecord, IdempotencyStore, SavedResponse};
 use chrono::Utc;
 use events_schema::EventDetail;
@@ -23,6 +25,15 @@ pub trait Reaction: Send + Sync {
     /// The handler's name, as in the route table's `handler`.
     fn name(&self) -> &'static str;
     fn react(&self, detail: &EventDetail) -> Option<Document>;
+}
+
+/// One message for a handler: the bus event (EventBridge's envelope around the published
+/// detail) as its queue delivered it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The queue's message id: what a failure is reported by.
+    pub id: String,
+    pub body: String,
 }
 
 /// How long a handler remembers that it handled an event.
@@ -50,27 +61,25 @@ pub struct Handler {
 }
 
 impl Handler {
-    /// Handles a batch; every message not listed in the response's failures is done.
+    /// Handles a batch; the ids of the deliveries that failed (every other one is done).
     ///
-    /// The messages of a batch are handled concurrently: they are independent (a queue
+    /// The deliveries of a batch are handled concurrently: they are independent (a queue
     /// carries one status, and each event names its own document), and their writes then
-    /// share fsyncs, in the ledger's and the document store's group commits, instead of
-    /// queueing one behind the other.
-    pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
-        let outcomes = join_all(event.records.into_iter().map(|message| async move {
-            let body = message.body.as_deref().unwrap_or_default();
-            let outcome = self.handle_one(body).await;
-            (message.message_id, outcome)
+    /// share commits instead of queueing one behind the other.
+    pub async fn handle(&self, deliveries: Vec<Delivery>) -> Vec<String> {
+        let outcomes = join_all(deliveries.into_iter().map(|delivery| async move {
+            let outcome = self.handle_one(&delivery.body).await;
+            (delivery.id, outcome)
         }))
         .await;
-        let mut response = SqsBatchResponse::default();
-        for (message_id, outcome) in outcomes {
+        let mut failed = Vec::new();
+        for (id, outcome) in outcomes {
             if let Err(failure) = outcome {
-                tracing::warn!(handler = self.reaction.name(), message_id = ?message_id, error = %failure, "message failed; it will be retried");
-                response.add_failure(message_id.unwrap_or_default());
+                tracing::warn!(handler = self.reaction.name(), message_id = %id, error = %failure, "message failed; it will be retried");
+                failed.push(id);
             }
         }
-        response
+        failed
     }
 
     async fn handle_one(&self, body: &str) -> Result<(), Failure> {
@@ -125,6 +134,7 @@ impl Handler {
         now: chrono::DateTime<Utc>,
     ) -> Result<(), Failure> {
         self.documents.put(&detail.event.order_id, document).await?;
+        backend::telemetry::document_written();
         self.ledger
             .complete(IdempotencyRecord {
                 key,

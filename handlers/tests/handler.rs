@@ -99,7 +99,7 @@ async fn each_status_handler_writes_its_document_for_its_event_only() {
             .enumerate()
             .map(|(i, r)| message(&format!("{name}-{i}"), r))
             .collect();
-        let response = handler(&s, name, None).handle(batch(all)).await;
+        let response = handlers::lambda::handle(&handler(&s, name, None), batch(all)).await;
         assert!(response.batch_item_failures.is_empty(), "{name}");
         let docs = s
             .embedded
@@ -134,8 +134,7 @@ async fn the_cancellation_notice_carries_the_reason() {
             },
         ],
     );
-    let response = handler(&s, "canceled", None)
-        .handle(batch(vec![message("m", &events[1])]))
+    let response = handlers::lambda::handle(&handler(&s, "canceled", None), batch(vec![message("m", &events[1])]))
         .await;
     assert!(response.batch_item_failures.is_empty());
     let doc = s
@@ -156,8 +155,7 @@ async fn a_redelivered_event_is_handled_once_in_effect() {
     let events = history("ORD-3", &[place("a")]);
     let h = handler(&s, "received", None);
     for round in 0..3 {
-        let response = h
-            .handle(batch(vec![message(&format!("m{round}"), &events[0])]))
+        let response = handlers::lambda::handle(&h, batch(vec![message(&format!("m{round}"), &events[0])]))
             .await;
         assert!(response.batch_item_failures.is_empty());
     }
@@ -189,8 +187,9 @@ async fn only_the_poison_message_of_a_batch_is_reported() {
     let mut garbage = SqsMessage::default();
     garbage.message_id = Some("garbage".into());
     garbage.body = Some("{not json".into());
-    let response = handler(&s, "received", Some("FAIL"))
-        .handle(batch(vec![
+    let response = handlers::lambda::handle(
+        &handler(&s, "received", Some("FAIL")),
+        batch(vec![
             message("good", &good[0]),
             message("bad", &bad[0]),
             garbage,

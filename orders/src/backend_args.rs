@@ -6,7 +6,7 @@ use anyhow::Context;
 use backend::{
     Ports,
     aws::{Aws, AwsConfig},
-    embedded::{Embedded, LOCAL_ACCOUNT, LOCAL_REGION},
+    embedded::Embedded,
 };
 use events_schema::RouteTable;
 
@@ -40,8 +40,6 @@ pub struct Opened {
     pub ports: Ports,
     /// EventBridge `Source` of published events.
     pub source: String,
-    pub region: String,
-    pub account: String,
     /// Where the data lives, for logs.
     pub location: String,
     /// Keeps the backend alive (the embedded data directory's lock, the AWS clients).
@@ -67,26 +65,15 @@ impl BackendArgs {
                 Ok(Opened {
                     ports: embedded.ports(),
                     source: routes.source.clone(),
-                    region: LOCAL_REGION.into(),
-                    account: LOCAL_ACCOUNT.into(),
                     location: embedded.dir().display().to_string(),
                     _keep: Box::new(embedded),
                 })
             }
             BackendKind::Aws => {
                 let aws = self.connect_aws().await?;
-                let sdk_region = aws
-                    .clients
-                    .dynamodb
-                    .config()
-                    .region()
-                    .map(|r| r.to_string());
                 Ok(Opened {
                     ports: aws.ports(),
                     source: aws.config.event_source.clone(),
-                    region: sdk_region.unwrap_or_else(|| "us-east-1".into()),
-                    // Only used to build queue ARNs in local SQS payloads.
-                    account: "123456789012".into(),
                     location: match &aws.config.endpoint_url {
                         Some(url) => format!("AWS API at {url}"),
                         None => "AWS".into(),

@@ -100,12 +100,7 @@ fn start_pipeline(
     args: &PipelineArgs,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<JoinSet<()>> {
-    let Opened {
-        ports,
-        region,
-        account,
-        ..
-    } = opened;
+    let ports = &opened.ports;
     let mut tasks = JoinSet::new();
     tasks.spawn(stream::run(
         ports.feed.clone(),
@@ -134,8 +129,6 @@ fn start_pipeline(
                 handler: handler.clone(),
                 batch_size: route.batch_size as usize,
                 visibility_timeout: visibility,
-                queue_arn: format!("arn:aws:sqs:{region}:{account}:{}", route.queue),
-                region: region.clone(),
             };
             tasks.spawn(poller.run(stop.clone()));
         }

@@ -4,10 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use backend::{
-    Queues,
-    embedded::{SqliteQueues, queue_configs},
-};
+use backend::embedded::{DataDir, DetachedQueues, queue_configs};
 
 #[derive(clap::Args, Debug)]
 pub struct DlqArgs {
@@ -41,14 +38,9 @@ pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
             names.join(", ")
         );
     }
-    let path = args.data.join("queues.db");
-    if !path.exists() {
-        bail!(
-            "{} has no queues (is it a data directory of orders dev?)",
-            args.data.display()
-        );
-    }
-    let queues = SqliteQueues::open(&path, queue_configs(routes)).context("opening the queues")?;
+    let database = DataDir::new(&args.data).existing_database()?;
+    let queues =
+        DetachedQueues::open(&database, queue_configs(routes)).context("opening the queues")?;
     match args.action {
         Action::List => {
             for m in queues.dead_letters(&queue).await? {

@@ -1,18 +1,19 @@
-//! The projector: takes a batch of the event table's stream records (the DynamoDB stream
-//! event Lambda delivers), folds each event's order state into the read model, then
-//! publishes each event to the bus, and reports the records it could not handle as
-//! batch-item failures so that they are retried.
+//! The projector: folds each recorded event's order state into the read model, then
+//! publishes each event to the bus, and says which record failed so that it and what
+//! follows are retried.
 //!
 //! Each record carries the order's state after its event, and the read model upserts only
-//! newer versions: applying a record twice or out of order never moves an order back.
+//! newer versions: projecting a record twice or out of order never moves an order back.
 //! Publication comes after the read model and before the checkpoint, so it is at least
 //! once and never skipped; handlers are idempotent per event id.
+//!
+//! [`Projector::project`] speaks the domain's types on both backends; the Lambda edge
+//! ([`lambda`]) decodes DynamoDB stream events into them and encodes the batch-item
+//! failures Lambda expects.
 
-use aws_lambda_events::{
-    dynamodb,
-    streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse},
-};
-use backend::{BusEntry, EventPublisher, ReadModel, item};
+pub mod lambda;
+
+use backend::{BusEntry, EventPublisher, ReadModel};
 use events_schema::{EventDetail, Recorded};
 
 pub struct Projector<'a> {
@@ -22,62 +23,73 @@ pub struct Projector<'a> {
     pub source: &'a str,
 }
 
+/// Why a batch was not projected whole: the first record that failed (it and every later
+/// one are to be retried; those before it are done).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("record {first} of the batch failed: {reason}")]
+pub struct Failed {
+    pub first: usize,
+    pub reason: String,
+}
+
 /// The bus entry for a recorded event (`replayed` marks re-publication of history).
 pub fn bus_entry(
     source: &str,
     recorded: &Recorded,
     replayed: bool,
 ) -> Result<BusEntry, serde_json::Error> {
-    let detail = EventDetail {
-        event: recorded.envelope.clone(),
-        order: recorded.order.clone(),
+    #[derive(serde::Serialize)]
+    struct DetailRef<'a> {
+        event: &'a events_schema::Envelope,
+        order: &'a events_schema::Order,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        replayed: bool,
+    }
+    // Serialized by reference: the same JSON as an `EventDetail`, without cloning it.
+    let detail = serde_json::to_string(&DetailRef {
+        event: &recorded.envelope,
+        order: &recorded.order,
         replayed,
-    };
+    })?;
+    debug_assert!(serde_json::from_str::<EventDetail>(&detail).is_ok());
     Ok(BusEntry {
         source: source.to_owned(),
         detail_type: recorded.envelope.event.type_name().to_owned(),
-        detail: serde_json::to_string(&detail)?,
+        detail,
         time: recorded.envelope.occurred_at,
     })
 }
 
 impl Projector<'_> {
-    /// Handles one stream batch. Records are handled in order; from the first record that
-    /// fails, it and everything after it are reported, as Lambda's checkpointing expects.
-    pub async fn handle(&self, event: dynamodb::Event) -> DynamoDbEventResponse {
-        let mut handled: Vec<(Option<String>, Recorded)> = Vec::with_capacity(event.records.len());
-        let mut failed_from: Option<Option<String>> = None;
-        for record in event.records {
-            let seq = record.change.sequence_number.clone();
-            if record.event_name != "INSERT" {
-                // The event table is append-only: updates and deletes are not events.
-                tracing::warn!(event_name = %record.event_name, sequence_number = ?seq, "ignoring a non-insert stream record");
-                continue;
-            }
-            match item::from_item(record.change.new_image) {
-                Ok(recorded) => handled.push((seq, recorded)),
+    /// Projects a batch in order: the read model first (one update for the batch), then one
+    /// publication. On failure, the first record that failed; everything before it is done.
+    pub async fn project(&self, records: &[Recorded]) -> Result<(), Failed> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let orders: Vec<_> = records.iter().map(|r| r.order.clone()).collect();
+        if let Err(e) = self.read_model.apply(&orders).await {
+            return Err(Failed {
+                first: 0,
+                reason: format!("updating the read model: {e}"),
+            });
+        }
+        let mut entries = Vec::with_capacity(records.len());
+        for (i, r) in records.iter().enumerate() {
+            match bus_entry(self.source, r, false) {
+                Ok(entry) => entries.push(entry),
+                // Whatever comes before it is published; it and the rest are retried.
                 Err(e) => {
-                    tracing::error!(error = %e, sequence_number = ?seq, "unreadable stream record");
-                    failed_from = Some(seq);
-                    break;
+                    self.publish(&entries).await?;
+                    return Err(Failed {
+                        first: i,
+                        reason: format!("encoding the event for the bus: {e}"),
+                    });
                 }
             }
         }
-        let orders: Vec<_> = handled.iter().map(|(_, r)| r.order.clone()).collect();
-        if let Err(e) = self.read_model.apply(&orders).await {
-            tracing::error!(error = %e, "read model update failed; the batch will be retried");
-            return failure(
-                handled
-                    .first()
-                    .map(|(seq, _)| seq.clone())
-                    .or(failed_from)
-                    .flatten(),
-            );
-        }
-        if let Some(first_failed) = self.publish(&handled).await {
-            return failure(handled.get(first_failed).and_then(|(seq, _)| seq.clone()));
-        }
-        for (_, r) in &handled {
+        self.publish(&entries).await?;
+        for r in records {
             tracing::debug!(
                 order_id = %r.envelope.order_id,
                 event_id = %r.envelope.event_id,
@@ -86,38 +98,26 @@ impl Projector<'_> {
                 "projected and published"
             );
         }
-        failed_from.map_or_else(DynamoDbEventResponse::default, failure)
+        Ok(())
     }
 
-    /// Publishes every handled event; the index of the first one that failed, if any.
-    async fn publish(&self, handled: &[(Option<String>, Recorded)]) -> Option<usize> {
-        let mut entries = Vec::with_capacity(handled.len());
-        for (i, (_, r)) in handled.iter().enumerate() {
-            match bus_entry(self.source, r, false) {
-                Ok(entry) => entries.push(entry),
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot encode an event for the bus");
-                    return Some(i);
-                }
-            }
-        }
+    /// Publishes `entries`; the first that failed, if any.
+    async fn publish(&self, entries: &[BusEntry]) -> Result<(), Failed> {
         if entries.is_empty() {
-            return None;
+            return Ok(());
         }
-        match self.publisher.publish(&entries).await {
-            Ok(failed) => failed.into_iter().min(),
-            Err(e) => {
-                tracing::error!(error = %e, "publishing failed; the batch will be retried");
-                Some(0)
-            }
+        match self.publisher.publish(entries).await {
+            Ok(failed) => match failed.into_iter().min() {
+                None => Ok(()),
+                Some(first) => Err(Failed {
+                    first,
+                    reason: "the bus refused the entry".into(),
+                }),
+            },
+            Err(e) => Err(Failed {
+                first: 0,
+                reason: format!("publishing: {e}"),
+            }),
         }
     }
-}
-
-fn failure(sequence_number: Option<String>) -> DynamoDbEventResponse {
-    let mut response = DynamoDbEventResponse::default();
-    let mut item = DynamoDbBatchItemFailure::default();
-    item.item_identifier = sequence_number;
-    response.batch_item_failures.push(item);
-    response
 }

@@ -149,6 +149,12 @@ impl SqliteChangeFeed {
         }
     }
 
+    /// The checkpoint of the event at `position` (tools that fill a store directly mark it
+    /// projected).
+    pub fn at(position: u64) -> Checkpoint {
+        at(position)
+    }
+
     /// Reads up to `max` events after `after` from the table.
     async fn read_log(&self, after: u64, max: usize) -> Result<Vec<Change>, FeedError> {
         let rows: Vec<(u64, String, String)> = self

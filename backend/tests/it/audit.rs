@@ -23,7 +23,7 @@ use backend::{
     ProjectedOrder, ProjectionRebuild, ProjectionScan, RawEvent, ReadModel, RebuildReport,
     StoreError,
     aws::{Aws, AwsConfig, DynamoRebuild, live_table::POINTER_PK},
-    embedded::{Embedded, SqliteArchive, SqliteRebuild, sequence_number},
+    embedded::{DataDir, Embedded, SqliteArchive, SqliteChangeFeed, SqliteRebuild},
     fold_raw,
 };
 use chrono::{DateTime, TimeZone, Utc};
@@ -124,7 +124,7 @@ impl Fixture {
     async fn tamper(&self, order_id: &str, version: u64, path: &[&str], value: &str) {
         match &self.backend {
             Backend::Embedded { dir, .. } => {
-                let conn = sqlite(&dir.path().join("events.db"));
+                let conn = sqlite(&DataDir::new(dir.path()).database());
                 let json_path = format!("$.{}", path.join("."));
                 let rows = conn
                     .execute(
@@ -167,7 +167,7 @@ impl Fixture {
     /// positions.
     async fn checkpoint(&self, through: u64) {
         if let Backend::Embedded { embedded, .. } = &self.backend {
-            backend::ChangeFeed::checkpoint(embedded.feed.as_ref(), &sequence_number(through))
+            backend::ChangeFeed::checkpoint(embedded.feed.as_ref(), &SqliteChangeFeed::at(through))
                 .await
                 .expect("checkpoints");
         }
@@ -763,11 +763,11 @@ fn sqlite(path: &Path) -> rusqlite::Connection {
     rusqlite::Connection::open(path).expect("opens")
 }
 
-/// The `CREATE` statements of `projection.db`'s `orders` table and its indexes, sorted
+/// The `CREATE` statements of the `orders` table and its indexes, sorted
 /// (SQLite quotes a renamed table's name: `"orders"` is `orders`; a rebuild names its
 /// indexes `orders_by_*` or `orders_rebuild_by_*`, whichever is free).
 fn orders_schema(dir: &Path) -> Vec<String> {
-    let conn = sqlite(&dir.join("projection.db"));
+    let conn = sqlite(&DataDir::new(dir).database());
     let mut stmt = conn
         .prepare("SELECT sql FROM sqlite_master WHERE tbl_name = 'orders' AND sql IS NOT NULL ORDER BY name")
         .expect("prepares");
@@ -798,8 +798,8 @@ async fn a_rebuilt_projection_has_the_live_schema_and_reopens_without_new_indexe
     assert_eq!(orders_schema(dir.path()), before);
     // Reopened after an odd number of rebuilds (its indexes under their other names), the
     // read model adds no index.
-    backend::embedded::SqliteReadModel::open(&dir.path().join("projection.db"))
-        .expect("reopens the read model");
+    drop(embedded);
+    let embedded = Embedded::open(dir.path(), route_table()).expect("reopens");
     assert_eq!(orders_schema(dir.path()), before);
     f.rebuild
         .rebuild(Arc::new(|_| {}))

@@ -6,6 +6,5 @@ mod support;
 
 mod audit;
 mod aws_bootstrap;
-mod aws_requests;
 mod contract;
 mod event_pattern;

@@ -15,7 +15,7 @@ async fn main() -> Result<(), Error> {
         .ok_or_else(|| format!("no handler named {name:?}"))?;
     let handler = &handler;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<SqsBatchResponse, Error>(handler.handle(event.payload).await)
+        Ok::<SqsBatchResponse, Error>(handlers::lambda::handle(handler, event.payload).await)
     }))
     .await
 }

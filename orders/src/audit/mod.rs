@@ -23,7 +23,9 @@ use anyhow::Context;
 use backend::{
     EventArchive, EventPublisher, ProjectionRebuild, ProjectionScan,
     aws::Aws,
-    embedded::{EmbeddedBus, SqliteArchive, SqliteQueues, SqliteRebuild, queue_configs},
+    embedded::{
+        DataDir, DetachedQueues, EmbeddedBus, SqliteArchive, SqliteRebuild, queue_configs,
+    },
 };
 use chrono::{DateTime, NaiveDate, Utc};
 
@@ -88,8 +90,9 @@ impl Data {
         Ok(match self {
             Self::Embedded(dir) => {
                 let routes = events_schema::route_table();
+                let database = DataDir::new(dir).existing_database()?;
                 let queues = Arc::new(
-                    SqliteQueues::open(&dir.join("queues.db"), queue_configs(routes))
+                    DetachedQueues::open(&database, queue_configs(routes))
                         .context("opening the queues")?,
                 );
                 (

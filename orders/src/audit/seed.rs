@@ -14,7 +14,7 @@ use std::{path::PathBuf, time::Instant};
 use anyhow::{Context, bail};
 use backend::{
     Append, ChangeFeed, EventStore, ReadModel,
-    embedded::{Embedded, sequence_number},
+    embedded::{Embedded, SqliteChangeFeed},
 };
 use chrono::{Duration, Utc};
 use events_schema::{
@@ -141,7 +141,7 @@ pub async fn run(args: SeedArgs) -> anyhow::Result<()> {
     let routes = events_schema::route_table();
     let embedded = Embedded::open(&args.data, routes)
         .with_context(|| format!("cannot open the data directory {}", args.data.display()))?;
-    if *embedded.events.committed().borrow() != 0 {
+    if embedded.committed() != 0 {
         bail!(
             "{} already has events; dev-seed fills a fresh data directory",
             args.data.display()
@@ -194,8 +194,8 @@ pub async fn run(args: SeedArgs) -> anyhow::Result<()> {
     for chunk in states.chunks(10_000) {
         embedded.read_model.apply(chunk).await?;
     }
-    let last = *embedded.events.committed().borrow();
-    embedded.feed.checkpoint(&sequence_number(last)).await?;
+    let last = embedded.committed();
+    embedded.feed.checkpoint(&SqliteChangeFeed::at(last)).await?;
     let orders = states.len() as u64;
     println!(
         "dev-seed: {} events of {} orders in {} ({:.1} s to append, {} events/s; {:.1} s in all)",

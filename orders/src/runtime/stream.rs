@@ -1,10 +1,14 @@
 //! The local stand-in for Lambda's DynamoDB stream event source mapping: reads the change
-//! feed in batches, hands each batch to the projector exactly as Lambda would, checkpoints
-//! what succeeded and retries what did not.
+//! feed in batches, hands each batch's events to the projector core, checkpoints what
+//! succeeded and retries what did not.
 
 use std::{sync::Arc, time::Duration};
 
-use backend::{ChangeFeed, EventPublisher, ReadModel};
+use backend::{
+    ChangeFeed, Checkpoint, EventPublisher, FeedError, ReadModel,
+    telemetry::{Stage, timed},
+};
+use events_schema::Recorded;
 use projector::Projector;
 use tokio::sync::watch;
 
@@ -28,7 +32,7 @@ pub async fn run(
         publisher: publisher.as_ref(),
         source: &source,
     };
-    let mut failing: Option<(String, u32)> = None;
+    let mut failing: Option<(Checkpoint, u32)> = None;
     loop {
         if *shutdown.borrow() {
             break;
@@ -37,51 +41,68 @@ pub async fn run(
             batch = feed.next_batch(BATCH_SIZE, IDLE_WAIT) => batch,
             _ = shutdown.changed() => break,
         };
-        let batch = match batch {
-            Ok(batch) if batch.records.is_empty() => continue,
-            Ok(batch) => batch,
-            Err(e) => {
+        let (positions, records): (Vec<Checkpoint>, Vec<Recorded>) = match batch {
+            Ok(batch) if batch.is_empty() => continue,
+            Ok(batch) => batch.into_iter().map(|c| (c.at, c.recorded)).unzip(),
+            Err(FeedError::Unreadable { at, reason }) => {
+                tracing::error!(at = %at, %reason, "the change feed holds a record that is not an order event");
+                if let Some(skip) = give_up(&mut failing, at, &mut shutdown).await {
+                    save(feed.as_ref(), &skip).await;
+                }
+                continue;
+            }
+            Err(FeedError::Store(e)) => {
                 tracing::error!(error = %e, "reading the change feed failed; retrying");
                 backoff(1, &mut shutdown).await;
                 continue;
             }
         };
-        let sequence: Vec<String> = batch
-            .records
-            .iter()
-            .filter_map(|r| r.change.sequence_number.clone())
-            .collect();
-        let response = projector.handle(batch).await;
-        let failed = response
-            .batch_item_failures
-            .first()
-            .and_then(|f| f.item_identifier.clone());
-        let done_upto = match &failed {
-            None => sequence.last().cloned(),
-            Some(seq) => {
-                let attempts = match &failing {
-                    Some((s, n)) if s == seq => n + 1,
-                    _ => 1,
-                };
-                failing = Some((seq.clone(), attempts));
-                if attempts >= MAX_ATTEMPTS {
-                    tracing::error!(sequence_number = %seq, attempts, "skipping a stream record that keeps failing; run `orders rebuild` once fixed");
-                    failing = None;
-                    Some(seq.clone())
-                } else {
-                    let before = sequence.iter().take_while(|s| *s != seq).last().cloned();
-                    backoff(attempts, &mut shutdown).await;
-                    before
+        let outcome = timed(Stage::Projector, projector.project(&records)).await;
+        let done_upto = match outcome {
+            Ok(()) => positions.last().cloned(),
+            Err(failed) => {
+                let at = positions[failed.first.min(positions.len() - 1)].clone();
+                tracing::error!(at = %at, error = %failed, "projecting failed; retrying from the failed record");
+                match give_up(&mut failing, at, &mut shutdown).await {
+                    Some(skip) => Some(skip),
+                    None => failed
+                        .first
+                        .checked_sub(1)
+                        .and_then(|i| positions.get(i).cloned()),
                 }
             }
         };
-        if let Some(seq) = done_upto
-            && let Err(e) = feed.checkpoint(&seq).await
-        {
-            tracing::error!(error = %e, "saving the checkpoint failed; records will be projected again");
+        if let Some(at) = done_upto {
+            save(feed.as_ref(), &at).await;
         }
     }
     tracing::info!("projector stopped");
+}
+
+/// Counts another failure of the record at `at`: `Some(at)` once it has failed
+/// `MAX_ATTEMPTS` times (to be checkpointed past), else waits before the retry.
+async fn give_up(
+    failing: &mut Option<(Checkpoint, u32)>,
+    at: Checkpoint,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<Checkpoint> {
+    let attempts = match failing.take() {
+        Some((seen, n)) if seen == at => n + 1,
+        _ => 1,
+    };
+    if attempts >= MAX_ATTEMPTS {
+        tracing::error!(at = %at, attempts, "skipping a stream record that keeps failing; run `orders rebuild` once fixed");
+        return Some(at);
+    }
+    *failing = Some((at, attempts));
+    backoff(attempts, shutdown).await;
+    None
+}
+
+async fn save(feed: &dyn ChangeFeed, at: &Checkpoint) {
+    if let Err(e) = feed.checkpoint(at).await {
+        tracing::error!(error = %e, "saving the checkpoint failed; records will be projected again");
+    }
 }
 
 /// Waits before a retry (longer each time), unless shutdown comes first.

@@ -4,7 +4,7 @@
 use aws_lambda_events::{dynamodb, streams::DynamoDbEventResponse};
 use backend::aws::{Aws, AwsConfig};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use projector::Projector;
+use projector::{Projector, lambda};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -18,7 +18,7 @@ async fn main() -> Result<(), Error> {
     let projector = &projector;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<dynamodb::Event>| async move {
-            Ok::<DynamoDbEventResponse, Error>(projector.handle(event.payload).await)
+            Ok::<DynamoDbEventResponse, Error>(lambda::handle(projector, event.payload).await)
         },
     ))
     .await

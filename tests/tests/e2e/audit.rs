@@ -42,9 +42,9 @@ async fn orders_async(args: &[&str], data: &Path) -> Output {
     .expect("the command's thread")
 }
 
-/// Changes one byte inside the `data` of one stored event, directly in `events.db`.
+/// Changes one byte inside the `data` of one stored event, directly in `orders.db`.
 fn change_one_byte_of_data(data_dir: &Path, order_id: &str, version: u64) {
-    let conn = rusqlite::Connection::open(data_dir.join("events.db")).expect("opens events.db");
+    let conn = rusqlite::Connection::open(data_dir.join("orders.db")).expect("opens orders.db");
     conn.busy_timeout(Duration::from_secs(5))
         .expect("busy timeout");
     let envelope: String = conn
@@ -322,7 +322,7 @@ async fn republished_events_reach_the_handlers_marked_replayed_and_repeat_no_eff
     .await;
     assert!(out.status.success(), "{}", explain(&out));
     let queued: Vec<(String, Value)> = {
-        let conn = rusqlite::Connection::open(data.join("queues.db")).expect("opens queues.db");
+        let conn = rusqlite::Connection::open(data.join("orders.db")).expect("opens orders.db");
         let mut stmt = conn
             .prepare("SELECT queue, body FROM messages ORDER BY seq")
             .expect("prepares");
