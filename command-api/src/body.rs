@@ -8,10 +8,10 @@ use serde_json::{Map, Value};
 use crate::problem::{ApiError, FieldError};
 
 /// Larger bodies get a 413.
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// The body's bytes, or a 413 past the limit.
-pub async fn read(body: Body) -> Result<axum::body::Bytes, ApiError> {
+pub(crate) async fn read(body: Body) -> Result<axum::body::Bytes, ApiError> {
     to_bytes(body, MAX_BODY_BYTES)
         .await
         .map_err(|_| ApiError::PayloadTooLarge {
@@ -20,7 +20,7 @@ pub async fn read(body: Body) -> Result<axum::body::Bytes, ApiError> {
 }
 
 /// Parses a body that must be a JSON object. An empty body is `None`, as is a JSON `null`.
-pub fn object(bytes: &[u8]) -> Result<Option<Map<String, Value>>, ApiError> {
+pub(crate) fn object(bytes: &[u8]) -> Result<Option<Map<String, Value>>, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
@@ -48,13 +48,13 @@ fn kind(v: &Value) -> &'static str {
 
 /// Takes fields out of a request object one by one, collecting every problem, so that a
 /// client learns about all bad fields at once.
-pub struct Fields {
+pub(crate) struct Fields {
     map: Map<String, Value>,
     errors: Vec<FieldError>,
 }
 
 impl Fields {
-    pub fn new(map: Option<Map<String, Value>>) -> Self {
+    pub(crate) fn new(map: Option<Map<String, Value>>) -> Self {
         Self {
             map: map.unwrap_or_default(),
             errors: Vec::new(),
@@ -114,7 +114,7 @@ impl Fields {
         }
     }
 
-    pub fn require<T>(&mut self, name: &'static str, value: Option<T>) -> Option<T> {
+    pub(crate) fn require<T>(&mut self, name: &'static str, value: Option<T>) -> Option<T> {
         if value.is_none() && !self.errors.iter().any(|e| e.field == name) {
             self.errors.push(FieldError::new(
                 name,
@@ -124,27 +124,27 @@ impl Fields {
         value
     }
 
-    pub fn order_id(&mut self) -> Option<OrderId> {
+    pub(crate) fn order_id(&mut self) -> Option<OrderId> {
         self.parse("orderId", &[], |_, raw| OrderId::parse(raw))
     }
 
-    pub fn description(&mut self) -> Option<Description> {
+    pub(crate) fn description(&mut self) -> Option<Description> {
         self.parse("description", &["descripcion"], |_, raw| {
             Description::parse(raw)
         })
     }
 
-    pub fn reason(&mut self) -> Option<Reason> {
+    pub(crate) fn reason(&mut self) -> Option<Reason> {
         self.parse("reasonForCancellation", &[], |_, raw| Reason::parse(raw))
     }
 
-    pub fn customer_id(&mut self) -> Option<CustomerId> {
+    pub(crate) fn customer_id(&mut self) -> Option<CustomerId> {
         self.parse("customerId", &[], |_, raw| CustomerId::parse(raw))
     }
 
     /// `deliveryDate` as an ISO date or RFC 3339; seed 001's `fecha_entrega` also as
     /// `DD/MM/YYYY`.
-    pub fn delivery_date(&mut self) -> Option<DeliveryDate> {
+    pub(crate) fn delivery_date(&mut self) -> Option<DeliveryDate> {
         self.parse("deliveryDate", &["fecha_entrega"], |used, raw| {
             if used == "fecha_entrega" {
                 DeliveryDate::parse_spanish(raw)
@@ -154,7 +154,7 @@ impl Fields {
         })
     }
 
-    pub fn register_date(&mut self) -> Option<chrono::DateTime<chrono::Utc>> {
+    pub(crate) fn register_date(&mut self) -> Option<chrono::DateTime<chrono::Utc>> {
         self.parse("registerDate", &[], |_, raw| {
             chrono::DateTime::parse_from_rfc3339(raw)
                 .map(|d| d.to_utc())
@@ -162,7 +162,7 @@ impl Fields {
         })
     }
 
-    pub fn status(&mut self) -> Option<Status> {
+    pub(crate) fn status(&mut self) -> Option<Status> {
         self.parse("status", &["estado"], |_, raw| {
             raw.parse::<Status>().map_err(|_| {
                 InvalidValue(format!(
@@ -172,12 +172,12 @@ impl Fields {
         })
     }
 
-    pub fn error(&mut self, field: &str, message: impl Into<String>) {
+    pub(crate) fn error(&mut self, field: &str, message: impl Into<String>) {
         self.errors.push(FieldError::new(field, message));
     }
 
     /// Fails with every collected problem, and with one per field nobody asked for.
-    pub fn finish(mut self) -> Result<(), ApiError> {
+    pub(crate) fn finish(mut self) -> Result<(), ApiError> {
         let mut unknown: Vec<String> = self.map.keys().cloned().collect();
         unknown.sort();
         for name in unknown {

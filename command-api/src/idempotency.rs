@@ -1,27 +1,23 @@
-//! `Idempotency-Key` handling around a write: claim the key, replay a saved response,
+//! Idempotency keys around a write: claim the key, hand back a saved response to replay,
 //! refuse a reused or busy key, and release the claim when the request fails or is dropped.
+//! What a replayed response looks like on the wire is the routes' business.
 
 use std::sync::Arc;
 
-use axum::http::{HeaderValue, Method, StatusCode};
-use axum::response::{IntoResponse, Response};
 use backend::{Claim, IdempotencyStore, SavedResponse};
 use sha2::{Digest, Sha256};
 
-use crate::{
-    problem::ApiError,
-    service::{Claimed, Reply},
-};
+use crate::service::{Claimed, CommandError};
 
 /// A claim on a key, released on drop unless the request completed (its response saved).
-pub struct ClaimGuard {
+pub(crate) struct ClaimGuard {
     store: Arc<dyn IdempotencyStore>,
-    pub claimed: Claimed,
+    pub(crate) claimed: Claimed,
     armed: bool,
 }
 
 impl ClaimGuard {
-    pub fn completed(mut self) {
+    pub(crate) fn completed(mut self) {
         self.armed = false;
     }
 }
@@ -43,12 +39,12 @@ impl Drop for ClaimGuard {
 
 /// The request's identity for idempotency: method, path and body (as canonical JSON when
 /// it is JSON, so that formatting differences do not count as a different request).
-pub fn fingerprint(method: &Method, path: &str, body: &[u8]) -> String {
+pub(crate) fn fingerprint(method: &str, path: &str, body: &[u8]) -> String {
     let canonical = serde_json::from_slice::<serde_json::Value>(body)
         .ok()
         .and_then(|v| serde_json_canonicalizer::to_vec(&v).ok());
     let mut hasher = Sha256::new();
-    hasher.update(method.as_str());
+    hasher.update(method);
     hasher.update(b" ");
     hasher.update(path);
     hasher.update(b"\n");
@@ -56,17 +52,19 @@ pub fn fingerprint(method: &Method, path: &str, body: &[u8]) -> String {
     hex::encode(hasher.finalize())
 }
 
-pub enum Begin {
+pub(crate) enum Begin {
+    /// Run the write, under the claim when the request carries a key.
     Proceed(Option<ClaimGuard>),
-    Answer(Response),
+    /// The same request completed before: answer with its response.
+    Replay(SavedResponse),
 }
 
 /// `fingerprint` is only computed when the request carries a key.
-pub async fn begin(
+pub(crate) async fn begin(
     store: &Arc<dyn IdempotencyStore>,
     key: Option<String>,
     fingerprint: impl FnOnce() -> String,
-) -> Result<Begin, ApiError> {
+) -> Result<Begin, CommandError> {
     let Some(key) = key else {
         return Ok(Begin::Proceed(None));
     };
@@ -80,51 +78,8 @@ pub async fn begin(
             claimed: Claimed { key, fingerprint },
             armed: true,
         }))),
-        Claim::Replay(saved) => Ok(Begin::Answer(replayed(saved))),
-        Claim::InProgress => Err(ApiError::Conflict(
-            "a request with this Idempotency-Key is still being processed; retry later".into(),
-        )),
-        Claim::Mismatch => Err(ApiError::Unprocessable(
-            "this Idempotency-Key was already used with a different request; use a new key".into(),
-        )),
-    }
-}
-
-fn replayed(saved: SavedResponse) -> Response {
-    let mut response = Reply::from(saved).into_response();
-    response
-        .headers_mut()
-        .insert("idempotent-replayed", HeaderValue::from_static("true"));
-    response
-}
-
-impl From<SavedResponse> for Reply {
-    fn from(saved: SavedResponse) -> Self {
-        Reply {
-            status: StatusCode::from_u16(saved.status).unwrap_or(StatusCode::OK),
-            headers: saved
-                .headers
-                .into_iter()
-                .filter_map(|(n, v)| axum::http::HeaderName::try_from(n).ok().map(|n| (n, v)))
-                .collect(),
-            body: saved.body,
-        }
-    }
-}
-
-impl IntoResponse for Reply {
-    fn into_response(self) -> Response {
-        let mut response = (self.status, self.body).into_response();
-        let headers = response.headers_mut();
-        headers.insert(
-            axum::http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        for (name, value) in self.headers {
-            if let Ok(value) = HeaderValue::try_from(value) {
-                headers.insert(name, value);
-            }
-        }
-        response
+        Claim::Replay(saved) => Ok(Begin::Replay(saved)),
+        Claim::InProgress => Err(CommandError::KeyInProgress),
+        Claim::Mismatch => Err(CommandError::KeyReused),
     }
 }

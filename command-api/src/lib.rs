@@ -1,16 +1,18 @@
 //! The REST command API: HTTP requests in, commands decided against the order's state,
 //! events appended; reads from the event store (strongly consistent) or the read model.
 //!
-//! [`router`] builds the axum router served by `orders dev` and, later, by the API Lambda.
-//! Request parsing lives in [`body`] and [`request`], the decide-append loop in [`service`],
-//! the endpoints and their OpenAPI description in [`routes`], errors in [`problem`].
+//! [`router`] builds the axum router served by `orders dev` and by the API Lambda.
+//! Request parsing lives in `body` and `request`, the decide-append loop and its domain
+//! errors in `service`, the endpoints and their OpenAPI description in `routes`, the
+//! HTTP forms of a write's answer and of errors in `reply` and `problem`.
 
-pub mod body;
+mod body;
 mod idempotency;
-pub mod problem;
-pub mod request;
-pub mod routes;
-pub mod service;
+mod problem;
+mod reply;
+mod request;
+mod routes;
+mod service;
 
 use std::sync::Arc;
 
@@ -22,20 +24,20 @@ pub use routes::{Actor, openapi, router};
 /// What the API needs from a backend.
 #[derive(Clone)]
 pub struct App {
-    pub commands: service::Commands,
-    pub read_model: Arc<dyn ReadModel>,
-    pub documents: Arc<dyn DocumentStore>,
+    commands: service::Commands,
+    read_model: Arc<dyn ReadModel>,
+    documents: Arc<dyn DocumentStore>,
     /// For `/health`: the pipeline this process drives (none when Lambda's event source
     /// mappings drive it; their metrics are in CloudWatch).
-    pub pipeline: Option<Pipeline>,
+    pipeline: Option<Pipeline>,
 }
 
 /// The projector's change feed and the route queues, as `/health` reports them.
 #[derive(Clone)]
-pub struct Pipeline {
-    pub feed: Arc<dyn ChangeFeed>,
-    pub queues: Arc<dyn Queues>,
-    pub queue_names: Vec<String>,
+struct Pipeline {
+    feed: Arc<dyn ChangeFeed>,
+    queues: Arc<dyn Queues>,
+    queue_names: Vec<String>,
 }
 
 impl App {

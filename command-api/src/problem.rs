@@ -5,19 +5,21 @@ use axum::{
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use backend::{AppendError, StoreError};
+use backend::StoreError;
 use events_schema::Rejection;
 use serde::Serialize;
 
+use crate::{reply::etag, service::CommandError};
+
 /// One problem with one field of the request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct FieldError {
-    pub field: String,
-    pub message: String,
+pub(crate) struct FieldError {
+    pub(crate) field: String,
+    pub(crate) message: String,
 }
 
 impl FieldError {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             field: field.into(),
             message: message.into(),
@@ -26,7 +28,7 @@ impl FieldError {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ApiError {
+pub(crate) enum ApiError {
     /// The request is malformed; `errors` names each offending field.
     #[error("{detail}")]
     BadRequest {
@@ -51,7 +53,7 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    pub fn fields(errors: Vec<FieldError>) -> Self {
+    pub(crate) fn fields(errors: Vec<FieldError>) -> Self {
         let detail = errors
             .iter()
             .map(|e| e.message.as_str())
@@ -60,11 +62,11 @@ impl ApiError {
         ApiError::BadRequest { detail, errors }
     }
 
-    pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::fields(vec![FieldError::new(field, message)])
     }
 
-    pub fn bad_request(detail: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(detail: impl Into<String>) -> Self {
         ApiError::BadRequest {
             detail: detail.into(),
             errors: Vec::new(),
@@ -107,16 +109,16 @@ impl ApiError {
 
 /// The problem document, as served and as described in the OpenAPI document.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Problem {
+pub(crate) struct Problem {
     #[serde(rename = "type")]
-    pub kind: String,
-    pub title: String,
-    pub status: u16,
-    pub detail: String,
+    kind: String,
+    title: String,
+    status: u16,
+    detail: String,
     /// The same text as `detail`, for clients that read `error`.
-    pub error: String,
+    error: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub errors: Vec<FieldError>,
+    errors: Vec<FieldError>,
 }
 
 impl IntoResponse for ApiError {
@@ -153,13 +155,49 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<CommandError> for ApiError {
+    fn from(e: CommandError) -> Self {
+        match e {
+            CommandError::NotFound(order_id) => {
+                ApiError::NotFound(format!("order {order_id} does not exist"))
+            }
+            CommandError::Stale { order_id, current } => ApiError::PreconditionFailed(format!(
+                "order {order_id} is at version {current}, which If-Match does not name; read it again and retry with ETag {}",
+                etag(current)
+            )),
+            CommandError::ChangedMeanwhile(order_id) => ApiError::PreconditionFailed(format!(
+                "order {order_id} changed while this request was being applied; read it again and retry with its new ETag"
+            )),
+            CommandError::Rejected(r) => r.into(),
+            CommandError::Contended(order_id) => ApiError::Unavailable(format!(
+                "order {order_id} is being changed by many writers at once; retry"
+            )),
+            CommandError::KeyInProgress => ApiError::Conflict(
+                "a request with this Idempotency-Key is still being processed; retry later".into(),
+            ),
+            CommandError::KeyReused => ApiError::Unprocessable(
+                "this Idempotency-Key was already used with a different request; use a new key"
+                    .into(),
+            ),
+            CommandError::Unavailable(e) => e.into(),
+            CommandError::Corrupt(e) => {
+                tracing::error!(error = %e, "an order's stored history does not fold");
+                ApiError::Unavailable(e.to_string())
+            }
+        }
+    }
+}
+
 impl From<Rejection> for ApiError {
     fn from(r: Rejection) -> Self {
         match &r {
             Rejection::NotFound(_) => ApiError::NotFound(r.to_string()),
-            Rejection::AlreadyExists(_)
-            | Rejection::IllegalTransition { .. }
-            | Rejection::RevisionOfTerminal { .. } => ApiError::Conflict(r.to_string()),
+            Rejection::AlreadyExists(_) => {
+                ApiError::Conflict(format!("{r}; choose another orderId"))
+            }
+            Rejection::IllegalTransition { .. } | Rejection::RevisionOfTerminal { .. } => {
+                ApiError::Conflict(r.to_string())
+            }
             Rejection::MissingReason => ApiError::field(
                 "reasonForCancellation",
                 "Missing required field: reasonForCancellation",
@@ -178,14 +216,5 @@ impl From<StoreError> for ApiError {
             "the order store is unavailable ({}); nothing was changed, retry",
             e.context
         ))
-    }
-}
-
-impl From<AppendError> for ApiError {
-    fn from(e: AppendError) -> Self {
-        match e {
-            AppendError::Conflict { .. } => ApiError::Conflict(e.to_string()),
-            AppendError::Store(s) => s.into(),
-        }
     }
 }

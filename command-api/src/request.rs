@@ -14,14 +14,17 @@ use crate::{
 /// `POST /orders`: a new order, and which optional fields the client actually sent, so
 /// that a retry can be recognised by comparing only those.
 #[derive(Debug, Clone)]
-pub struct PlaceRequest {
-    pub order_id: Option<OrderId>,
-    pub place: PlaceOrder,
+pub(crate) struct PlaceRequest {
+    pub(crate) order_id: Option<OrderId>,
+    pub(crate) place: PlaceOrder,
     register_date_sent: bool,
 }
 
 impl PlaceRequest {
-    pub fn parse(body: Option<Map<String, Value>>, now: DateTime<Utc>) -> Result<Self, ApiError> {
+    pub(crate) fn parse(
+        body: Option<Map<String, Value>>,
+        now: DateTime<Utc>,
+    ) -> Result<Self, ApiError> {
         if body.is_none() {
             return Err(ApiError::field(
                 "description",
@@ -66,7 +69,7 @@ impl PlaceRequest {
 
     /// Whether `placed` (an existing order's first event) is what this request asks for,
     /// looking only at the fields the client sent.
-    pub fn matches(&self, placed: &OrderPlaced) -> bool {
+    pub(crate) fn matches(&self, placed: &OrderPlaced) -> bool {
         placed.description == self.place.description
             && (!self.register_date_sent || placed.register_date == self.place.register_date)
             && (self.place.delivery_date.is_none()
@@ -76,7 +79,7 @@ impl PlaceRequest {
 }
 
 /// `PUT /orders/{orderId}`: seed 000's shape.
-pub fn parse_update(
+pub(crate) fn parse_update(
     path_id: &OrderId,
     body: Option<Map<String, Value>>,
 ) -> Result<Command, ApiError> {
@@ -100,7 +103,7 @@ pub fn parse_update(
 }
 
 /// `POST /orders/{orderId}/cancel`.
-pub fn parse_cancel(body: Option<Map<String, Value>>) -> Result<Command, ApiError> {
+pub(crate) fn parse_cancel(body: Option<Map<String, Value>>) -> Result<Command, ApiError> {
     let mut f = Fields::new(body);
     let reason = f.reason();
     let reason = f.require("reasonForCancellation", reason);
@@ -116,26 +119,26 @@ pub fn parse_cancel(body: Option<Map<String, Value>>) -> Result<Command, ApiErro
 }
 
 /// `/start` and `/complete` take no fields; an empty body, `{}` or `null` will do.
-pub fn parse_empty(
+pub(crate) fn parse_empty(
     body: Option<Map<String, Value>>,
     command: Command,
 ) -> Result<Command, ApiError> {
     Fields::new(body).finish().map(|()| command)
 }
 
-pub fn order_id(raw: &str) -> Result<OrderId, ApiError> {
+pub(crate) fn order_id(raw: &str) -> Result<OrderId, ApiError> {
     OrderId::parse(raw).map_err(|e| ApiError::field("orderId", format!("orderId {e}")))
 }
 
 /// `If-Match`: which versions the client believes current.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IfMatch {
+pub(crate) enum IfMatch {
     Any,
     Versions(Vec<u64>),
 }
 
 impl IfMatch {
-    pub fn from_headers(headers: &HeaderMap) -> Result<Option<Self>, ApiError> {
+    pub(crate) fn from_headers(headers: &HeaderMap) -> Result<Option<Self>, ApiError> {
         let Some(raw) = headers.get(axum::http::header::IF_MATCH) else {
             return Ok(None);
         };
@@ -164,7 +167,7 @@ impl IfMatch {
         Ok(Some(IfMatch::Versions(versions)))
     }
 
-    pub fn matches(&self, version: u64) -> bool {
+    pub(crate) fn matches(&self, version: u64) -> bool {
         match self {
             IfMatch::Any => true,
             IfMatch::Versions(v) => v.contains(&version),
@@ -172,11 +175,11 @@ impl IfMatch {
     }
 }
 
-pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
-pub const CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
+pub(crate) const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+pub(crate) const CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
 
 /// `Idempotency-Key`: 1..=255 visible ASCII characters.
-pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(raw) = headers.get(IDEMPOTENCY_KEY) else {
         return Ok(None);
     };
@@ -194,10 +197,10 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> 
 }
 
 /// Query parameters, with unknown or repeated ones rejected.
-pub struct QueryParams(Vec<(String, String)>);
+pub(crate) struct QueryParams(Vec<(String, String)>);
 
 impl QueryParams {
-    pub fn parse(raw: Option<&str>, allowed: &[&str]) -> Result<Self, ApiError> {
+    pub(crate) fn parse(raw: Option<&str>, allowed: &[&str]) -> Result<Self, ApiError> {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or(""))
             .map_err(|e| ApiError::bad_request(format!("Malformed query string: {e}")))?;
         let mut errors = Vec::new();
@@ -221,7 +224,7 @@ impl QueryParams {
         }
     }
 
-    pub fn get(&self, name: &str) -> Option<&str> {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(n, _)| n == name)
@@ -231,14 +234,14 @@ impl QueryParams {
 
 /// `GET /orders/{orderId}?version=&at=`: which past state to return.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AsOf {
+pub(crate) enum AsOf {
     Latest,
     Version(u64),
     At(DateTime<Utc>),
 }
 
 impl AsOf {
-    pub fn parse(q: &QueryParams) -> Result<Self, ApiError> {
+    pub(crate) fn parse(q: &QueryParams) -> Result<Self, ApiError> {
         match (q.get("version"), q.get("at")) {
             (Some(_), Some(_)) => Err(ApiError::bad_request("Give either version or at, not both")),
             (Some(v), None) => v
@@ -264,17 +267,17 @@ impl AsOf {
 
 /// `GET /orders?status=&limit=&cursor=`.
 #[derive(Debug, Clone)]
-pub struct ListRequest {
-    pub status: Option<Status>,
-    pub limit: usize,
-    pub after: Option<backend::ListCursor>,
+pub(crate) struct ListRequest {
+    pub(crate) status: Option<Status>,
+    pub(crate) limit: usize,
+    pub(crate) after: Option<backend::ListCursor>,
 }
 
-pub const DEFAULT_LIMIT: usize = 20;
-pub const MAX_LIMIT: usize = 100;
+pub(crate) const DEFAULT_LIMIT: usize = 20;
+pub(crate) const MAX_LIMIT: usize = 100;
 
 impl ListRequest {
-    pub fn parse(q: &QueryParams) -> Result<Self, ApiError> {
+    pub(crate) fn parse(q: &QueryParams) -> Result<Self, ApiError> {
         let mut errors = Vec::new();
         let status = match q.get("status") {
             None => None,
@@ -325,7 +328,7 @@ impl ListRequest {
 }
 
 /// Cursors are opaque to clients: base64url of `<created µs>:<orderId>`.
-pub fn encode_cursor(c: &backend::ListCursor) -> String {
+pub(crate) fn encode_cursor(c: &backend::ListCursor) -> String {
     let raw = format!("{}:{}", c.created_at.timestamp_micros(), c.order_id);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
 }

@@ -9,7 +9,7 @@ use axum::{
     middleware::{self, Next},
     response::{IntoResponse, Response},
 };
-use events_schema::{Command, Envelope, Metadata, Order, OrderEvent, OrderId, fold};
+use events_schema::{Command, Envelope, Metadata, Order, OrderId, fold};
 use serde::Serialize;
 use tracing::Instrument;
 use utoipa::{OpenApi, ToSchema};
@@ -19,10 +19,11 @@ use crate::{
     App, body,
     idempotency::{self, Begin},
     problem::{ApiError, FieldError, Problem},
+    reply::{Reply, WriteResponse, etag},
     request::{
         self, AsOf, CORRELATION_ID, IfMatch, ListRequest, PlaceRequest, QueryParams, encode_cursor,
     },
-    service::{Reply, Write, WriteResponse, etag},
+    service::{Idempotent, Write},
 };
 
 #[derive(OpenApi)]
@@ -73,7 +74,7 @@ pub struct Actor(pub String);
 
 /// The request's correlation id: the client's `X-Correlation-Id`, or a fresh one.
 #[derive(Debug, Clone)]
-pub struct CorrelationId(pub String);
+pub(crate) struct CorrelationId(pub(crate) String);
 
 async fn correlate(mut req: axum::extract::Request, next: Next) -> Response {
     let id = req
@@ -116,7 +117,7 @@ async fn wrong_method(method: Method, uri: axum::http::Uri) -> ApiError {
 
 /// The `{orderId}` path segment, validated. A segment axum cannot decode (not UTF-8) is a
 /// problem document like any other bad input, not axum's plain-text 400.
-pub struct OrderPath(OrderId);
+pub(crate) struct OrderPath(OrderId);
 
 impl<S: Send + Sync> FromRequestParts<S> for OrderPath {
     type Rejection = ApiError;
@@ -135,7 +136,7 @@ impl<S: Send + Sync> FromRequestParts<S> for OrderPath {
 }
 
 /// `{orderId}` and a document `{name}`.
-pub struct DocumentPath(OrderId, String);
+pub(crate) struct DocumentPath(OrderId, String);
 
 impl<S: Send + Sync> FromRequestParts<S> for DocumentPath {
     type Rejection = ApiError;
@@ -151,7 +152,7 @@ impl<S: Send + Sync> FromRequestParts<S> for DocumentPath {
 }
 
 /// What every write needs from the request line and headers.
-pub struct WriteContext {
+pub(crate) struct WriteContext {
     method: Method,
     path: String,
     headers: HeaderMap,
@@ -177,7 +178,7 @@ impl<S: Send + Sync> FromRequestParts<S> for WriteContext {
     }
 }
 
-/// Runs one write: `Idempotency-Key`, `If-Match`, the decide-append loop, the reply.
+/// Runs one write: `Idempotency-Key`, `If-Match`, the command service, the reply.
 async fn write(
     app: &App,
     ctx: &WriteContext,
@@ -185,85 +186,38 @@ async fn write(
     order_id: &OrderId,
     command: &Command,
     success: StatusCode,
-    place: Option<&PlaceRequest>,
+    placement: Option<&PlaceRequest>,
 ) -> Result<Response, ApiError> {
     let if_match = IfMatch::from_headers(&ctx.headers)?;
     let key = request::idempotency_key(&ctx.headers)?;
-    let fingerprint = || idempotency::fingerprint(&ctx.method, &ctx.path, raw_body);
+    let fingerprint = || idempotency::fingerprint(ctx.method.as_str(), &ctx.path, raw_body);
     let guard =
         match idempotency::begin(&app.commands.idempotency, key.clone(), fingerprint).await? {
-            Begin::Answer(saved) => return Ok(saved),
+            Begin::Replay(saved) => return Ok(Reply::replayed(saved).into_response()),
             Begin::Proceed(guard) => guard,
         };
-    let claimed = guard.as_ref().map(|g| &g.claimed);
-    let metadata = Metadata {
-        correlation_id: ctx.correlation_id.clone(),
-        causation_id: None,
-        actor: ctx.actor.clone(),
-        idempotency_key: key,
-    };
-    let fresh_id = place.is_some_and(|p| p.order_id.is_none());
+    let saved_reply = |order: &Order| Reply::order(success, order).saved();
     let run = Write {
         order_id,
-        fresh_id,
         command,
+        placement,
         if_match: if_match.as_ref(),
-        metadata,
-        success,
-        claimed,
-    };
-    let now = crate::service::now;
-    let reply = match place.filter(|_| if_match.is_none() && !fresh_id) {
-        // A repeated placement with the same content is a retry: it gets the first answer.
-        Some(place) => match existing_placement(app, order_id, place).await? {
-            Some(first) => app
-                .commands
-                .save(claimed, &first, now())
-                .await
-                .map(|()| first)?,
-            None => match app.commands.execute(run).await {
-                // Someone placed it meanwhile: the same comparison, against theirs.
-                Err(ApiError::Conflict(conflict)) => {
-                    match existing_placement(app, order_id, place).await? {
-                        Some(first) => app
-                            .commands
-                            .save(claimed, &first, now())
-                            .await
-                            .map(|()| first)?,
-                        None => return Err(ApiError::Conflict(conflict)),
-                    }
-                }
-                other => other?,
-            },
+        metadata: Metadata {
+            correlation_id: ctx.correlation_id.clone(),
+            causation_id: None,
+            actor: ctx.actor.clone(),
+            idempotency_key: key,
         },
-        None => app.commands.execute(run).await?,
+        idempotent: guard.as_ref().map(|g| Idempotent {
+            claimed: &g.claimed,
+            response: &saved_reply,
+        }),
     };
+    let order = app.commands.execute(run).await?;
     if let Some(guard) = guard {
         guard.completed();
     }
-    Ok(reply.into_response())
-}
-
-/// For an order that already exists: the reply to its first placement if `place` asks for
-/// the same thing, a 409 if it asks for something else; `None` if there is no such order.
-async fn existing_placement(
-    app: &App,
-    order_id: &OrderId,
-    place: &PlaceRequest,
-) -> Result<Option<Reply>, ApiError> {
-    let history = app.commands.events.history(order_id).await?;
-    let Some(first) = history.first() else {
-        return Ok(None);
-    };
-    match &first.event {
-        OrderEvent::OrderPlaced(placed) if place.matches(placed) => {
-            let order = fold([first]).map_err(|e| ApiError::Unavailable(e.to_string()))?;
-            Ok(order.map(|o| Reply::order(StatusCode::CREATED, &o)))
-        }
-        _ => Err(ApiError::Conflict(format!(
-            "order {order_id} already exists with different content; choose another orderId"
-        ))),
-    }
+    Ok(Reply::order(success, &order).into_response())
 }
 
 /// Documents `POST /orders`; the body is parsed field by field (see `request`).

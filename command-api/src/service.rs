@@ -1,122 +1,133 @@
 //! The command service: load the order's head, decide, record, append; on a version race,
-//! do it all again. Also where a write's reply is built and, with an `Idempotency-Key`,
-//! saved in the same atomic step as the events.
+//! do it all again. With a claimed idempotency key, the response to replay is saved in the
+//! same atomic step as the events. It speaks in orders and domain errors: what a reply
+//! looks like on the wire is the routes' business (they hand over how to render the one
+//! to save).
 
 use std::sync::Arc;
 
-use axum::http::{HeaderName, StatusCode, header};
 use backend::{
     Append, AppendError, EventStore, Head, IdempotencyRecord, IdempotencyStore, SavedResponse,
+    StoreError,
 };
 use chrono::{DateTime, Utc};
-use events_schema::{Command, EventContext, Metadata, Order, OrderId, decide, record};
+use events_schema::{
+    Command, EventContext, Metadata, NotPlaced, Order, OrderEvent, OrderId, Rejection, decide,
+    fold, record,
+};
 
-use crate::{problem::ApiError, request::IfMatch};
+use crate::request::{IfMatch, PlaceRequest};
 
-/// How long a saved response answers retries with the same `Idempotency-Key`.
-pub const IDEMPOTENCY_TTL: chrono::Duration = chrono::Duration::hours(24);
+/// How long a saved response answers retries with the same idempotency key.
+const IDEMPOTENCY_TTL: chrono::Duration = chrono::Duration::hours(24);
 /// Version races are resolved by retrying; this many in a row means sustained contention.
 const MAX_ATTEMPTS: usize = 64;
 
-pub const MESSAGE: &str = "Order processed successfully";
-
-/// The body of every successful write.
-#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct WriteResponse {
-    /// Always "Order processed successfully" (what seed 000's clients check).
-    pub message: String,
-    pub order: Order,
+/// Why a write did not leave the order as asked.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CommandError {
+    /// The order does not exist (a write that needs one, or a conditional write).
+    #[error("order {0} does not exist")]
+    NotFound(OrderId),
+    /// The order is not at any of the versions the writer expects.
+    #[error("order {order_id} is at version {current}, not an expected one")]
+    Stale { order_id: OrderId, current: u64 },
+    /// Under an expected version, another writer appended between the read and the append.
+    #[error("order {0} changed while the write was being applied")]
+    ChangedMeanwhile(OrderId),
+    /// The command is not legal in the order's state: an illegal transition, a revision of
+    /// a terminal order, an id placed before with other content, a missing reason...
+    #[error(transparent)]
+    Rejected(Rejection),
+    /// Every attempt lost a version race.
+    #[error("order {0} is being changed by many writers at once")]
+    Contended(OrderId),
+    /// The idempotency key is held by a request that is still running.
+    #[error("the idempotency key is held by a request still in progress")]
+    KeyInProgress,
+    /// The idempotency key was used before with a different request.
+    #[error("the idempotency key was used with a different request")]
+    KeyReused,
+    /// The store failed or is overloaded; nothing was changed.
+    #[error("the order store is unavailable")]
+    Unavailable(#[from] StoreError),
+    /// The order's stored history does not fold (only a damaged store holds such).
+    #[error("the order's history is damaged")]
+    Corrupt(#[from] NotPlaced),
 }
 
-/// A write's HTTP answer, in the form both served and saved for idempotent retries.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    pub status: StatusCode,
-    pub headers: Vec<(HeaderName, String)>,
-    pub body: String,
-}
-
-impl Reply {
-    /// `{"message": ..., "order": ...}` with the order's strong ETag (and `Location` when
-    /// the order was created).
-    pub fn order(status: StatusCode, order: &Order) -> Reply {
-        let body = serde_json::to_string(&WriteResponse {
-            message: MESSAGE.into(),
-            order: order.clone(),
-        })
-        .unwrap_or_default();
-        let mut headers = vec![(header::ETAG, etag(order.version))];
-        if status == StatusCode::CREATED {
-            headers.push((header::LOCATION, format!("/orders/{}", order.order_id)));
-        }
-        Reply {
-            status,
-            headers,
-            body,
-        }
-    }
-
-    pub fn saved(&self) -> SavedResponse {
-        SavedResponse {
-            status: self.status.as_u16(),
-            headers: self
-                .headers
-                .iter()
-                .map(|(n, v)| (n.as_str().to_owned(), v.clone()))
-                .collect(),
-            body: self.body.clone(),
-        }
+impl From<Rejection> for CommandError {
+    fn from(r: Rejection) -> Self {
+        CommandError::Rejected(r)
     }
 }
 
-pub fn etag(version: u64) -> String {
-    format!("\"{version}\"")
-}
-
-/// A claimed `Idempotency-Key`, to be completed with the reply.
+/// A claimed idempotency key, to be completed with the response to replay.
 #[derive(Debug, Clone)]
-pub struct Claimed {
-    pub key: String,
-    pub fingerprint: String,
+pub(crate) struct Claimed {
+    pub(crate) key: String,
+    pub(crate) fingerprint: String,
 }
 
 impl Claimed {
-    pub fn record(&self, reply: &Reply, now: DateTime<Utc>) -> IdempotencyRecord {
+    fn record(&self, response: SavedResponse, now: DateTime<Utc>) -> IdempotencyRecord {
         IdempotencyRecord {
             key: self.key.clone(),
             fingerprint: self.fingerprint.clone(),
-            response: reply.saved(),
+            response,
             expires_at: now + IDEMPOTENCY_TTL,
         }
     }
 }
 
+/// A write under a claimed idempotency key: the key, and the response a retry is to get
+/// for the order as the write leaves it.
+pub(crate) struct Idempotent<'a> {
+    pub(crate) claimed: &'a Claimed,
+    pub(crate) response: &'a (dyn Fn(&Order) -> SavedResponse + Sync),
+}
+
 /// One write as the HTTP layer hands it over.
-pub struct Write<'a> {
-    pub order_id: &'a OrderId,
+pub(crate) struct Write<'a> {
+    pub(crate) order_id: &'a OrderId,
+    pub(crate) command: &'a Command,
+    /// A placement (`command` is its `Command::Place`): with a server-made id, no order can
+    /// have it yet, so nothing is read; with the client's id and no expected version, a
+    /// placement with the same content as the order's first is a retry (see
+    /// [`Commands::execute`]).
+    pub(crate) placement: Option<&'a PlaceRequest>,
+    pub(crate) if_match: Option<&'a IfMatch>,
+    pub(crate) metadata: Metadata,
+    pub(crate) idempotent: Option<Idempotent<'a>>,
+}
+
+impl Write<'_> {
     /// The server just made this id up: no order can have it yet.
-    pub fresh_id: bool,
-    pub command: &'a Command,
-    pub if_match: Option<&'a IfMatch>,
-    pub metadata: Metadata,
-    pub success: StatusCode,
-    pub claimed: Option<&'a Claimed>,
+    fn fresh_id(&self) -> bool {
+        self.placement.is_some_and(|p| p.order_id.is_none())
+    }
+
+    /// The placement that the "same placement again" rule applies to, if this is one.
+    fn repeatable(&self) -> Option<&PlaceRequest> {
+        self.placement
+            .filter(|p| p.order_id.is_some() && self.if_match.is_none())
+    }
 }
 
 /// Orders whose head this process has seen lately.
 const CACHED_HEADS: usize = 100_000;
 
 #[derive(Clone)]
-pub struct Commands {
-    pub events: Arc<dyn EventStore>,
-    pub idempotency: Arc<dyn IdempotencyStore>,
+pub(crate) struct Commands {
+    pub(crate) events: Arc<dyn EventStore>,
+    pub(crate) idempotency: Arc<dyn IdempotencyStore>,
     /// The heads this process appended last. Only a hint: another writer may have moved an
     /// order on, which the optimistic append then detects, and the loop re-reads the store.
     heads: Arc<quick_cache::sync::Cache<OrderId, Head>>,
 }
 
 impl Commands {
-    pub fn new(events: Arc<dyn EventStore>, idempotency: Arc<dyn IdempotencyStore>) -> Self {
+    pub(crate) fn new(events: Arc<dyn EventStore>, idempotency: Arc<dyn IdempotencyStore>) -> Self {
         Self {
             events,
             idempotency,
@@ -126,9 +137,13 @@ impl Commands {
 
     /// The order's head: from the cache on a first attempt, else from the store. A cached
     /// head that fails `If-Match` is re-read, so a stale cache never causes a wrong 412.
-    async fn head(&self, write: &Write<'_>, first_attempt: bool) -> Result<Option<Head>, ApiError> {
+    async fn head(
+        &self,
+        write: &Write<'_>,
+        first_attempt: bool,
+    ) -> Result<Option<Head>, CommandError> {
         if first_attempt {
-            if write.fresh_id {
+            if write.fresh_id() {
                 return Ok(None);
             }
             if let Some(head) = self.heads.get(write.order_id)
@@ -147,25 +162,44 @@ impl Commands {
         Ok(head)
     }
 
-    /// Runs the decide-append loop until the events are durable, the command is refused,
-    /// or the `If-Match` precondition fails.
-    pub async fn execute(&self, write: Write<'_>) -> Result<Reply, ApiError> {
+    /// Runs the write; returns the order as it now stands (for a retried placement, as the
+    /// first placement left it).
+    ///
+    /// The "same placement again" rule lives here: a placement of an existing client-chosen
+    /// id (without an expected version) is answered with the order's first placement when
+    /// it asks for the same content (comparing only the fields sent), and rejected as
+    /// `AlreadyExists` otherwise. The history is read only then, once the head or a lost
+    /// append has shown that the order exists.
+    pub(crate) async fn execute(&self, write: Write<'_>) -> Result<Order, CommandError> {
+        let outcome = self.decide_and_append(&write).await;
+        let Some(place) = write.repeatable() else {
+            return outcome;
+        };
+        match outcome {
+            Err(CommandError::Rejected(Rejection::AlreadyExists(_))) => {
+                let first = self.first_placement(write.order_id, place).await?;
+                self.save(write.idempotent.as_ref(), &first).await?;
+                Ok(first)
+            }
+            other => other,
+        }
+    }
+
+    /// The decide-append loop: until the events are durable, the command is refused, or
+    /// the expected version is not the order's.
+    async fn decide_and_append(&self, write: &Write<'_>) -> Result<Order, CommandError> {
         for attempt in 0..MAX_ATTEMPTS {
-            let head = self.head(&write, attempt == 0).await?;
+            let head = self.head(write, attempt == 0).await?;
             check_precondition(write.order_id, head.as_ref(), write.if_match)?;
             let state = head.as_ref().map(|h| &h.order);
             let events = decide(write.order_id, state, write.command)?;
             let now = now();
             if events.is_empty() {
                 let Some(head) = head else {
-                    return Err(ApiError::NotFound(format!(
-                        "order {} does not exist",
-                        write.order_id
-                    )));
+                    return Err(CommandError::NotFound(write.order_id.clone()));
                 };
-                let reply = Reply::order(write.success, &head.order);
-                self.save(write.claimed, &reply, now).await?;
-                return Ok(reply);
+                self.save(write.idempotent.as_ref(), &head.order).await?;
+                return Ok(head.order);
             }
             let ctx = EventContext {
                 occurred_at: now,
@@ -177,33 +211,39 @@ impl Commands {
                 events,
                 &ctx,
                 uuid::Uuid::now_v7,
-            )
-            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+            )?;
             let Some(new_head) = recorded.last().map(|r| Head {
                 order: r.order.clone(),
                 hash: r.envelope.hash,
             }) else {
                 continue;
             };
-            let after = &new_head.order;
-            let reply = Reply::order(write.success, after);
             let append = Append {
                 order_id: write.order_id.clone(),
                 expected_version: head.as_ref().map_or(0, |h| h.order.version),
                 events: recorded,
-                idempotency: write.claimed.map(|c| c.record(&reply, now)),
+                idempotency: write
+                    .idempotent
+                    .as_ref()
+                    .map(|i| i.claimed.record((i.response)(&new_head.order), now)),
             };
             match self.events.append(append).await {
                 Ok(()) => {
+                    let order = new_head.order.clone();
                     self.heads.insert(write.order_id.clone(), new_head);
-                    return Ok(reply);
+                    return Ok(order);
                 }
                 Err(AppendError::Conflict { .. }) if write.if_match.is_some() => {
                     self.heads.remove(write.order_id);
-                    return Err(ApiError::PreconditionFailed(format!(
-                        "order {} changed while this request was being applied; read it again and retry with its new ETag",
-                        write.order_id
-                    )));
+                    return Err(CommandError::ChangedMeanwhile(write.order_id.clone()));
+                }
+                // A placement lost to another: the order exists now, no need to read its
+                // head to learn that.
+                Err(AppendError::Conflict { .. })
+                    if head.is_none() && matches!(write.command, Command::Place(_)) =>
+                {
+                    self.heads.remove(write.order_id);
+                    return Err(Rejection::AlreadyExists(write.order_id.clone()).into());
                 }
                 Err(AppendError::Conflict { .. }) => {
                     self.heads.remove(write.order_id);
@@ -213,22 +253,34 @@ impl Commands {
                 Err(AppendError::Store(e)) => return Err(e.into()),
             }
         }
-        Err(ApiError::Unavailable(format!(
-            "order {} is being changed by many writers at once; retry",
-            write.order_id
-        )))
+        Err(CommandError::Contended(write.order_id.clone()))
     }
 
-    /// Saves the reply of a request that appended nothing.
-    pub async fn save(
+    /// For an existing order: the order as its first placement left it, if `place` asks
+    /// for the same thing; `AlreadyExists` if it asks for something else.
+    async fn first_placement(
         &self,
-        claimed: Option<&Claimed>,
-        reply: &Reply,
-        now: DateTime<Utc>,
-    ) -> Result<(), ApiError> {
-        if let Some(claimed) = claimed {
+        order_id: &OrderId,
+        place: &PlaceRequest,
+    ) -> Result<Order, CommandError> {
+        let history = self.events.history(order_id).await?;
+        match history.first() {
+            Some(first) if matches!(&first.event, OrderEvent::OrderPlaced(p) if place.matches(p)) => {
+                fold([first])?.ok_or_else(|| Rejection::AlreadyExists(order_id.clone()).into())
+            }
+            _ => Err(Rejection::AlreadyExists(order_id.clone()).into()),
+        }
+    }
+
+    /// Saves the response of a write that appended nothing.
+    async fn save(
+        &self,
+        idempotent: Option<&Idempotent<'_>>,
+        order: &Order,
+    ) -> Result<(), CommandError> {
+        if let Some(i) = idempotent {
             self.idempotency
-                .complete(claimed.record(reply, now))
+                .complete(i.claimed.record((i.response)(order), now()))
                 .await?;
         }
         Ok(())
@@ -239,23 +291,20 @@ fn check_precondition(
     order_id: &OrderId,
     head: Option<&Head>,
     if_match: Option<&IfMatch>,
-) -> Result<(), ApiError> {
+) -> Result<(), CommandError> {
     match (if_match, head) {
         (None, _) => Ok(()),
-        (Some(_), None) => Err(ApiError::NotFound(format!(
-            "order {order_id} does not exist"
-        ))),
+        (Some(_), None) => Err(CommandError::NotFound(order_id.clone())),
         (Some(m), Some(h)) if m.matches(h.order.version) => Ok(()),
-        (Some(_), Some(h)) => Err(ApiError::PreconditionFailed(format!(
-            "order {order_id} is at version {}, which If-Match does not name; read it again and retry with ETag {}",
-            h.order.version,
-            etag(h.order.version)
-        ))),
+        (Some(_), Some(h)) => Err(CommandError::Stale {
+            order_id: order_id.clone(),
+            current: h.order.version,
+        }),
     }
 }
 
 /// Event time, to the microsecond: what every store keeps exactly.
-pub fn now() -> DateTime<Utc> {
+pub(crate) fn now() -> DateTime<Utc> {
     let now = Utc::now();
     DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
 }
