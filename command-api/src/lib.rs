@@ -4,10 +4,12 @@
 //! [`router`] builds the axum router served by `orders dev` and by the API Lambda.
 //! Request parsing lives in `body` and `request`, the decide-append loop and its domain
 //! errors in `service`, the endpoints and their OpenAPI description in `routes`, the
-//! HTTP forms of a write's answer and of errors in `reply` and `problem`.
+//! HTTP forms of a write's answer and of errors in `reply` and `problem`, `/metrics` in
+//! `metrics`.
 
 mod body;
 mod idempotency;
+mod metrics;
 mod problem;
 mod reply;
 mod request;
@@ -16,7 +18,9 @@ mod service;
 
 use std::sync::Arc;
 
-use backend::{ChangeFeed, DocumentStore, Ports, Queues, ReadModel};
+use backend::{
+    ChangeFeed, DocumentStore, Ports, QueueStats, Queues, ReadModel, StoreError, Telemetry,
+};
 use events_schema::RouteTable;
 
 pub use routes::{Actor, openapi, router};
@@ -27,17 +31,40 @@ pub struct App {
     commands: service::Commands,
     read_model: Arc<dyn ReadModel>,
     documents: Arc<dyn DocumentStore>,
-    /// For `/health`: the pipeline this process drives (none when Lambda's event source
-    /// mappings drive it; their metrics are in CloudWatch).
+    /// The backend's own counters, for `/metrics`.
+    telemetry: Arc<dyn Telemetry>,
+    /// For `/health` and `/metrics`: the pipeline this process drives (none when Lambda's
+    /// event source mappings drive it; their metrics are in CloudWatch).
     pipeline: Option<Pipeline>,
 }
 
-/// The projector's change feed and the route queues, as `/health` reports them.
+/// The projector's change feed and the route queues, as `/health` and `/metrics` report
+/// them.
 #[derive(Clone)]
 struct Pipeline {
     feed: Arc<dyn ChangeFeed>,
     queues: Arc<dyn Queues>,
     queue_names: Vec<String>,
+}
+
+/// The pipeline as read for one `/health` or `/metrics` request.
+struct PipelineState {
+    projector_lag: u64,
+    queues: Vec<QueueStats>,
+}
+
+impl Pipeline {
+    async fn state(&self) -> Result<PipelineState, StoreError> {
+        let projector_lag = self.feed.lag().await?;
+        let mut queues = Vec::with_capacity(self.queue_names.len());
+        for name in &self.queue_names {
+            queues.push(self.queues.stats(name).await?);
+        }
+        Ok(PipelineState {
+            projector_lag,
+            queues,
+        })
+    }
 }
 
 impl App {
@@ -46,6 +73,7 @@ impl App {
             commands: service::Commands::new(ports.events.clone(), ports.idempotency.clone()),
             read_model: ports.read_model.clone(),
             documents: ports.documents.clone(),
+            telemetry: ports.telemetry.clone(),
             pipeline: Some(Pipeline {
                 feed: ports.feed.clone(),
                 queues: ports.queues.clone(),

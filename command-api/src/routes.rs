@@ -18,6 +18,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::{
     App, body,
     idempotency::{self, Begin},
+    metrics,
     problem::{ApiError, FieldError, Problem},
     reply::{Reply, WriteResponse, etag},
     request::{
@@ -47,6 +48,7 @@ fn api() -> OpenApiRouter<App> {
         .routes(routes!(order_documents))
         .routes(routes!(order_document))
         .routes(routes!(health))
+        .routes(routes!(metrics))
         .routes(routes!(openapi_json))
 }
 
@@ -601,22 +603,44 @@ async fn health(State(app): State<App>) -> Result<Json<Health>, ApiError> {
             queues: Vec::new(),
         }));
     };
-    let projector_lag = pipeline.feed.lag().await?;
-    let mut queues = Vec::with_capacity(pipeline.queue_names.len());
-    for name in &pipeline.queue_names {
-        let s = pipeline.queues.stats(name).await?;
-        queues.push(QueueHealth {
-            queue: s.queue,
-            depth: s.visible,
-            in_flight: s.in_flight,
-            dead_letters: s.dead_letters,
-        });
-    }
+    let state = pipeline.state().await?;
     Ok(Json(Health {
         status: "ok".into(),
-        projector_lag: Some(projector_lag),
-        queues,
+        projector_lag: Some(state.projector_lag),
+        queues: state
+            .queues
+            .into_iter()
+            .map(|s| QueueHealth {
+                queue: s.queue,
+                depth: s.visible,
+                in_flight: s.in_flight,
+                dead_letters: s.dead_letters,
+            })
+            .collect(),
     }))
+}
+
+/// The Prometheus text exposition format's content type.
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4";
+
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    description = "Prometheus text exposition format 0.0.4: the backend's own counters, the projector lag and, per route queue, depth, in-flight and dead letters (where this process drives the pipeline), and the process's CPU seconds.",
+    responses(
+        (status = 200, description = "The metrics", body = String, content_type = "text/plain; version=0.0.4"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn metrics(State(app): State<App>) -> Result<Response, ApiError> {
+    let pipeline = match &app.pipeline {
+        Some(p) => Some(p.state().await?),
+        None => None,
+    };
+    let samples = metrics::samples(app.telemetry.metrics(), pipeline.as_ref());
+    let mut r = metrics::render(&samples).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(PROMETHEUS_TEXT),
+    );
+    Ok(r)
 }
 
 #[utoipa::path(get, path = "/openapi.json", tag = "operations",

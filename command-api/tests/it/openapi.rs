@@ -37,6 +37,7 @@ fn every_endpoint_of_the_brief_is_documented() {
         ("GET", "/orders/{orderId}/documents"),
         ("GET", "/orders/{orderId}/documents/{name}"),
         ("GET", "/health"),
+        ("GET", "/metrics"),
         ("GET", "/openapi.json"),
     ]
     .into_iter()
