@@ -2368,23 +2368,30 @@ impl DrainReport {
                 self.backlog
             )?;
         }
-        let verdict = match (self.documents, self.missing_documents()) {
-            (None, _) => "unavailable (no /metrics)".to_owned(),
-            (Some(_), Some(missing)) => format!("{missing} MISSING"),
-            (Some(n), None) if n > self.expected_documents as f64 => {
-                "more than expected (another client, or commands that timed out but were applied)"
-                    .to_owned()
+        let expected = format!(
+            "{} expected (one per successful place, start and complete; {} completed \
+             lifecycles × 3 when none failed)",
+            self.expected_documents, self.completed_lifecycles
+        );
+        match (self.documents, self.missing_documents()) {
+            (None, _) => writeln!(
+                f,
+                "  documents      unavailable without /metrics; {expected}"
+            )?,
+            (Some(n), missing) => {
+                let verdict = match missing {
+                    Some(missing) => format!("{missing} MISSING"),
+                    None if n > self.expected_documents as f64 => "more than expected \
+                        (another client, or commands that timed out but were applied)"
+                        .to_owned(),
+                    None => "nothing lost".to_owned(),
+                };
+                writeln!(
+                    f,
+                    "  documents      {n} written since the run began, {expected}: {verdict}"
+                )?;
             }
-            (Some(_), None) => "nothing lost".to_owned(),
-        };
-        writeln!(
-            f,
-            "  documents      {} written since the run began, {} expected (one per successful \
-             place, start and complete; {} completed lifecycles × 3 when none failed): {verdict}",
-            or_unavailable(self.documents, 0),
-            self.expected_documents,
-            self.completed_lifecycles
-        )?;
+        }
         if let Some(n) = self.dead_letters {
             writeln!(f, "  dead letters   {n:+} since the run began")?;
         }
@@ -3231,6 +3238,10 @@ two values 1 2 3
         let text = summary.to_string();
         assert!(text.contains("from /health"), "{text}");
         assert!(text.contains("unavailable"), "{text}");
+        assert!(
+            text.contains("documents      unavailable without /metrics"),
+            "{text}"
+        );
         assert_eq!(summary.to_json()["pipeline"]["source"], json!("health"));
     }
 
