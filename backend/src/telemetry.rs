@@ -112,7 +112,9 @@ mod tests {
     #[test]
     fn a_timed_future_counts_the_cpu_its_polls_spend() {
         let before = Stage::Projector.counter().load(Ordering::Relaxed);
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         rt.block_on(timed(Stage::Projector, async {
             let mut x = 0u64;
             for i in 0..2_000_000u64 {

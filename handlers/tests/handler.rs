@@ -134,8 +134,11 @@ async fn the_cancellation_notice_carries_the_reason() {
             },
         ],
     );
-    let response = handlers::lambda::handle(&handler(&s, "canceled", None), batch(vec![message("m", &events[1])]))
-        .await;
+    let response = handlers::lambda::handle(
+        &handler(&s, "canceled", None),
+        batch(vec![message("m", &events[1])]),
+    )
+    .await;
     assert!(response.batch_item_failures.is_empty());
     let doc = s
         .embedded
@@ -155,8 +158,9 @@ async fn a_redelivered_event_is_handled_once_in_effect() {
     let events = history("ORD-3", &[place("a")]);
     let h = handler(&s, "received", None);
     for round in 0..3 {
-        let response = handlers::lambda::handle(&h, batch(vec![message(&format!("m{round}"), &events[0])]))
-            .await;
+        let response =
+            handlers::lambda::handle(&h, batch(vec![message(&format!("m{round}"), &events[0])]))
+                .await;
         assert!(response.batch_item_failures.is_empty());
     }
     let docs = s
@@ -193,8 +197,9 @@ async fn only_the_poison_message_of_a_batch_is_reported() {
             message("good", &good[0]),
             message("bad", &bad[0]),
             garbage,
-        ]))
-        .await;
+        ]),
+    )
+    .await;
     let failed: Vec<&str> = response
         .batch_item_failures
         .iter()

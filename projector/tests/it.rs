@@ -8,8 +8,8 @@ use aws_lambda_events::dynamodb;
 use backend::{BusEntry, EventPublisher, ListQuery, Page, ReadModel, StoreError, item};
 use chrono::{TimeZone, Utc};
 use events_schema::*;
-use proptest::prelude::*;
 use projector::{Failed, Projector, lambda};
+use proptest::prelude::*;
 
 // ---- Recorded events of every type.
 
@@ -32,7 +32,10 @@ fn history(order: &str, description: &str, commands: &[Command]) -> Vec<Recorded
     let id = OrderId::parse(order).expect("an order id");
     let place = Command::Place(PlaceOrder {
         description: Description::parse(description).expect("a description"),
-        register_date: Utc.with_ymd_and_hms(2025, 1, 31, 8, 0, 0).single().expect("a date"),
+        register_date: Utc
+            .with_ymd_and_hms(2025, 1, 31, 8, 0, 0)
+            .single()
+            .expect("a date"),
         delivery_date: DeliveryDate::parse("2025-02-14").ok(),
         customer_id: CustomerId::parse("C-1").ok(),
     });
@@ -58,7 +61,8 @@ fn command() -> impl Strategy<Value = Command> {
         ("[a-zA-Z0-9 áé]{1,40}", proptest::option::of(1u32..28)).prop_map(|(d, day)| {
             Command::Update(UpdateOrder {
                 description: Description::parse(&format!("d {d}")).ok(),
-                delivery_date: day.and_then(|day| DeliveryDate::parse(&format!("2025-03-{day:02}")).ok()),
+                delivery_date: day
+                    .and_then(|day| DeliveryDate::parse(&format!("2025-03-{day:02}")).ok()),
                 ..UpdateOrder::default()
             })
         }),
@@ -114,11 +118,20 @@ fn every_event_type_round_trips_through_a_stream_image() {
         .chain(&history("B", "two", &[cancel]))
     {
         seen.insert(recorded.envelope.event.type_name());
-        assert_eq!(&lambda::decode(&stream_record(recorded, 1)).expect("an event"), recorded);
+        assert_eq!(
+            &lambda::decode(&stream_record(recorded, 1)).expect("an event"),
+            recorded
+        );
     }
     assert_eq!(
         seen.into_iter().collect::<Vec<_>>(),
-        ["OrderCanceled", "OrderCompleted", "OrderDetailsRevised", "OrderPlaced", "OrderStarted"]
+        [
+            "OrderCanceled",
+            "OrderCompleted",
+            "OrderDetailsRevised",
+            "OrderPlaced",
+            "OrderStarted"
+        ]
     );
 }
 
@@ -143,7 +156,10 @@ impl ReadModel for FakeReadModel {
         Ok(None)
     }
     async fn list(&self, _: &ListQuery) -> Result<Page, StoreError> {
-        Ok(Page { items: Vec::new(), next: None })
+        Ok(Page {
+            items: Vec::new(),
+            next: None,
+        })
     }
 }
 
@@ -160,7 +176,10 @@ struct FakeBus {
 
 impl FakeBus {
     fn new(behaviour: Bus) -> Self {
-        Self { behaviour, published: Mutex::default() }
+        Self {
+            behaviour,
+            published: Mutex::default(),
+        }
     }
 }
 
@@ -191,26 +210,50 @@ fn lifecycle() -> Vec<Recorded> {
 async fn a_batch_is_folded_into_the_read_model_then_published_in_order() {
     let (read_model, bus) = (FakeReadModel::default(), FakeBus::new(Bus::Accepts));
     let records = lifecycle();
-    let projector = Projector { read_model: &read_model, publisher: &bus, source: "test.orders" };
+    let projector = Projector {
+        read_model: &read_model,
+        publisher: &bus,
+        source: "test.orders",
+    };
     projector.project(&records).await.expect("projected");
     let applied = read_model.applied.lock().unwrap();
-    assert_eq!(applied.iter().map(|o| o.version).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(
+        applied.iter().map(|o| o.version).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
     let published = bus.published.lock().unwrap();
     assert_eq!(
-        published.iter().map(|e| e.detail_type.as_str()).collect::<Vec<_>>(),
+        published
+            .iter()
+            .map(|e| e.detail_type.as_str())
+            .collect::<Vec<_>>(),
         ["OrderPlaced", "OrderStarted", "OrderCompleted"]
     );
     let detail: EventDetail = serde_json::from_str(&published[2].detail).expect("a detail");
     assert_eq!(detail.order.status, Status::Completed);
-    assert_eq!(detail, EventDetail { event: records[2].envelope.clone(), order: records[2].order.clone(), replayed: false });
+    assert_eq!(
+        detail,
+        EventDetail {
+            event: records[2].envelope.clone(),
+            order: records[2].order.clone(),
+            replayed: false
+        }
+    );
     assert!(published.iter().all(|e| e.source == "test.orders"));
 }
 
 #[tokio::test]
 async fn a_failed_read_model_update_fails_the_batch_from_its_first_record_and_publishes_nothing() {
-    let read_model = FakeReadModel { fail: true, ..FakeReadModel::default() };
+    let read_model = FakeReadModel {
+        fail: true,
+        ..FakeReadModel::default()
+    };
     let bus = FakeBus::new(Bus::Accepts);
-    let projector = Projector { read_model: &read_model, publisher: &bus, source: "s" };
+    let projector = Projector {
+        read_model: &read_model,
+        publisher: &bus,
+        source: "s",
+    };
     let failed = projector.project(&lifecycle()).await.unwrap_err();
     assert_eq!(failed.first, 0);
     assert!(failed.reason.contains("disk full"), "{failed}");
@@ -221,7 +264,11 @@ async fn a_failed_read_model_update_fails_the_batch_from_its_first_record_and_pu
 async fn entries_the_bus_refuses_fail_the_batch_from_the_first_refused_one() {
     let read_model = FakeReadModel::default();
     let bus = FakeBus::new(Bus::RefusesEntries(vec![2, 1]));
-    let projector = Projector { read_model: &read_model, publisher: &bus, source: "s" };
+    let projector = Projector {
+        read_model: &read_model,
+        publisher: &bus,
+        source: "s",
+    };
     let failed: Failed = projector.project(&lifecycle()).await.unwrap_err();
     assert_eq!(failed.first, 1);
 }
@@ -230,7 +277,11 @@ async fn entries_the_bus_refuses_fail_the_batch_from_the_first_refused_one() {
 async fn an_unreachable_bus_fails_the_whole_batch() {
     let read_model = FakeReadModel::default();
     let bus = FakeBus::new(Bus::Unreachable);
-    let projector = Projector { read_model: &read_model, publisher: &bus, source: "s" };
+    let projector = Projector {
+        read_model: &read_model,
+        publisher: &bus,
+        source: "s",
+    };
     let failed = projector.project(&lifecycle()).await.unwrap_err();
     assert_eq!(failed.first, 0);
     assert!(failed.reason.contains("connection refused"), "{failed}");
@@ -238,9 +289,16 @@ async fn an_unreachable_bus_fails_the_whole_batch() {
 
 #[tokio::test]
 async fn an_empty_batch_touches_nothing() {
-    let read_model = FakeReadModel { fail: true, ..FakeReadModel::default() };
+    let read_model = FakeReadModel {
+        fail: true,
+        ..FakeReadModel::default()
+    };
     let bus = FakeBus::new(Bus::Unreachable);
-    let projector = Projector { read_model: &read_model, publisher: &bus, source: "s" };
+    let projector = Projector {
+        read_model: &read_model,
+        publisher: &bus,
+        source: "s",
+    };
     assert_eq!(projector.project(&[]).await, Ok(()));
 }
 
@@ -253,15 +311,27 @@ fn event(records: Vec<dynamodb::EventRecord>) -> dynamodb::Event {
 }
 
 fn failures(response: &aws_lambda_events::streams::DynamoDbEventResponse) -> Vec<Option<String>> {
-    response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect()
+    response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect()
 }
 
 #[tokio::test]
 async fn the_lambda_edge_reports_the_sequence_number_of_the_first_failed_record() {
     let read_model = FakeReadModel::default();
     let bus = FakeBus::new(Bus::RefusesEntries(vec![1]));
-    let projector = Projector { read_model: &read_model, publisher: &bus, source: "s" };
-    let records = lifecycle().iter().enumerate().map(|(i, r)| stream_record(r, 10 + i as u64)).collect();
+    let projector = Projector {
+        read_model: &read_model,
+        publisher: &bus,
+        source: "s",
+    };
+    let records = lifecycle()
+        .iter()
+        .enumerate()
+        .map(|(i, r)| stream_record(r, 10 + i as u64))
+        .collect();
     let response = lambda::handle(&projector, event(records)).await;
     assert_eq!(failures(&response), [Some(format!("{:021}", 11))]);
 }
@@ -270,25 +340,47 @@ async fn the_lambda_edge_reports_the_sequence_number_of_the_first_failed_record(
 async fn the_lambda_edge_projects_what_precedes_an_unreadable_record_and_reports_that_record() {
     let read_model = FakeReadModel::default();
     let bus = FakeBus::new(Bus::Accepts);
-    let projector = Projector { read_model: &read_model, publisher: &bus, source: "s" };
+    let projector = Projector {
+        read_model: &read_model,
+        publisher: &bus,
+        source: "s",
+    };
     let lifecycle = lifecycle();
     let mut bad = stream_record(&lifecycle[1], 21);
-    bad.change.new_image = serde_dynamo::to_item(serde_json::json!({"orderId": "ORD-7", "version": 2}))
-        .expect("an item");
+    bad.change.new_image =
+        serde_dynamo::to_item(serde_json::json!({"orderId": "ORD-7", "version": 2}))
+            .expect("an item");
     let mut ignored = stream_record(&lifecycle[0], 19);
     ignored.event_name = "REMOVE".into();
-    let records = vec![ignored, stream_record(&lifecycle[0], 20), bad, stream_record(&lifecycle[2], 22)];
+    let records = vec![
+        ignored,
+        stream_record(&lifecycle[0], 20),
+        bad,
+        stream_record(&lifecycle[2], 22),
+    ];
     let response = lambda::handle(&projector, event(records)).await;
     assert_eq!(failures(&response), [Some(format!("{:021}", 21))]);
-    assert_eq!(bus.published.lock().unwrap().len(), 1, "only the record before the unreadable one");
+    assert_eq!(
+        bus.published.lock().unwrap().len(),
+        1,
+        "only the record before the unreadable one"
+    );
 }
 
 #[tokio::test]
 async fn the_lambda_edge_answers_a_whole_success_with_no_failures() {
     let read_model = FakeReadModel::default();
     let bus = FakeBus::new(Bus::Accepts);
-    let projector = Projector { read_model: &read_model, publisher: &bus, source: "s" };
-    let records = lifecycle().iter().enumerate().map(|(i, r)| stream_record(r, i as u64)).collect();
+    let projector = Projector {
+        read_model: &read_model,
+        publisher: &bus,
+        source: "s",
+    };
+    let records = lifecycle()
+        .iter()
+        .enumerate()
+        .map(|(i, r)| stream_record(r, i as u64))
+        .collect();
     let response = lambda::handle(&projector, event(records)).await;
     assert!(response.batch_item_failures.is_empty());
     assert_eq!(bus.published.lock().unwrap().len(), 3);

@@ -22,7 +22,7 @@ use tokio::{sync::Mutex, time::Instant};
 use super::dynamo::{Item, get_s, n, s, sdk_error};
 use crate::{
     item,
-    ports::{ChangeFeed, Change, Checkpoint, FeedError, StoreError},
+    ports::{Change, ChangeFeed, Checkpoint, FeedError, StoreError},
 };
 
 /// How often an idle feed asks each shard again while it waits (Lambda polls a shard about
@@ -405,7 +405,9 @@ fn changes(records: Vec<Record>) -> Result<Vec<Change>, FeedError> {
             continue;
         }
         let at = Checkpoint(seq);
-        match item::from_item(serde_dynamo::Item::from(image.new_image.unwrap_or_default())) {
+        match item::from_item(serde_dynamo::Item::from(
+            image.new_image.unwrap_or_default(),
+        )) {
             Ok(recorded) => changes.push(Change { at, recorded }),
             Err(e) if changes.is_empty() => {
                 return Err(FeedError::Unreadable {

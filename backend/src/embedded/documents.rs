@@ -72,20 +72,18 @@ impl DocumentStore for SqliteDocuments {
 
     async fn get(&self, order_id: &OrderId, name: &str) -> Result<Option<Document>, StoreError> {
         let (id, name) = (order_id.to_string(), name.to_owned());
-        self.reads
-            .read_now("reading a document", move |conn| {
-                conn.prepare_cached(
-                    "SELECT content_type, body FROM documents WHERE order_id = ?1 AND name = ?2",
-                )?
-                .query_row([&id, &name], |r| {
-                    Ok(Document {
-                        content_type: r.get(0)?,
-                        body: r.get(1)?,
-                        name: name.clone(),
-                    })
+        self.reads.read_now("reading a document", move |conn| {
+            conn.prepare_cached(
+                "SELECT content_type, body FROM documents WHERE order_id = ?1 AND name = ?2",
+            )?
+            .query_row([&id, &name], |r| {
+                Ok(Document {
+                    content_type: r.get(0)?,
+                    body: r.get(1)?,
+                    name: name.clone(),
                 })
-                .optional()
             })
-            
+            .optional()
+        })
     }
 }

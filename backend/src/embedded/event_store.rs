@@ -148,8 +148,10 @@ pub(super) fn apply_append(
         Some(version) => Some(*version),
         None if append.expected_version == 0 => None,
         None => Some(
-            conn.prepare_cached("SELECT COALESCE(MAX(version), 0) FROM events WHERE order_id = ?1")?
-                .query_row([&append.order_id], |r| r.get(0))?,
+            conn.prepare_cached(
+                "SELECT COALESCE(MAX(version), 0) FROM events WHERE order_id = ?1",
+            )?
+            .query_row([&append.order_id], |r| r.get(0))?,
         ),
     };
     if current.is_some_and(|v| v != append.expected_version) {
@@ -257,7 +259,6 @@ impl EventStore for SqliteEventStore {
                 let hash = envelope_hash(&envelope)?;
                 Ok(Some(Head { order, hash }))
             })
-            
     }
 
     async fn history(&self, order_id: &OrderId) -> Result<Vec<Envelope>, StoreError> {

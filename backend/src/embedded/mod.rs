@@ -62,11 +62,9 @@ impl Embedded {
         let path = data.database();
         let reads = sqlite::ReadPool::new(path.clone());
         let handoff = Arc::new(change_feed::Handoff::new(committed));
-        let queues_at_start = Connection::open_with_flags(
-            &path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .map_err(start)?;
+        let queues_at_start =
+            Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .map_err(start)?;
         let (writer, threads) = writer::Writer::spawn(&path, conn, handoff.clone())?;
         let queues = Arc::new(SqliteQueues::open(
             &queues_at_start,

@@ -256,8 +256,8 @@ impl SqliteQueues {
             let returned = taken.returned;
             self.writer
                 .write("counting receives", move |conn| {
-                    let mut update =
-                        conn.prepare_cached("UPDATE messages SET receive_count = ?2 WHERE seq = ?1")?;
+                    let mut update = conn
+                        .prepare_cached("UPDATE messages SET receive_count = ?2 WHERE seq = ?1")?;
                     for (seq, count) in &returned {
                         update.execute(params![seq, count])?;
                     }
@@ -426,7 +426,9 @@ impl Queues for SqliteQueues {
     async fn dead_letters(&self, queue: &str) -> Result<Vec<QueueMessage>, StoreError> {
         let dlq = self.mailbox(queue)?.config.dead_letter_queue.clone();
         self.reads
-            .read("listing dead letters", move |conn| dead_letter_rows(conn, &dlq))
+            .read("listing dead letters", move |conn| {
+                dead_letter_rows(conn, &dlq)
+            })
             .await
     }
 
@@ -568,7 +570,9 @@ impl DetachedQueues {
     pub async fn dead_letters(&self, queue: &str) -> Result<Vec<QueueMessage>, StoreError> {
         let dlq = self.config(queue)?.dead_letter_queue;
         self.reads
-            .read("listing dead letters", move |conn| dead_letter_rows(conn, &dlq))
+            .read("listing dead letters", move |conn| {
+                dead_letter_rows(conn, &dlq)
+            })
             .await
     }
 

@@ -94,15 +94,13 @@ impl ReadModel for SqliteReadModel {
 
     async fn get(&self, order_id: &OrderId) -> Result<Option<Order>, StoreError> {
         let id = order_id.to_string();
-        self.reads
-            .read_now("reading the read model", move |conn| {
-                let body: Option<String> = conn
-                    .prepare_cached("SELECT body FROM orders WHERE order_id = ?1")?
-                    .query_row([&id], |r| r.get(0))
-                    .optional()?;
-                body.as_deref().map(parse_json::<Order>).transpose()
-            })
-            
+        self.reads.read_now("reading the read model", move |conn| {
+            let body: Option<String> = conn
+                .prepare_cached("SELECT body FROM orders WHERE order_id = ?1")?
+                .query_row([&id], |r| r.get(0))
+                .optional()?;
+            body.as_deref().map(parse_json::<Order>).transpose()
+        })
     }
 
     async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {

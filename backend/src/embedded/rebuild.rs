@@ -128,8 +128,8 @@ fn open_events(path: &Path) -> rusqlite::Result<Connection> {
 
 /// Holds the data directory's rebuild lock: one rebuild at a time.
 fn lock(dir: &DataDir) -> Result<File, StoreError> {
-    let file = File::create(dir.rebuild_lock())
-        .map_err(|e| StoreError::new("locking the rebuild", e))?;
+    let file =
+        File::create(dir.rebuild_lock()).map_err(|e| StoreError::new("locking the rebuild", e))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(TryLockError::WouldBlock) => Err(StoreError::new(

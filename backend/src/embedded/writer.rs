@@ -225,7 +225,11 @@ impl Writer {
     pub(super) async fn append(&self, append: PreparedAppend) -> Result<(), AppendError> {
         let (reply, answer) = oneshot::channel();
         {
-            let mut pending = self.shared.pending.lock().unwrap_or_else(|p| p.into_inner());
+            let mut pending = self
+                .shared
+                .pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             if pending.closed {
                 return Err(stopped("appending events").into());
             }
@@ -249,7 +253,10 @@ impl Writer {
         let job: Job = Box::new(move |conn| {
             let result = match conn {
                 Some(conn) => in_savepoint(conn, work).map_err(|e| StoreError::new(context, e)),
-                None => Err(StoreError::new(context, "the writer could not begin a transaction")),
+                None => Err(StoreError::new(
+                    context,
+                    "the writer could not begin a transaction",
+                )),
             };
             Box::new(move |committed| {
                 let outcome = match (result, committed) {
@@ -264,7 +271,11 @@ impl Writer {
             })
         });
         {
-            let mut pending = self.shared.pending.lock().unwrap_or_else(|p| p.into_inner());
+            let mut pending = self
+                .shared
+                .pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             if pending.closed {
                 return Err(stopped(context));
             }
@@ -341,10 +352,7 @@ fn write_loop(shared: &Shared, mut conn: Connection, handoff: &Handoff) {
                 && now != seen_version
             {
                 seen_version = now;
-                shared
-                    .stats
-                    .external_changes
-                    .fetch_add(1, Ordering::AcqRel);
+                shared.stats.external_changes.fetch_add(1, Ordering::AcqRel);
             }
         }
         if appends.is_empty() && jobs.is_empty() {
@@ -467,10 +475,7 @@ fn checkpoint_loop(shared: &Shared, conn: &Connection) {
         }) {
             Ok((log, done)) if log > 0 => {
                 if done > 0 {
-                    shared
-                        .stats
-                        .wal_checkpoints
-                        .fetch_add(1, Ordering::Relaxed);
+                    shared.stats.wal_checkpoints.fetch_add(1, Ordering::Relaxed);
                 }
             }
             Ok(_) => {}

@@ -7,4 +7,5 @@ mod support;
 mod audit;
 mod aws_bootstrap;
 mod contract;
+mod embedded;
 mod event_pattern;

@@ -23,9 +23,7 @@ use anyhow::Context;
 use backend::{
     EventArchive, EventPublisher, ProjectionRebuild, ProjectionScan,
     aws::Aws,
-    embedded::{
-        DataDir, DetachedQueues, EmbeddedBus, SqliteArchive, SqliteRebuild, queue_configs,
-    },
+    embedded::{DataDir, DetachedQueues, EmbeddedBus, SqliteArchive, SqliteRebuild, queue_configs},
 };
 use chrono::{DateTime, NaiveDate, Utc};
 

@@ -195,7 +195,10 @@ pub async fn run(args: SeedArgs) -> anyhow::Result<()> {
         embedded.read_model.apply(chunk).await?;
     }
     let last = embedded.committed();
-    embedded.feed.checkpoint(&SqliteChangeFeed::at(last)).await?;
+    embedded
+        .feed
+        .checkpoint(&SqliteChangeFeed::at(last))
+        .await?;
     let orders = states.len() as u64;
     println!(
         "dev-seed: {} events of {} orders in {} ({:.1} s to append, {} events/s; {:.1} s in all)",
