@@ -4,6 +4,7 @@
 
 mod audit;
 mod aws;
+mod aws_requests;
 mod concurrency;
 mod durability;
 mod fanout;
