@@ -5,20 +5,72 @@ use chrono::{DateTime, Utc};
 use events_schema::{ChainHash, Envelope, Order, OrderId, Recorded, Status};
 
 /// A failure of the backing store itself (I/O, corruption, unavailability): never the
-/// client's fault, always worth a retry or an operator's look.
-#[derive(Debug, thiserror::Error)]
-#[error("{context}: {message}")]
+/// client's fault. It keeps what caused it ([`std::error::Error::source`]) and whether
+/// trying again can help (a busy database, throttling, a timeout, no answer at all) or
+/// not (a refused request, a full disk, a stopped writer).
+#[derive(Debug, Clone)]
 pub struct StoreError {
     pub context: &'static str,
     pub message: String,
+    source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
+    retryable: bool,
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.context, self.message)
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
 }
 
 impl StoreError {
+    /// A failure described by `err`'s text alone, not worth retrying as such.
     pub fn new(context: &'static str, err: impl std::fmt::Display) -> Self {
         Self {
             context,
             message: err.to_string(),
+            source: None,
+            retryable: false,
         }
+    }
+
+    /// A failure caused by `err`, kept as the source; `retryable` says whether trying again
+    /// can help.
+    pub fn caused_by(
+        context: &'static str,
+        message: impl std::fmt::Display,
+        err: impl std::error::Error + Send + Sync + 'static,
+        retryable: bool,
+    ) -> Self {
+        Self {
+            context,
+            message: message.to_string(),
+            source: Some(std::sync::Arc::new(err)),
+            retryable,
+        }
+    }
+
+    /// A failure of SQLite: retryable when the database was busy or locked by another
+    /// connection.
+    pub fn sqlite(context: &'static str, err: rusqlite::Error) -> Self {
+        let retryable = matches!(
+            err.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        );
+        let message = err.to_string();
+        Self::caused_by(context, message, err, retryable)
+    }
+
+    /// Whether the same request may succeed if tried again later.
+    pub fn is_retryable(&self) -> bool {
+        self.retryable
     }
 }
 
@@ -584,4 +636,35 @@ pub trait ProjectionRebuild: Send + Sync {
         &self,
         progress: std::sync::Arc<ProgressFn>,
     ) -> Result<RebuildReport, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+
+    use super::StoreError;
+
+    #[test]
+    fn a_busy_database_is_worth_a_retry_and_keeps_its_cause() {
+        let busy = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            Some("database is locked".into()),
+        );
+        let e = StoreError::sqlite("appending events", busy);
+        assert!(e.is_retryable());
+        assert!(e.source().is_some_and(|s| s.to_string().contains("locked")));
+        assert!(e.to_string().starts_with("appending events: "), "{e}");
+    }
+
+    #[test]
+    fn a_full_disk_or_a_bare_message_is_not_retryable() {
+        let full = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            None,
+        );
+        assert!(!StoreError::sqlite("committing", full).is_retryable());
+        let stopped = StoreError::new("appending events", "the writer has stopped");
+        assert!(!stopped.is_retryable());
+        assert!(stopped.source().is_none());
+    }
 }

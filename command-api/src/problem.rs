@@ -211,10 +211,17 @@ impl From<Rejection> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        tracing::error!(error = %e, "store failure");
-        ApiError::Unavailable(format!(
-            "the order store is unavailable ({}); nothing was changed, retry",
-            e.context
-        ))
+        tracing::error!(error = %e, retryable = e.is_retryable(), "store failure");
+        ApiError::Unavailable(if e.is_retryable() {
+            format!(
+                "the order store is busy ({}); retry shortly (with the same Idempotency-Key, a retried write is applied once)",
+                e.context
+            )
+        } else {
+            format!(
+                "the order store failed ({}); a write may or may not have been applied: read the order, or retry with the same Idempotency-Key",
+                e.context
+            )
+        })
     }
 }

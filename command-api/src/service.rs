@@ -48,7 +48,7 @@ pub(crate) enum CommandError {
     /// The idempotency key was used before with a different request.
     #[error("the idempotency key was used with a different request")]
     KeyReused,
-    /// The store failed or is overloaded; nothing was changed.
+    /// The store failed or is overloaded (whether a retry can help, the error says).
     #[error("the order store is unavailable")]
     Unavailable(#[from] StoreError),
     /// The order's stored history does not fold (only a damaged store holds such).

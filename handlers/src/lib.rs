@@ -147,7 +147,7 @@ impl Handler {
                 expires_at: now + LEDGER_TTL,
             })
             .await?;
-        tracing::info!(document = %document.name, "document written");
+        tracing::debug!(document = %document.name, "document written");
         Ok(())
     }
 }

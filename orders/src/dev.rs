@@ -30,7 +30,7 @@ pub struct DevArgs {
 #[derive(clap::Args, Debug, Clone)]
 pub struct PipelineArgs {
     /// Concurrent pollers (like Lambda's concurrency) per route queue.
-    #[arg(long, env = "ORDERS_HANDLER_CONCURRENCY", default_value_t = 2)]
+    #[arg(long, env = "ORDERS_HANDLER_CONCURRENCY", default_value_t = 8)]
     pub handler_concurrency: usize,
     /// Overrides every route's visibility timeout, in seconds: how long a failed message
     /// waits before it is retried (the route table's value otherwise).

@@ -14,10 +14,31 @@ use crate::ports::StoreError;
 
 pub type Item = HashMap<String, AttributeValue>;
 
-/// An SDK error with its whole chain of causes (the SDK's own `Display` says only
-/// "service error").
-pub fn sdk_error(context: &'static str, err: impl std::error::Error) -> StoreError {
-    StoreError::new(context, DisplayErrorContext(err))
+/// Service error codes that mean "too much, or not now": worth trying again later.
+const RETRYABLE_CODES: [&str; 8] = [
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "Throttling",
+    "RequestLimitExceeded",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "TransactionInProgressException",
+    "LimitExceededException",
+];
+
+/// An SDK error as a [`StoreError`], with its whole chain of causes in the message (the
+/// SDK's own `Display` says only "service error") and the error itself as the source.
+/// Retryable when the service said to slow down or failed on its side, or did not answer
+/// at all (a timeout, a dispatch failure: no error code).
+pub fn sdk_error<E>(context: &'static str, err: E) -> StoreError
+where
+    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
+{
+    let retryable = err
+        .code()
+        .is_none_or(|code| RETRYABLE_CODES.contains(&code));
+    let message = DisplayErrorContext(&err).to_string();
+    StoreError::caused_by(context, message, err, retryable)
 }
 
 pub fn s(value: impl Into<String>) -> AttributeValue {

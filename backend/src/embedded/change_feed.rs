@@ -238,7 +238,7 @@ impl ChangeFeed for SqliteChangeFeed {
     async fn checkpoint(&self, at: &Checkpoint) -> Result<(), StoreError> {
         let position = position(at)?;
         self.writer
-            .write("saving the projector checkpoint", move |conn| {
+            .write_statement("saving the projector checkpoint", move |conn| {
                 save_checkpoint(conn, position)
             })
             .await?;

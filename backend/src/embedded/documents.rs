@@ -35,7 +35,7 @@ impl DocumentStore for SqliteDocuments {
         }
         let (order_id, document) = (order_id.to_string(), document.clone());
         self.writer
-            .write("writing a document", move |conn| {
+            .write_statement("writing a document", move |conn| {
                 // A retried handler rewrites its document with the same bytes.
                 conn.prepare_cached(
                     "INSERT OR REPLACE INTO documents (order_id, name, content_type, body)

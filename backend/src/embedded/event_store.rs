@@ -324,7 +324,7 @@ impl IdempotencyStore for SqliteEventStore {
         let (key, fingerprint, response, expires_at) = idempotency_row(&record)?;
         let result = self
             .writer
-            .write("saving an idempotent response", move |conn| {
+            .write_statement("saving an idempotent response", move |conn| {
                 save_response(conn, &key, &fingerprint, &response, expires_at)
             })
             .await;

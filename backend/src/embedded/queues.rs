@@ -304,6 +304,7 @@ impl MessageSink for SqliteQueues {
             targets.push(self.mailbox(queue)?.clone());
         }
         let now = micros(Utc::now());
+        let sends = with_message_ids(sends);
         self.writer
             .run(
                 "sending messages",
@@ -453,17 +454,18 @@ impl Queues for SqliteQueues {
     }
 }
 
+/// Inserts messages: `(queue, message id, body)`, the ids made by the caller (off the
+/// writer thread).
 fn insert_messages(
     conn: &Connection,
-    sends: Vec<(String, String)>,
+    sends: Vec<(String, String, String)>,
     now: i64,
 ) -> rusqlite::Result<Vec<Message>> {
     let mut insert = conn.prepare_cached(
         "INSERT INTO messages (queue, message_id, body, sent_at) VALUES (?1, ?2, ?3, ?4)",
     )?;
     let mut messages = Vec::with_capacity(sends.len());
-    for (queue, body) in sends {
-        let message_id = uuid::Uuid::now_v7().to_string();
+    for (queue, message_id, body) in sends {
         insert.execute(params![queue, message_id, body, now])?;
         messages.push(Message {
             seq: conn.last_insert_rowid(),
@@ -474,6 +476,13 @@ fn insert_messages(
         });
     }
     Ok(messages)
+}
+
+fn with_message_ids(sends: Vec<(String, String)>) -> Vec<(String, String, String)> {
+    sends
+        .into_iter()
+        .map(|(queue, body)| (queue, uuid::Uuid::now_v7().to_string(), body))
+        .collect()
 }
 
 fn message(r: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
@@ -593,6 +602,7 @@ impl MessageSink for DetachedQueues {
             self.config(queue)?;
         }
         let now = micros(Utc::now());
+        let sends = with_message_ids(sends);
         self.write("sending messages", move |conn| {
             insert_messages(conn, sends, now).map(|_| ())
         })

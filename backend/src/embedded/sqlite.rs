@@ -92,7 +92,8 @@ impl ReadPool {
         context: &'static str,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
     ) -> Result<T, StoreError> {
-        self.with_conn(f).map_err(|e| StoreError::new(context, e))
+        self.with_conn(f)
+            .map_err(|e| StoreError::sqlite(context, e))
     }
 
     /// Runs `f` on a pooled connection, on this thread.
@@ -120,7 +121,7 @@ pub async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> rusqlite::Result<T> + Send + 'static,
 ) -> Result<T, StoreError> {
     match tokio::task::spawn_blocking(f).await {
-        Ok(result) => result.map_err(|e| StoreError::new(context, e)),
+        Ok(result) => result.map_err(|e| StoreError::sqlite(context, e)),
         Err(join) => Err(StoreError::new(context, join)),
     }
 }

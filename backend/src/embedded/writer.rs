@@ -249,10 +249,35 @@ impl Writer {
         work: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
         after: impl FnOnce(&T) + Send + 'static,
     ) -> Result<T, StoreError> {
+        self.queue(context, Isolation::Savepoint, work, after).await
+    }
+
+    /// [`Writer::write`] for work that runs exactly one statement: atomic on its own, so
+    /// it needs no savepoint around it.
+    pub(super) async fn write_statement<T: Send + 'static>(
+        &self,
+        context: &'static str,
+        work: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.queue(context, Isolation::Statement, work, |_| {})
+            .await
+    }
+
+    async fn queue<T: Send + 'static>(
+        &self,
+        context: &'static str,
+        isolation: Isolation,
+        work: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+        after: impl FnOnce(&T) + Send + 'static,
+    ) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move |conn| {
             let result = match conn {
-                Some(conn) => in_savepoint(conn, work).map_err(|e| StoreError::new(context, e)),
+                Some(conn) => match isolation {
+                    Isolation::Savepoint => in_savepoint(conn, work),
+                    Isolation::Statement => work(conn),
+                }
+                .map_err(|e| StoreError::sqlite(context, e)),
                 None => Err(StoreError::new(
                     context,
                     "the writer could not begin a transaction",
@@ -293,6 +318,14 @@ impl Writer {
     ) -> Result<T, StoreError> {
         self.run(context, work, |_| {}).await
     }
+}
+
+/// How a job's writes are kept apart from the rest of its group if it fails.
+#[derive(Clone, Copy)]
+enum Isolation {
+    Savepoint,
+    /// One statement: SQLite undoes a failed statement by itself.
+    Statement,
 }
 
 fn stopped(context: &'static str) -> StoreError {
