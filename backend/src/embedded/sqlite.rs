@@ -44,9 +44,13 @@ pub fn open(path: &Path, durability: Durability) -> rusqlite::Result<Connection>
     Ok(conn)
 }
 
-/// Opens a read-only connection.
+/// Opens a read-only connection. Reads go through a memory map (no system call per page
+/// once mapped) and a larger page cache than SQLite's 2 MiB default.
 pub fn open_read_only(path: &Path) -> rusqlite::Result<Connection> {
-    connect(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+    let conn = connect(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    conn.pragma_update(None, "mmap_size", 1i64 << 30)?;
+    conn.pragma_update(None, "cache_size", -16_384)?;
+    Ok(conn)
 }
 
 fn connect(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {

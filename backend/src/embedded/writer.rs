@@ -43,6 +43,8 @@ const MAX_JOBS: usize = 256;
 /// How often an idle writer looks for writes by other processes (`orders dlq redrive`,
 /// `orders republish`), and the WAL checkpointer for work.
 const IDLE_TICK: Duration = Duration::from_millis(100);
+/// The writer's page cache, in KiB.
+const WRITER_CACHE_KIB: i64 = 256 * 1024;
 /// Heads (latest versions) the writer remembers; others are looked up once.
 const HEADS: usize = 200_000;
 
@@ -183,6 +185,11 @@ impl Writer {
         let err = |e: std::io::Error| StoreError::new("starting the writer", e);
         // Checkpoints are the checkpointer's job, not the committing connection's.
         conn.pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(|e| StoreError::new("starting the writer", e))?;
+        // The pages every group touches (index leaves all over the read model, the ledger
+        // and the documents) stay in memory instead of being read back through the kernel
+        // (SQLite's default cache is 2 MiB).
+        conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)
             .map_err(|e| StoreError::new("starting the writer", e))?;
         let checkpointer = sqlite::open(path, sqlite::Durability::Full)
             .map_err(|e| StoreError::new("starting the WAL checkpointer", e))?;
