@@ -45,6 +45,7 @@ struct Handed {
 
 /// Where the writer leaves committed events for the feed.
 pub(super) struct Handoff {
+    capacity: usize,
     buffer: Mutex<VecDeque<Handed>>,
     /// The highest committed position.
     committed: AtomicU64,
@@ -53,7 +54,12 @@ pub(super) struct Handoff {
 
 impl Handoff {
     pub(super) fn new(committed: u64) -> Self {
+        Self::with_capacity(committed, HANDOFF_CAPACITY)
+    }
+
+    fn with_capacity(committed: u64, capacity: usize) -> Self {
         Self {
+            capacity,
             buffer: Mutex::new(VecDeque::new()),
             committed: AtomicU64::new(committed),
             arrived: Notify::new(),
@@ -70,7 +76,7 @@ impl Handoff {
             let mut buffer = self.buffer.lock().unwrap_or_else(|p| p.into_inner());
             // When the projector is this far behind, it reads the table: dropping here
             // loses nothing, it only moves the reading there.
-            if buffer.len() + events.len() <= HANDOFF_CAPACITY {
+            if buffer.len() + events.len() <= self.capacity {
                 for e in events {
                     buffer.push_back(Handed {
                         after,
@@ -100,16 +106,23 @@ impl Handoff {
             // A gap: what comes next is only in the table.
             return None;
         }
-        let n = buffer.len().min(max);
-        Some(
-            buffer
-                .drain(..n)
-                .map(|h| Change {
-                    at: at(h.position),
-                    recorded: h.recorded,
-                })
-                .collect(),
-        )
+        // Only what follows on without a gap: events dropped while the buffer was full lie
+        // between two entries, and are read from the table when their turn comes.
+        let mut changes = Vec::with_capacity(max.min(buffer.len()));
+        let mut last = checkpoint;
+        while changes.len() < max {
+            match buffer.front() {
+                Some(h) if h.after <= last => {}
+                _ => break,
+            }
+            let Some(h) = buffer.pop_front() else { break };
+            last = h.position;
+            changes.push(Change {
+                at: at(h.position),
+                recorded: h.recorded,
+            });
+        }
+        Some(changes)
     }
 }
 
@@ -257,6 +270,75 @@ impl ChangeFeed for SqliteChangeFeed {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn recorded(n: u64) -> Recorded {
+        let id = events_schema::OrderId::parse(&format!("O-{n}")).unwrap();
+        let command = events_schema::Command::Place(events_schema::PlaceOrder {
+            description: events_schema::Description::parse("x").unwrap(),
+            register_date: chrono::Utc::now(),
+            delivery_date: None,
+            customer_id: None,
+        });
+        let events = events_schema::decide(&id, None, &command).unwrap();
+        let ctx = events_schema::EventContext {
+            occurred_at: chrono::Utc::now(),
+            metadata: events_schema::Metadata::default(),
+        };
+        events_schema::record(&id, None, events, &ctx, uuid::Uuid::now_v7)
+            .unwrap()
+            .remove(0)
+    }
+
+    fn commit(handoff: &Handoff, positions: std::ops::RangeInclusive<u64>) {
+        handoff.committed(
+            positions
+                .map(|position| Committed {
+                    position,
+                    recorded: recorded(position),
+                })
+                .collect(),
+        );
+    }
+
+    fn positions(changes: &[Change]) -> Vec<String> {
+        changes.iter().map(|c| c.at.0.clone()).collect()
+    }
+
+    #[test]
+    fn events_dropped_while_the_buffer_was_full_are_never_skipped() {
+        let handoff = Handoff::with_capacity(0, 4);
+        commit(&handoff, 1..=3);
+        commit(&handoff, 4..=5); // does not fit: dropped, left to the table
+        commit(&handoff, 6..=6); // fits again, after the gap
+        let first = handoff.take_after(0, 10).expect("in memory");
+        assert_eq!(positions(&first), ["1", "2", "3"], "stops at the gap");
+        assert!(
+            handoff.take_after(3, 10).is_none(),
+            "4 and 5 are only in the table"
+        );
+        let after_gap = handoff.take_after(5, 10).expect("in memory");
+        assert_eq!(positions(&after_gap), ["6"]);
+        assert_eq!(handoff.committed_position(), 6);
+    }
+
+    #[test]
+    fn memory_continues_only_from_the_checkpoint_it_follows() {
+        let handoff = Handoff::with_capacity(10, 100);
+        commit(&handoff, 11..=14);
+        assert!(
+            handoff.take_after(9, 10).is_none(),
+            "10 is only in the table"
+        );
+        let two = handoff.take_after(10, 2).expect("in memory");
+        assert_eq!(positions(&two), ["11", "12"]);
+        // Handed out but not checkpointed: the next call starts after 12 only once 12 is
+        // the checkpoint.
+        assert!(handoff.take_after(10, 2).is_none());
+        assert_eq!(
+            positions(&handoff.take_after(12, 5).expect("in memory")),
+            ["13", "14"]
+        );
+    }
 
     #[test]
     fn a_checkpoint_is_an_opaque_position_that_reads_back() {

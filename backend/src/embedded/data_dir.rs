@@ -15,7 +15,11 @@ use crate::ports::StoreError;
 const LAYOUT_VERSION: i64 = 1;
 
 /// Every table of `orders.db`. The read model's indexes are made by
-/// `read_model::ensure_indexes` (a rebuild may have renamed them).
+/// `read_model::ensure_indexes` (a rebuild may have renamed them). Small tables keyed by
+/// text are `WITHOUT ROWID`: one B-tree to write instead of a table and its key's index
+/// (not `orders`, whose large rows would crowd the key's pages). The
+/// messages have no index by queue: the service keeps them in memory, and only the
+/// operator's rare dead-letter listings and redrives scan the (small) table.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS events (
     position    INTEGER PRIMARY KEY,
@@ -32,7 +36,7 @@ CREATE TABLE IF NOT EXISTS idempotency (
     fingerprint TEXT    NOT NULL,
     response    TEXT    NOT NULL,
     expires_at  INTEGER NOT NULL
-);
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS orders (
     order_id   TEXT    PRIMARY KEY,
     status     TEXT    NOT NULL,
@@ -43,7 +47,7 @@ CREATE TABLE IF NOT EXISTS orders (
 CREATE TABLE IF NOT EXISTS checkpoints (
     name     TEXT    PRIMARY KEY,
     position INTEGER NOT NULL
-);
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS messages (
     seq           INTEGER PRIMARY KEY,
     queue         TEXT    NOT NULL,
@@ -52,7 +56,6 @@ CREATE TABLE IF NOT EXISTS messages (
     sent_at       INTEGER NOT NULL,
     receive_count INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX IF NOT EXISTS messages_by_queue ON messages (queue, seq);
 CREATE TABLE IF NOT EXISTS documents (
     order_id     TEXT NOT NULL,
     name         TEXT NOT NULL,
