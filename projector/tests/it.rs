@@ -21,7 +21,7 @@ fn ctx(n: u32) -> EventContext {
             .expect("a date"),
         metadata: Metadata {
             correlation_id: format!("corr-{n}"),
-            actor: (n % 2 == 0).then(|| format!("user-{n}")),
+            actor: n.is_multiple_of(2).then(|| format!("user-{n}")),
             ..Metadata::default()
         },
     }
