@@ -36,6 +36,20 @@ pub struct Delivery {
     pub body: String,
 }
 
+impl Delivery {
+    /// A message received from a queue as a delivery, with its receipt (what deletes it
+    /// once handled).
+    pub fn received(message: backend::QueueMessage) -> (Self, String) {
+        (
+            Self {
+                id: message.message_id,
+                body: message.body,
+            },
+            message.receipt_handle,
+        )
+    }
+}
+
 /// How long a handler remembers that it handled an event.
 const LEDGER_TTL: chrono::Duration = chrono::Duration::days(365);
 

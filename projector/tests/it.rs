@@ -206,6 +206,14 @@ fn lifecycle() -> Vec<Recorded> {
 
 // ---- The core.
 
+fn projector<'a>(read_model: &'a FakeReadModel, bus: &'a FakeBus) -> Projector<'a> {
+    Projector {
+        read_model,
+        publisher: bus,
+        source: "s",
+    }
+}
+
 #[tokio::test]
 async fn a_batch_is_folded_into_the_read_model_then_published_in_order() {
     let (read_model, bus) = (FakeReadModel::default(), FakeBus::new(Bus::Accepts));
@@ -249,11 +257,7 @@ async fn a_failed_read_model_update_fails_the_batch_from_its_first_record_and_pu
         ..FakeReadModel::default()
     };
     let bus = FakeBus::new(Bus::Accepts);
-    let projector = Projector {
-        read_model: &read_model,
-        publisher: &bus,
-        source: "s",
-    };
+    let projector = projector(&read_model, &bus);
     let failed = projector.project(&lifecycle()).await.unwrap_err();
     assert_eq!(failed.first, 0);
     assert!(failed.reason.contains("disk full"), "{failed}");
@@ -264,11 +268,7 @@ async fn a_failed_read_model_update_fails_the_batch_from_its_first_record_and_pu
 async fn entries_the_bus_refuses_fail_the_batch_from_the_first_refused_one() {
     let read_model = FakeReadModel::default();
     let bus = FakeBus::new(Bus::RefusesEntries(vec![2, 1]));
-    let projector = Projector {
-        read_model: &read_model,
-        publisher: &bus,
-        source: "s",
-    };
+    let projector = projector(&read_model, &bus);
     let failed: Failed = projector.project(&lifecycle()).await.unwrap_err();
     assert_eq!(failed.first, 1);
 }
@@ -277,11 +277,7 @@ async fn entries_the_bus_refuses_fail_the_batch_from_the_first_refused_one() {
 async fn an_unreachable_bus_fails_the_whole_batch() {
     let read_model = FakeReadModel::default();
     let bus = FakeBus::new(Bus::Unreachable);
-    let projector = Projector {
-        read_model: &read_model,
-        publisher: &bus,
-        source: "s",
-    };
+    let projector = projector(&read_model, &bus);
     let failed = projector.project(&lifecycle()).await.unwrap_err();
     assert_eq!(failed.first, 0);
     assert!(failed.reason.contains("connection refused"), "{failed}");
@@ -294,11 +290,7 @@ async fn an_empty_batch_touches_nothing() {
         ..FakeReadModel::default()
     };
     let bus = FakeBus::new(Bus::Unreachable);
-    let projector = Projector {
-        read_model: &read_model,
-        publisher: &bus,
-        source: "s",
-    };
+    let projector = projector(&read_model, &bus);
     assert_eq!(projector.project(&[]).await, Ok(()));
 }
 
@@ -322,11 +314,7 @@ fn failures(response: &aws_lambda_events::streams::DynamoDbEventResponse) -> Vec
 async fn the_lambda_edge_reports_the_sequence_number_of_the_first_failed_record() {
     let read_model = FakeReadModel::default();
     let bus = FakeBus::new(Bus::RefusesEntries(vec![1]));
-    let projector = Projector {
-        read_model: &read_model,
-        publisher: &bus,
-        source: "s",
-    };
+    let projector = projector(&read_model, &bus);
     let records = lifecycle()
         .iter()
         .enumerate()
@@ -340,11 +328,7 @@ async fn the_lambda_edge_reports_the_sequence_number_of_the_first_failed_record(
 async fn the_lambda_edge_projects_what_precedes_an_unreadable_record_and_reports_that_record() {
     let read_model = FakeReadModel::default();
     let bus = FakeBus::new(Bus::Accepts);
-    let projector = Projector {
-        read_model: &read_model,
-        publisher: &bus,
-        source: "s",
-    };
+    let projector = projector(&read_model, &bus);
     let lifecycle = lifecycle();
     let mut bad = stream_record(&lifecycle[1], 21);
     bad.change.new_image =
@@ -371,11 +355,7 @@ async fn the_lambda_edge_projects_what_precedes_an_unreadable_record_and_reports
 async fn the_lambda_edge_answers_a_whole_success_with_no_failures() {
     let read_model = FakeReadModel::default();
     let bus = FakeBus::new(Bus::Accepts);
-    let projector = Projector {
-        read_model: &read_model,
-        publisher: &bus,
-        source: "s",
-    };
+    let projector = projector(&read_model, &bus);
     let records = lifecycle()
         .iter()
         .enumerate()

@@ -233,9 +233,12 @@ impl Writer {
         &self.shared.stats
     }
 
-    /// Queues an append; answered once committed (durably) or refused.
-    pub(super) async fn append(&self, append: PreparedAppend) -> Result<(), AppendError> {
-        let (reply, answer) = oneshot::channel();
+    /// Puts a write in the queue (unless the writer has stopped) and wakes the writer.
+    fn enqueue(
+        &self,
+        context: &'static str,
+        put: impl FnOnce(&mut Pending),
+    ) -> Result<(), StoreError> {
         {
             let mut pending = self
                 .shared
@@ -243,11 +246,20 @@ impl Writer {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
             if pending.closed {
-                return Err(stopped("appending events").into());
+                return Err(stopped(context));
             }
-            pending.appends.push(AppendJob { append, reply });
+            put(&mut pending);
         }
         self.shared.wake.notify_one();
+        Ok(())
+    }
+
+    /// Queues an append; answered once committed (durably) or refused.
+    pub(super) async fn append(&self, append: PreparedAppend) -> Result<(), AppendError> {
+        let (reply, answer) = oneshot::channel();
+        self.enqueue("appending events", |pending| {
+            pending.appends.push(AppendJob { append, reply })
+        })?;
         answer
             .await
             .unwrap_or_else(|_| Err(stopped("appending events").into()))
@@ -307,18 +319,7 @@ impl Writer {
                 let _ = reply.send(outcome);
             })
         });
-        {
-            let mut pending = self
-                .shared
-                .pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            if pending.closed {
-                return Err(stopped(context));
-            }
-            pending.jobs.push_back(job);
-        }
-        self.shared.wake.notify_one();
+        self.enqueue(context, |pending| pending.jobs.push_back(job))?;
         answer.await.unwrap_or_else(|_| Err(stopped(context)))
     }
 

@@ -45,18 +45,8 @@ impl QueuePoller {
                     continue;
                 }
             };
-            let (deliveries, receipts): (Vec<Delivery>, Vec<String>) = messages
-                .into_iter()
-                .map(|m| {
-                    (
-                        Delivery {
-                            id: m.message_id,
-                            body: m.body,
-                        },
-                        m.receipt_handle,
-                    )
-                })
-                .unzip();
+            let (deliveries, receipts): (Vec<Delivery>, Vec<String>) =
+                messages.into_iter().map(Delivery::received).unzip();
             let ids: Vec<String> = deliveries.iter().map(|d| d.id.clone()).collect();
             let work = async {
                 let failed = self.handler.handle(deliveries).await;

@@ -279,15 +279,7 @@ impl HandlerTurn {
             .await
             .expect("receive")
             .into_iter()
-            .map(|m| {
-                (
-                    Delivery {
-                        id: m.message_id,
-                        body: m.body,
-                    },
-                    m.receipt_handle,
-                )
-            })
+            .map(Delivery::received)
             .unzip()
     }
 
