@@ -3,7 +3,8 @@
 use chrono::{DateTime, Utc};
 
 use crate::{
-    event::{OrderCanceled, OrderDetailsRevised, OrderEvent, OrderPlaced},
+    detail::EventDetail,
+    event::{OrderCanceled, OrderDetailsRevised, OrderEvent, OrderPlaced, Recorded},
     order::Order,
     values::{CustomerId, DeliveryDate, Description, OrderId, Reason, Status},
 };
@@ -58,6 +59,41 @@ pub enum Rejection {
     MissingReason,
     #[error("reasonForCancellation is only accepted together with status canceled")]
     ReasonWithoutCancel,
+    #[error(
+        "the event for order {order_id} would take {bytes} bytes as published (the event and the order after it), over the {limit} byte limit"
+    )]
+    TooLarge {
+        order_id: OrderId,
+        bytes: usize,
+        limit: usize,
+    },
+}
+
+/// The most bytes one published event may take: the JSON of its [`EventDetail`] (the
+/// envelope and the order state after it). 64 KiB leaves room to spare under EventBridge's
+/// 256 KB entry (and SQS's message) limit for the entry's other fields and a subscriber's
+/// own envelope.
+pub const MAX_DETAIL_BYTES: usize = 64 * 1024;
+
+/// Checks, before anything is appended, that each recorded event stays under
+/// [`MAX_DETAIL_BYTES`] as it will be published.
+pub fn check_size(recorded: &[Recorded]) -> Result<(), Rejection> {
+    for r in recorded {
+        let detail = EventDetail {
+            event: r.envelope.clone(),
+            order: r.order.clone(),
+            replayed: false,
+        };
+        let bytes = serde_json::to_vec(&detail).map_or(usize::MAX, |v| v.len());
+        if bytes > MAX_DETAIL_BYTES {
+            return Err(Rejection::TooLarge {
+                order_id: r.envelope.order_id.clone(),
+                bytes,
+                limit: MAX_DETAIL_BYTES,
+            });
+        }
+    }
+    Ok(())
 }
 
 fn allowed_phrase(from: Status, to: Status) -> String {

@@ -18,7 +18,9 @@ mod values;
 pub use chain::{
     ChainBreak, ChainHash, GENESIS_HASH, canonical, hash_of, hash_of_canonical, verify_chain,
 };
-pub use command::{Command, PlaceOrder, Rejection, UpdateOrder, decide};
+pub use command::{
+    Command, MAX_DETAIL_BYTES, PlaceOrder, Rejection, UpdateOrder, check_size, decide,
+};
 pub use detail::{EventDetail, detail_schema};
 pub use event::{
     Envelope, EventContext, Metadata, OrderCanceled, OrderDetailsRevised, OrderEvent, OrderPlaced,
@@ -27,5 +29,6 @@ pub use event::{
 pub use order::{NotPlaced, Order, evolve, fold};
 pub use routes::{Route, RouteTable, route_table};
 pub use values::{
-    CustomerId, DeliveryDate, Description, InvalidValue, OrderId, Reason, Status, UnknownStatus,
+    CustomerId, DeliveryDate, Description, INVISIBLE, InvalidValue, MAX_FRACTION_DIGITS,
+    MAX_INSTANT_CHARS, OrderId, Reason, Status, UnknownStatus, parse_instant,
 };

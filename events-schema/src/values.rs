@@ -2,7 +2,7 @@
 
 use std::{borrow::Cow, fmt, str::FromStr};
 
-use chrono::{DateTime, NaiveDate};
+use chrono::{DateTime, FixedOffset, NaiveDate, SecondsFormat, Timelike};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -11,7 +11,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 #[error("{0}")]
 pub struct InvalidValue(pub String);
 
-/// An order's identity: 1..=128 characters of `[A-Za-z0-9._:-]`, or a server-made UUIDv7.
+/// An order's identity: 1..=128 characters of `[A-Za-z0-9._:-]` other than `.` and `..`
+/// (which are path segments, not names), or a server-made UUIDv7.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct OrderId(String);
@@ -20,6 +21,16 @@ impl OrderId {
     pub const MAX_LEN: usize = 128;
 
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        if raw == "." || raw == ".." {
+            return Err(InvalidValue(format!(
+                "must not be {raw:?}: it names a path segment, not an order"
+            )));
+        }
+        Self::parse_stored(raw)
+    }
+
+    /// The rules ids were stored under before `.` and `..` were refused: for reading back.
+    fn parse_stored(raw: &str) -> Result<Self, InvalidValue> {
         if raw.is_empty() || raw.len() > Self::MAX_LEN {
             return Err(InvalidValue(format!(
                 "must be 1 to {} characters long",
@@ -56,7 +67,7 @@ impl fmt::Display for OrderId {
 impl<'de> Deserialize<'de> for OrderId {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = Cow::<str>::deserialize(d)?;
-        OrderId::parse(&raw).map_err(|e| serde::de::Error::custom(format!("orderId {e}")))
+        OrderId::parse_stored(&raw).map_err(|e| serde::de::Error::custom(format!("orderId {e}")))
     }
 }
 
@@ -69,7 +80,7 @@ impl JsonSchema for OrderId {
             "type": "string",
             "minLength": 1,
             "maxLength": 128,
-            "pattern": "^[A-Za-z0-9._:-]{1,128}$"
+            "pattern": "^(?!\\.{1,2}$)[A-Za-z0-9._:-]{1,128}$"
         })
     }
 }
@@ -149,7 +160,8 @@ impl FromStr for Status {
 }
 
 /// Declares a validated free-text newtype: non-blank, at most `$max` characters, no control
-/// characters other than newline and tab.
+/// characters other than newline and tab, no bidirectional overrides or zero-width
+/// characters (see [`INVISIBLE`]).
 macro_rules! text_value {
     ($(#[$doc:meta])* $name:ident, $max:expr) => {
         $(#[$doc])*
@@ -161,7 +173,8 @@ macro_rules! text_value {
             pub const MAX_CHARS: usize = $max;
 
             pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
-                check_text(raw, Self::MAX_CHARS).map(|()| Self(raw.to_owned()))
+                check_text(raw, Self::MAX_CHARS)?;
+                check_visible(raw).map(|()| Self(raw.to_owned()))
             }
 
             pub fn as_str(&self) -> &str {
@@ -171,8 +184,12 @@ macro_rules! text_value {
 
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                // Stored events were accepted under the rules of their day: read them back
+                // under the rules that do not depend on when they were written.
                 let raw = Cow::<str>::deserialize(d)?;
-                $name::parse(&raw).map_err(serde::de::Error::custom)
+                check_text(&raw, $name::MAX_CHARS)
+                    .map(|()| $name(raw.into_owned()))
+                    .map_err(serde::de::Error::custom)
             }
         }
 
@@ -181,7 +198,16 @@ macro_rules! text_value {
                 stringify!($name).into()
             }
             fn json_schema(_: &mut SchemaGenerator) -> Schema {
-                json_schema!({ "type": "string", "minLength": 1, "maxLength": $max })
+                json_schema!({
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": $max,
+                    "description": concat!(
+                        "1 to ", stringify!($max), " characters; no control characters other ",
+                        "than newline and tab, no bidirectional overrides (U+202A..U+202E, ",
+                        "U+2066..U+2069) or zero-width characters (U+200B..U+200D, U+2060, U+FEFF)"
+                    )
+                })
             }
         }
     };
@@ -206,6 +232,30 @@ fn check_text(raw: &str, max_chars: usize) -> Result<(), InvalidValue> {
     Ok(())
 }
 
+/// Characters refused in text: bidirectional embeddings, overrides and isolates
+/// (U+202A..U+202E, U+2066..U+2069), which make text display otherwise than it reads, and
+/// zero-width characters (U+200B..U+200D, U+2060, U+FEFF), which hide in it.
+pub const INVISIBLE: &[(char, char)] = &[
+    ('\u{200B}', '\u{200D}'),
+    ('\u{202A}', '\u{202E}'),
+    ('\u{2060}', '\u{2060}'),
+    ('\u{2066}', '\u{2069}'),
+    ('\u{FEFF}', '\u{FEFF}'),
+];
+
+fn check_visible(raw: &str) -> Result<(), InvalidValue> {
+    match raw
+        .chars()
+        .find(|c| INVISIBLE.iter().any(|(lo, hi)| (lo..=hi).contains(&c)))
+    {
+        Some(c) => Err(InvalidValue(format!(
+            "must not contain bidirectional-override or zero-width characters (found U+{:04X})",
+            u32::from(c)
+        ))),
+        None => Ok(()),
+    }
+}
+
 text_value!(
     /// What the order is for: 1..=2000 characters.
     Description,
@@ -222,22 +272,83 @@ text_value!(
     256
 );
 
-/// When the order is due: a calendar date (`YYYY-MM-DD`) or an RFC 3339 instant, kept as sent.
+/// The longest RFC 3339 instant accepted: `YYYY-MM-DDTHH:MM:SS`, 9 fractional digits and
+/// an offset fit in 35 characters.
+pub const MAX_INSTANT_CHARS: usize = 35;
+/// The most fractional-second digits an instant may have (nanoseconds); stored to the
+/// microsecond.
+pub const MAX_FRACTION_DIGITS: usize = 9;
+
+/// Parses an RFC 3339 instant of at most [`MAX_INSTANT_CHARS`] characters and at most
+/// [`MAX_FRACTION_DIGITS`] fractional-second digits, truncated to the microsecond (what every
+/// store keeps exactly). The offset is kept.
+pub fn parse_instant(raw: &str) -> Result<DateTime<FixedOffset>, InvalidValue> {
+    if fraction_digits(raw) > MAX_FRACTION_DIGITS {
+        return Err(InvalidValue(format!(
+            "{} has more than {MAX_FRACTION_DIGITS} fractional-second digits",
+            shown(raw)
+        )));
+    }
+    let not_instant = || InvalidValue(format!("{} is not an RFC 3339 date-time", shown(raw)));
+    if raw.len() > MAX_INSTANT_CHARS {
+        return Err(not_instant());
+    }
+    let parsed = DateTime::parse_from_rfc3339(raw).map_err(|_| not_instant())?;
+    Ok(parsed
+        .with_nanosecond(parsed.nanosecond() / 1_000 * 1_000)
+        .unwrap_or(parsed))
+}
+
+/// How many digits follow the seconds' decimal point (0 without one).
+fn fraction_digits(raw: &str) -> usize {
+    raw.split_once('.').map_or(0, |(_, rest)| {
+        rest.bytes().take_while(u8::is_ascii_digit).count()
+    })
+}
+
+/// A client's value in an error message, cut short if long.
+fn shown(raw: &str) -> String {
+    const SHOWN: usize = 40;
+    if raw.chars().count() <= SHOWN {
+        format!("{raw:?}")
+    } else {
+        let head: String = raw.chars().take(SHOWN).collect();
+        format!("{head:?}... ({} characters)", raw.chars().count())
+    }
+}
+
+/// When the order is due: a calendar date (`YYYY-MM-DD`, kept as a date) or an RFC 3339
+/// instant, normalized: to the microsecond, `T` and `Z` upper case, the offset kept, at
+/// most [`MAX_INSTANT_CHARS`] characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
 pub struct DeliveryDate(String);
 
 impl DeliveryDate {
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
-        if NaiveDate::parse_from_str(raw, "%Y-%m-%d").is_ok() && raw.len() == 10 {
+        if raw.len() == 10 && NaiveDate::parse_from_str(raw, "%Y-%m-%d").is_ok() {
             return Ok(Self(raw.to_owned()));
         }
-        if DateTime::parse_from_rfc3339(raw).is_ok() {
-            return Ok(Self(raw.to_owned()));
+        match parse_instant(raw) {
+            Ok(instant) => Ok(Self(instant.to_rfc3339_opts(SecondsFormat::AutoSi, true))),
+            Err(e) if fraction_digits(raw) > MAX_FRACTION_DIGITS => Err(e),
+            Err(_) => Err(InvalidValue(format!(
+                "{} is not a date (YYYY-MM-DD) or an RFC 3339 date-time",
+                shown(raw)
+            ))),
         }
-        Err(InvalidValue(format!(
-            "{raw:?} is not a date (YYYY-MM-DD) or an RFC 3339 date-time"
-        )))
+    }
+
+    /// A value read back from a stored event: kept exactly as stored (events written before
+    /// dates were normalized hold them as sent, and their hashes cover that text).
+    fn parse_stored(raw: &str) -> Result<Self, InvalidValue> {
+        if NaiveDate::parse_from_str(raw, "%Y-%m-%d").is_ok()
+            || DateTime::parse_from_rfc3339(raw).is_ok()
+        {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(InvalidValue(format!("{} is not a date", shown(raw))))
+        }
     }
 
     /// Seed 001's `fecha_entrega`: `DD/MM/YYYY`, stored as `YYYY-MM-DD`.
@@ -260,7 +371,7 @@ impl DeliveryDate {
 impl<'de> Deserialize<'de> for DeliveryDate {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = Cow::<str>::deserialize(d)?;
-        DeliveryDate::parse(&raw).map_err(serde::de::Error::custom)
+        DeliveryDate::parse_stored(&raw).map_err(serde::de::Error::custom)
     }
 }
 
@@ -271,7 +382,8 @@ impl JsonSchema for DeliveryDate {
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
             "type": "string",
-            "description": "A calendar date (YYYY-MM-DD) or an RFC 3339 date-time.",
+            "description": "A calendar date (YYYY-MM-DD) or an RFC 3339 date-time, stored to the microsecond (at most 9 fractional-second digits accepted; 35 characters at most).",
+            "maxLength": 35,
             "anyOf": [{ "format": "date" }, { "format": "date-time" }]
         })
     }
@@ -352,5 +464,67 @@ mod tests {
             Ok("2026-04-10".to_owned())
         );
         assert!(DeliveryDate::parse_spanish("31/02/2026").is_err());
+    }
+
+    #[test]
+    fn order_ids_dot_and_dot_dot_are_refused_with_a_clear_message() {
+        for bad in [".", ".."] {
+            let e = OrderId::parse(bad).expect_err(bad);
+            assert!(e.0.contains("path segment"), "{e}");
+        }
+        assert!(OrderId::parse("...").is_ok());
+        assert!(OrderId::parse(".a").is_ok());
+    }
+
+    #[test]
+    fn text_values_refuse_bidi_overrides_and_zero_width_characters() {
+        for c in [
+            '\u{202A}', '\u{202E}', '\u{2066}', '\u{2069}', '\u{200B}', '\u{200D}', '\u{2060}',
+            '\u{FEFF}',
+        ] {
+            let raw = format!("pay{c}ment");
+            assert!(Description::parse(&raw).is_err(), "U+{:04X}", u32::from(c));
+            assert!(Reason::parse(&raw).is_err());
+            assert!(CustomerId::parse(&raw).is_err());
+        }
+        assert!(Description::parse("العربية and עברית").is_ok());
+        // Events stored before the rule still read back.
+        let stored: Description = serde_json::from_str("\"a\\u200bb\"").expect("stored text");
+        assert_eq!(stored.as_str(), "a\u{200B}b");
+    }
+
+    #[test]
+    fn delivery_instants_are_normalized_to_the_microsecond_and_bounded() {
+        let norm = |raw: &str| DeliveryDate::parse(raw).map(|d| d.as_str().to_owned());
+        assert_eq!(norm("2026-04-10"), Ok("2026-04-10".into()));
+        assert_eq!(
+            norm("2026-04-10T08:00:00Z"),
+            Ok("2026-04-10T08:00:00Z".into())
+        );
+        assert_eq!(
+            norm("2026-04-10t08:00:00.123456789+02:00"),
+            Ok("2026-04-10T08:00:00.123456+02:00".into())
+        );
+        assert_eq!(
+            norm("2026-04-10T08:00:00.100+00:00"),
+            Ok("2026-04-10T08:00:00.100Z".into())
+        );
+        let long = format!("2026-04-10T08:00:00.{}Z", "1".repeat(1_000_000));
+        let e = DeliveryDate::parse(&long).expect_err("a million digits");
+        assert!(e.0.contains("more than 9 fractional-second digits"), "{e}");
+        assert!(e.0.len() < 200, "the error quotes a bounded prefix: {}", e.0.len());
+        assert!(DeliveryDate::parse("2026-04-10T08:00:00.1234567890Z").is_err());
+        assert!(parse_instant(&format!("2026-04-10T08:00:00Z{}", " ".repeat(40))).is_err());
+        assert_eq!(
+            parse_instant("2026-04-10T08:00:00.999999999Z").map(|d| d.timestamp_subsec_nanos()),
+            Ok(999_999_000)
+        );
+    }
+
+    #[test]
+    fn delivery_dates_stored_before_normalization_read_back_as_stored() {
+        let stored: DeliveryDate =
+            serde_json::from_str("\"2026-04-10T08:00:00.000Z\"").expect("stored date");
+        assert_eq!(stored.as_str(), "2026-04-10T08:00:00.000Z");
     }
 }

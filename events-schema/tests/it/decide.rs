@@ -197,3 +197,31 @@ fn a_history_that_does_not_start_with_placement_cannot_be_folded() {
     let envelopes = h.envelopes();
     assert!(fold(&envelopes[1..]).is_err());
 }
+
+#[test]
+fn an_event_over_the_published_size_limit_is_refused_naming_the_limit() {
+    let order_id = id("ORD-1");
+    let placed = OrderEvent::OrderPlaced(OrderPlaced {
+        description: Description::parse("a").expect("text"),
+        register_date: chrono::DateTime::UNIX_EPOCH,
+        delivery_date: None,
+        customer_id: None,
+    });
+    let ctx = |actor: usize| EventContext {
+        occurred_at: chrono::DateTime::UNIX_EPOCH,
+        metadata: Metadata {
+            correlation_id: "c".into(),
+            causation_id: None,
+            actor: Some("x".repeat(actor)),
+            idempotency_key: None,
+        },
+    };
+    let small = record(&order_id, None, vec![placed.clone()], &ctx(10), uuid::Uuid::nil)
+        .expect("recorded");
+    assert_eq!(check_size(&small), Ok(()));
+    let big = record(&order_id, None, vec![placed], &ctx(MAX_DETAIL_BYTES), uuid::Uuid::nil)
+        .expect("recorded");
+    let e = check_size(&big).expect_err("too large");
+    assert!(matches!(e, Rejection::TooLarge { limit: MAX_DETAIL_BYTES, .. }));
+    assert!(e.to_string().contains("65536 byte limit"), "{e}");
+}
