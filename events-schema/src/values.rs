@@ -512,7 +512,11 @@ mod tests {
         let long = format!("2026-04-10T08:00:00.{}Z", "1".repeat(1_000_000));
         let e = DeliveryDate::parse(&long).expect_err("a million digits");
         assert!(e.0.contains("more than 9 fractional-second digits"), "{e}");
-        assert!(e.0.len() < 200, "the error quotes a bounded prefix: {}", e.0.len());
+        assert!(
+            e.0.len() < 200,
+            "the error quotes a bounded prefix: {}",
+            e.0.len()
+        );
         assert!(DeliveryDate::parse("2026-04-10T08:00:00.1234567890Z").is_err());
         assert!(parse_instant(&format!("2026-04-10T08:00:00Z{}", " ".repeat(40))).is_err());
         assert_eq!(

@@ -216,12 +216,30 @@ fn an_event_over_the_published_size_limit_is_refused_naming_the_limit() {
             idempotency_key: None,
         },
     };
-    let small = record(&order_id, None, vec![placed.clone()], &ctx(10), uuid::Uuid::nil)
-        .expect("recorded");
+    let small = record(
+        &order_id,
+        None,
+        vec![placed.clone()],
+        &ctx(10),
+        uuid::Uuid::nil,
+    )
+    .expect("recorded");
     assert_eq!(check_size(&small), Ok(()));
-    let big = record(&order_id, None, vec![placed], &ctx(MAX_DETAIL_BYTES), uuid::Uuid::nil)
-        .expect("recorded");
+    let big = record(
+        &order_id,
+        None,
+        vec![placed],
+        &ctx(MAX_DETAIL_BYTES),
+        uuid::Uuid::nil,
+    )
+    .expect("recorded");
     let e = check_size(&big).expect_err("too large");
-    assert!(matches!(e, Rejection::TooLarge { limit: MAX_DETAIL_BYTES, .. }));
+    assert!(matches!(
+        e,
+        Rejection::TooLarge {
+            limit: MAX_DETAIL_BYTES,
+            ..
+        }
+    ));
     assert!(e.to_string().contains("65536 byte limit"), "{e}");
 }
