@@ -22,6 +22,34 @@ use crate::request::{IfMatch, PlaceRequest};
 const IDEMPOTENCY_TTL: chrono::Duration = chrono::Duration::hours(24);
 /// Version races are resolved by retrying; this many in a row means sustained contention.
 const MAX_ATTEMPTS: usize = 64;
+/// After a lost race, a retry waits a random time up to this, doubled after each further
+/// loss up to [`MAX_BACKOFF`] ("full jitter"), so that racing writers spread out instead of
+/// colliding again in lock step. The first retry does not wait at all.
+const FIRST_BACKOFF: std::time::Duration = std::time::Duration::from_micros(500);
+const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// How long to wait before attempt `attempt` (1 for the first retry): nothing for the
+/// first retry, then a uniformly random time up to an exponentially growing cap.
+pub(crate) fn backoff(attempt: usize, random: u64) -> std::time::Duration {
+    if attempt <= 1 {
+        return std::time::Duration::ZERO;
+    }
+    let doublings = u32::try_from(attempt - 2).unwrap_or(u32::MAX).min(16);
+    let cap = FIRST_BACKOFF
+        .saturating_mul(1 << doublings)
+        .min(MAX_BACKOFF);
+    let cap_micros = u64::try_from(cap.as_micros()).unwrap_or(u64::MAX).max(1);
+    std::time::Duration::from_micros(random % (cap_micros + 1))
+}
+
+/// A cheap random number for jitter (not for anything secret): SipHash under fresh
+/// per-process random keys, which the standard library varies from one call to the next.
+fn jitter() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
+}
 
 /// Why a write did not leave the order as asked.
 #[derive(Debug, thiserror::Error)]
@@ -212,6 +240,7 @@ impl Commands {
                 &ctx,
                 uuid::Uuid::now_v7,
             )?;
+            events_schema::check_size(&recorded)?;
             let Some(new_head) = recorded.last().map(|r| Head {
                 order: r.order.clone(),
                 hash: r.envelope.hash,
@@ -247,8 +276,13 @@ impl Commands {
                 }
                 Err(AppendError::Conflict { .. }) => {
                     self.heads.remove(write.order_id);
-                    tracing::debug!(order_id = %write.order_id, "version race; deciding again");
-                    tokio::task::yield_now().await;
+                    tracing::debug!(order_id = %write.order_id, attempt, "version race; deciding again");
+                    let wait = backoff(attempt + 1, jitter());
+                    if wait.is_zero() {
+                        tokio::task::yield_now().await;
+                    } else {
+                        tokio::time::sleep(wait).await;
+                    }
                 }
                 Err(AppendError::Store(e)) => return Err(e.into()),
             }
@@ -307,4 +341,38 @@ fn check_precondition(
 pub(crate) fn now() -> DateTime<Utc> {
     let now = Utc::now();
     DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_after_a_lost_race_back_off_with_bounded_jitter() {
+        assert_eq!(backoff(1, u64::MAX), std::time::Duration::ZERO);
+        // Jittered: different random numbers give different waits, never over the cap.
+        let waits: std::collections::BTreeSet<_> = (0..50u64).map(|r| backoff(3, r * 7)).collect();
+        assert!(waits.len() > 1, "{waits:?}");
+        for attempt in 2..MAX_ATTEMPTS {
+            for r in [0, 1, 12_345, u64::MAX] {
+                assert!(backoff(attempt, r) <= MAX_BACKOFF, "attempt {attempt}");
+            }
+        }
+        // The cap grows: a late retry can wait longer than the first backoff allows.
+        assert!(backoff(12, u64::MAX - 1) > FIRST_BACKOFF);
+        // The whole loop is bounded: even every wait at its cap stays under a few seconds.
+        let worst: std::time::Duration = (1..MAX_ATTEMPTS)
+            .map(|a| {
+                let cap = FIRST_BACKOFF
+                    .saturating_mul(1 << (a.saturating_sub(2)).min(16))
+                    .min(MAX_BACKOFF);
+                if a <= 1 {
+                    std::time::Duration::ZERO
+                } else {
+                    cap
+                }
+            })
+            .sum();
+        assert!(worst < std::time::Duration::from_secs(4), "{worst:?}");
+    }
 }
