@@ -1,8 +1,15 @@
-//! Reading request bodies and fields: a size limit, JSON objects only, `null` as "not
-//! sent", Spanish aliases, unknown fields rejected, and every problem named by field.
+//! Reading request bodies and fields: a size limit, `Content-Type: application/json` for a
+//! body that has content, JSON objects only with each key once, `null` as "not sent",
+//! Spanish aliases, unknown fields rejected, and every problem named by field.
 
-use axum::body::{Body, to_bytes};
+use std::{borrow::Cow, collections::HashSet, fmt};
+
+use axum::{
+    body::{Body, to_bytes},
+    http::{HeaderMap, header},
+};
 use events_schema::{CustomerId, DeliveryDate, Description, InvalidValue, OrderId, Reason, Status};
+use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::problem::{ApiError, FieldError};
@@ -10,13 +17,43 @@ use crate::problem::{ApiError, FieldError};
 /// Larger bodies get a 413.
 pub(crate) const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// The body's bytes, or a 413 past the limit.
-pub(crate) async fn read(body: Body) -> Result<axum::body::Bytes, ApiError> {
-    to_bytes(body, MAX_BODY_BYTES)
+/// Longer field names are cut to this many characters when an error names them.
+const MAX_NAME_SHOWN: usize = 64;
+
+/// The body's bytes, or a 413 past the limit; a 415 for a body with content that is not
+/// declared `application/json` (an empty body needs no content type: `curl -X POST
+/// .../start`). A browser can send `text/plain` and form bodies to any address without
+/// asking first; it cannot send `application/json` cross-origin without a CORS preflight.
+pub(crate) async fn read(headers: &HeaderMap, body: Body) -> Result<axum::body::Bytes, ApiError> {
+    let bytes = to_bytes(body, MAX_BODY_BYTES)
         .await
         .map_err(|_| ApiError::PayloadTooLarge {
             limit: MAX_BODY_BYTES,
-        })
+        })?;
+    if !bytes.iter().all(u8::is_ascii_whitespace) && !is_json(headers) {
+        let sent = headers.get(header::CONTENT_TYPE).map(|v| {
+            String::from_utf8_lossy(v.as_bytes())
+                .chars()
+                .take(MAX_NAME_SHOWN)
+                .collect::<String>()
+        });
+        return Err(ApiError::UnsupportedMediaType(match sent {
+            Some(ct) => format!(
+                "a request body must be sent with Content-Type: application/json, not {ct:?}"
+            ),
+            None => "a request body must be sent with Content-Type: application/json".into(),
+        }));
+    }
+    Ok(bytes)
+}
+
+/// `application/json`, with or without parameters (`; charset=utf-8`), in any letter case.
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
 }
 
 /// Parses a body that must be a JSON object. An empty body is `None`, as is a JSON `null`.
@@ -25,13 +62,62 @@ pub(crate) fn object(bytes: &[u8]) -> Result<Option<Map<String, Value>>, ApiErro
         return Ok(None);
     }
     match serde_json::from_slice::<Value>(bytes) {
-        Ok(Value::Object(map)) => Ok(Some(map)),
+        Ok(Value::Object(map)) => {
+            // `Value` keeps the last of repeated keys; a client (or a proxy between) that
+            // reads the first would see another request than the one applied.
+            if let Ok(FirstRepeated(Some(key))) = serde_json::from_slice::<FirstRepeated>(bytes) {
+                let key = shorten(&key);
+                return Err(ApiError::field(
+                    key.clone(),
+                    format!("Duplicate key in the request body: {key}"),
+                ));
+            }
+            Ok(Some(map))
+        }
         Ok(Value::Null) => Ok(None),
         Ok(other) => Err(ApiError::bad_request(format!(
             "Request body must be a JSON object, not {}",
             kind(&other)
         ))),
         Err(e) => Err(ApiError::bad_request(format!("Malformed JSON: {e}"))),
+    }
+}
+
+/// The first key that a JSON object repeats, if any (top level only: nested values are
+/// refused anyway, every field being a string).
+struct FirstRepeated(Option<String>);
+
+impl<'de> serde::Deserialize<'de> for FirstRepeated {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Keys;
+        impl<'de> Visitor<'de> for Keys {
+            type Value = FirstRepeated;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FirstRepeated, A::Error> {
+                let mut seen = HashSet::new();
+                let mut repeated = None;
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    map.next_value::<IgnoredAny>()?;
+                    if repeated.is_none() && !seen.insert(key.clone()) {
+                        repeated = Some(key.into_owned());
+                    }
+                }
+                Ok(FirstRepeated(repeated))
+            }
+        }
+        d.deserialize_map(Keys)
+    }
+}
+
+/// A client's field name as errors show it: at most [`MAX_NAME_SHOWN`] characters.
+fn shorten(name: &str) -> String {
+    if name.chars().count() <= MAX_NAME_SHOWN {
+        name.to_owned()
+    } else {
+        let head: String = name.chars().take(MAX_NAME_SHOWN).collect();
+        format!("{head}...")
     }
 }
 
@@ -156,9 +242,7 @@ impl Fields {
 
     pub(crate) fn register_date(&mut self) -> Option<chrono::DateTime<chrono::Utc>> {
         self.parse("registerDate", &[], |_, raw| {
-            chrono::DateTime::parse_from_rfc3339(raw)
-                .map(|d| d.to_utc())
-                .map_err(|_| InvalidValue(format!("{raw:?} is not an RFC 3339 date-time")))
+            events_schema::parse_instant(raw).map(|d| d.to_utc())
         })
     }
 
@@ -180,7 +264,9 @@ impl Fields {
     pub(crate) fn finish(mut self) -> Result<(), ApiError> {
         let mut unknown: Vec<String> = self.map.keys().cloned().collect();
         unknown.sort();
-        for name in unknown {
+        // Each name once (an object's keys are unique), cut short: a client's junk is not
+        // echoed back at length.
+        for name in unknown.iter().map(|n| shorten(n)) {
             self.errors.push(FieldError::new(
                 name.clone(),
                 format!("Unknown field: {name}"),

@@ -8,6 +8,7 @@
 //! `metrics`.
 
 mod body;
+mod guard;
 mod idempotency;
 mod metrics;
 mod problem;
@@ -23,6 +24,7 @@ use backend::{
 };
 use events_schema::RouteTable;
 
+pub use guard::LocalGuard;
 pub use routes::{Actor, openapi, router};
 
 /// What the API needs from a backend.

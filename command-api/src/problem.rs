@@ -47,6 +47,15 @@ pub(crate) enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("{0}")]
     Unprocessable(String),
+    /// An event the command would record is larger than a published event may be.
+    #[error("{0}")]
+    TooLarge(String),
+    /// A write's body is not declared `application/json`.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// A browser write from an origin that is not allowed.
+    #[error("{0}")]
+    Forbidden(String),
     /// The backing store failed or is overloaded: the request changed nothing; retry.
     #[error("{0}")]
     Unavailable(String),
@@ -81,7 +90,9 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unprocessable(_) | ApiError::TooLarge(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -100,6 +111,12 @@ impl ApiError {
                 "idempotency-key-reused",
                 "The Idempotency-Key was used for another request",
             ),
+            ApiError::TooLarge(_) => ("event-too-large", "The event would be too large"),
+            ApiError::UnsupportedMediaType(_) => (
+                "unsupported-media-type",
+                "The request body must be application/json",
+            ),
+            ApiError::Forbidden(_) => ("forbidden-origin", "Cross-origin writes are not allowed"),
             ApiError::Unavailable(_) => {
                 ("unavailable", "The service cannot complete the request now")
             }
@@ -204,6 +221,9 @@ impl From<Rejection> for ApiError {
             ),
             Rejection::ReasonWithoutCancel => {
                 ApiError::field("reasonForCancellation", r.to_string())
+            }
+            Rejection::TooLarge { .. } => {
+                ApiError::TooLarge(format!("{r}; send shorter values (nothing was recorded)"))
             }
         }
     }

@@ -252,12 +252,14 @@ impl AsOf {
                 .ok_or_else(|| {
                     ApiError::field("version", "version must be a whole number of at least 1")
                 }),
-            (None, Some(at)) => DateTime::parse_from_rfc3339(at)
+            (None, Some(at)) => events_schema::parse_instant(at)
                 .map(|d| AsOf::At(d.to_utc()))
-                .map_err(|_| {
+                .map_err(|e| {
                     ApiError::field(
                         "at",
-                        "at must be an RFC 3339 date-time such as 2026-01-31T08:00:00Z",
+                        format!(
+                            "at must be an RFC 3339 date-time such as 2026-01-31T08:00:00Z: {e}"
+                        ),
                     )
                 }),
             (None, None) => Ok(AsOf::Latest),

@@ -230,12 +230,16 @@ async fn write(
 struct PlaceOrderBody {
     /// 1..128 of `[A-Za-z0-9._:-]`; the server makes a UUIDv7 when absent.
     order_id: Option<String>,
-    /// 1..2000 characters. Alias: `descripcion`.
+    /// 1..2000 characters, no bidirectional overrides or zero-width characters. Alias:
+    /// `descripcion`.
     description: String,
-    /// RFC 3339; defaults to now.
+    /// RFC 3339, at most 9 fractional-second digits, stored to the microsecond; defaults
+    /// to now.
     register_date: Option<String>,
-    /// `YYYY-MM-DD` or RFC 3339. Alias: `fecha_entrega` (also `DD/MM/YYYY`).
+    /// `YYYY-MM-DD`, or RFC 3339 (at most 9 fractional-second digits, stored to the
+    /// microsecond with its offset). Alias: `fecha_entrega` (also `DD/MM/YYYY`).
     delivery_date: Option<String>,
+    /// 1..256 characters, no bidirectional overrides or zero-width characters.
     customer_id: Option<String>,
     /// Must be `received` if sent. Alias: `estado` (`recibida`).
     status: Option<String>,
@@ -249,7 +253,7 @@ struct UpdateOrderBody {
     order_id: Option<String>,
     /// The target status. Alias: `estado` (`recibida`, `en_proceso`, `completada`, `cancelada`).
     status: Option<String>,
-    /// Required when the status becomes `canceled`; refused otherwise.
+    /// Required when the status becomes `canceled`; refused otherwise. 1..2000 characters.
     reason_for_cancellation: Option<String>,
     description: Option<String>,
     delivery_date: Option<String>,
@@ -341,14 +345,15 @@ fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Response {
         (status = 400, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The orderId exists with other content, or the key is in use", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 1 MiB", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Idempotency-Key reused with another request", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "A body not sent as Content-Type: application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Idempotency-Key reused with another request, or the event would be over the 64 KiB published-event limit", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn place_order(
     State(app): State<App>,
     ctx: WriteContext,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let bytes = body::read(body).await?;
+    let bytes = body::read(&ctx.headers, body).await?;
     let place = PlaceRequest::parse(body::object(&bytes)?, crate::service::now())?;
     let order_id = place.order_id.clone().unwrap_or_else(OrderId::generate);
     let command = Command::Place(place.place.clone());
@@ -377,6 +382,7 @@ async fn place_order(
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Not a legal transition", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "Stale If-Match", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "A body not sent as Content-Type: application/json", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn update_order(
     State(app): State<App>,
@@ -384,7 +390,7 @@ async fn update_order(
     ctx: WriteContext,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let bytes = body::read(body).await?;
+    let bytes = body::read(&ctx.headers, body).await?;
     let command = request::parse_update(&order_id, body::object(&bytes)?)?;
     write(
         &app,
@@ -412,6 +418,7 @@ macro_rules! transition_endpoint {
                 (status = 404, body = Problem, content_type = "application/problem+json"),
                 (status = 409, description = "Not a legal transition from the current status", body = Problem, content_type = "application/problem+json"),
                 (status = 412, body = Problem, content_type = "application/problem+json"),
+                (status = 415, description = "A non-empty body not sent as Content-Type: application/json", body = Problem, content_type = "application/problem+json"),
             ))]
         async fn $name(
             State(app): State<App>,
@@ -419,7 +426,7 @@ macro_rules! transition_endpoint {
             ctx: WriteContext,
             body: Body,
         ) -> Result<Response, ApiError> {
-            let bytes = body::read(body).await?;
+            let bytes = body::read(&ctx.headers, body).await?;
             let command = ($parse)(body::object(&bytes)?)?;
             write(&app, &ctx, &bytes, &order_id, &command, StatusCode::OK, None).await
         }

@@ -4,6 +4,7 @@
 mod support;
 
 mod actor;
+mod hardening;
 mod metrics;
 mod openapi;
 mod placement;
