@@ -3,12 +3,20 @@
 //! one directory across restarts; with `--backend aws` the same process runs on DynamoDB,
 //! Streams, EventBridge, SQS and S3, polling them as Lambda's event source mappings would.
 
-use std::{future::IntoFuture, net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use command_api::App;
+use command_api::{App, LocalGuard};
 use events_schema::RouteTable;
-use tokio::{sync::watch, task::JoinSet};
+use hyper_util::{
+    rt::{TokioIo, TokioTimer},
+    service::TowerToHyperService,
+};
+use tokio::{
+    net::TcpListener,
+    sync::{Semaphore, watch},
+    task::JoinSet,
+};
 
 use crate::{
     backend_args::{BackendArgs, Opened},
@@ -24,6 +32,53 @@ pub struct DevArgs {
     pub backend: BackendArgs,
     #[command(flatten)]
     pub pipeline: PipelineArgs,
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
+/// How the local HTTP server guards itself: any web page the user visits can send requests
+/// to a port on 127.0.0.1, and any client can open connections and send slowly.
+#[derive(clap::Args, Debug, Clone)]
+pub struct HttpArgs {
+    /// An origin (`scheme://host[:port]`) whose web pages may write (POST, PUT) to the
+    /// API; repeat the flag, or comma-separate in the variable; `*` allows any. None by
+    /// default: a write whose `Origin` header is not the server's own gets a 403 (curl,
+    /// SDKs and other non-browser clients send no `Origin` and are not affected). Write
+    /// bodies must be `Content-Type: application/json` in any case (415 otherwise).
+    #[arg(
+        long = "allow-origin",
+        env = "ORDERS_ALLOW_ORIGINS",
+        value_delimiter = ',',
+        value_name = "ORIGIN"
+    )]
+    pub allow_origins: Vec<String>,
+    /// Seconds a client has to send a request's headers, on a new connection or a kept-alive
+    /// one; then the connection is closed.
+    #[arg(
+        long,
+        env = "ORDERS_HEADER_READ_TIMEOUT",
+        default_value_t = 10,
+        value_name = "SECONDS"
+    )]
+    pub header_read_timeout: u64,
+    /// Seconds a request may take from its headers to its response, reading the body
+    /// included; past it the answer is a 503 problem.
+    #[arg(
+        long,
+        env = "ORDERS_REQUEST_TIMEOUT",
+        default_value_t = 30,
+        value_name = "SECONDS"
+    )]
+    pub request_timeout: u64,
+    /// Connections served at once; further clients wait in the listen backlog until one
+    /// closes.
+    #[arg(
+        long,
+        env = "ORDERS_MAX_CONNECTIONS",
+        default_value_t = 1024,
+        value_name = "N"
+    )]
+    pub max_connections: u32,
 }
 
 /// How the local event source mappings run.
@@ -60,37 +115,94 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     // The one line on stdout: scripts and tests read the address from it.
     println!("listening on http://{local}");
 
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
+    let router = LocalGuard {
+        allow_origins: args.http.allow_origins.clone(),
+        request_timeout: Duration::from_secs(args.http.request_timeout.max(1)),
+    }
+    .wrap(command_api::router(App::new(&ports, routes)));
     let (signalled, on_signal) = watch::channel(false);
-    let server = axum::serve(listener, command_api::router(App::new(&ports, routes)))
-        .with_graceful_shutdown({
-            let mut on_signal = on_signal;
-            async move {
-                let _ = on_signal.wait_for(|s| *s).await;
-            }
-        })
-        .into_future();
+    let server = serve(listener, router, &args.http, on_signal);
     tokio::pin!(server);
     tokio::select! {
-        served = &mut server => served.context("serving HTTP")?,
+        () = &mut server => {}
         () = signal() => {
             let _ = signalled.send(true);
-            // In-flight requests finish; a client that never completes its request (or
-            // keeps an idle connection) must not hold the process forever.
-            tokio::select! {
-                served = &mut server => served.context("serving HTTP")?,
-                () = tokio::time::sleep(DRAIN_DEADLINE) => {
-                    tracing::warn!(deadline = ?DRAIN_DEADLINE, "connections still open at the drain deadline; closing them");
-                }
-            }
+            server.await;
         }
     }
     tracing::info!("HTTP server stopped; stopping the pipeline");
     let _ = stop.send(true);
     pipeline.join_all().await;
     Ok(())
+}
+
+/// Serves `router` until `shutdown` flips, at most `max_connections` connections at once,
+/// each with a header-read timeout; then lets open requests finish for up to
+/// [`DRAIN_DEADLINE`].
+async fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    http: &HttpArgs,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let slots = http.max_connections.max(1);
+    let permits = Arc::new(Semaphore::new(slots as usize));
+    let (close, closing) = watch::channel(false);
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(http.header_read_timeout.max(1)));
+    loop {
+        // A connection slot first, then a connection: past the limit, clients wait in the
+        // kernel's backlog instead of each costing a task and buffers.
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = shutdown.wait_for(|s| *s) => break,
+        };
+        let tcp = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.wait_for(|s| *s) => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let conn =
+            builder.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(router.clone()));
+        let mut closing = closing.clone();
+        tokio::spawn(async move {
+            let _slot = permit;
+            tokio::pin!(conn);
+            tokio::select! {
+                served = conn.as_mut() => {
+                    if let Err(e) = served {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                    return;
+                }
+                _ = closing.wait_for(|c| *c) => conn.as_mut().graceful_shutdown(),
+            }
+            let _ = conn.await;
+        });
+    }
+    drop(listener);
+    // In-flight requests finish; a client that never completes its request (or keeps an
+    // idle connection) must not hold the process forever.
+    let _ = close.send(true);
+    if tokio::time::timeout(DRAIN_DEADLINE, permits.acquire_many(slots))
+        .await
+        .is_err()
+    {
+        tracing::warn!(deadline = ?DRAIN_DEADLINE, "connections still open at the drain deadline; closing them");
+    }
 }
 
 /// Starts the projector and every route's queue pollers; they stop when `stop` flips.

@@ -8,6 +8,7 @@ mod aws_requests;
 mod concurrency;
 mod durability;
 mod fanout;
+mod hardening;
 mod lifecycle;
 mod reads;
 mod seeds;
