@@ -80,7 +80,8 @@ impl JsonSchema for OrderId {
             "type": "string",
             "minLength": 1,
             "maxLength": 128,
-            "pattern": "^(?!\\.{1,2}$)[A-Za-z0-9._:-]{1,128}$"
+            "pattern": "^[A-Za-z0-9._:-]{1,128}$",
+            "not": { "enum": [".", ".."] }
         })
     }
 }
