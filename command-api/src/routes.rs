@@ -104,7 +104,7 @@ async fn correlate(mut req: axum::extract::Request, next: Next) -> Response {
 fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("a request handler panicked");
     let mut response =
-        ApiError::Unavailable("internal error; nothing was changed".into()).into_response();
+        ApiError::Unavailable("internal error; a write may or may not have been applied: read the order, or retry with the same Idempotency-Key".into()).into_response();
     *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
     response
 }

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::{
-    detail::EventDetail,
+    detail::EventDetailRef,
     event::{OrderCanceled, OrderDetailsRevised, OrderEvent, OrderPlaced, Recorded},
     order::Order,
     values::{CustomerId, DeliveryDate, Description, OrderId, Reason, Status},
@@ -79,12 +79,12 @@ pub const MAX_DETAIL_BYTES: usize = 64 * 1024;
 /// [`MAX_DETAIL_BYTES`] as it will be published.
 pub fn check_size(recorded: &[Recorded]) -> Result<(), Rejection> {
     for r in recorded {
-        let detail = EventDetail {
-            event: r.envelope.clone(),
-            order: r.order.clone(),
+        let bytes = EventDetailRef {
+            event: &r.envelope,
+            order: &r.order,
             replayed: false,
-        };
-        let bytes = serde_json::to_vec(&detail).map_or(usize::MAX, |v| v.len());
+        }
+        .json_len();
         if bytes > MAX_DETAIL_BYTES {
             return Err(Rejection::TooLarge {
                 order_id: r.envelope.order_id.clone(),

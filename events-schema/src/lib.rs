@@ -21,7 +21,7 @@ pub use chain::{
 pub use command::{
     Command, MAX_DETAIL_BYTES, PlaceOrder, Rejection, UpdateOrder, check_size, decide,
 };
-pub use detail::{EventDetail, detail_schema};
+pub use detail::{EventDetail, EventDetailRef, detail_schema};
 pub use event::{
     Envelope, EventContext, Metadata, OrderCanceled, OrderDetailsRevised, OrderEvent, OrderPlaced,
     Recorded, SCHEMA_VERSION, record,

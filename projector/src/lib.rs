@@ -14,7 +14,7 @@
 pub mod lambda;
 
 use backend::{BusEntry, EventPublisher, ReadModel};
-use events_schema::{EventDetail, Recorded};
+use events_schema::{EventDetailRef, Recorded};
 
 pub struct Projector<'a> {
     pub read_model: &'a dyn ReadModel,
@@ -38,20 +38,11 @@ pub fn bus_entry(
     recorded: &Recorded,
     replayed: bool,
 ) -> Result<BusEntry, serde_json::Error> {
-    #[derive(serde::Serialize)]
-    struct DetailRef<'a> {
-        event: &'a events_schema::Envelope,
-        order: &'a events_schema::Order,
-        #[serde(skip_serializing_if = "std::ops::Not::not")]
-        replayed: bool,
-    }
-    // Serialized by reference: the same JSON as an `EventDetail`, without cloning it.
-    let detail = serde_json::to_string(&DetailRef {
+    let detail = serde_json::to_string(&EventDetailRef {
         event: &recorded.envelope,
         order: &recorded.order,
         replayed,
     })?;
-    debug_assert!(serde_json::from_str::<EventDetail>(&detail).is_ok());
     Ok(BusEntry {
         source: source.to_owned(),
         detail_type: recorded.envelope.event.type_name().to_owned(),
