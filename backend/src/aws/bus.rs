@@ -1,6 +1,8 @@
-//! The event publisher on an EventBridge bus: `PutEvents` in chunks of ten entries (the
-//! API's limit), each entry's outcome checked, the failed ones reported by index so that
-//! the projector retries them.
+//! The event publisher on an EventBridge bus: `PutEvents` in batches of at most ten entries
+//! and 256 KiB (the API's limits, the size counted as EventBridge counts it), each entry's
+//! outcome checked, the failed ones reported by index so that the projector retries them.
+
+use std::ops::Range;
 
 use async_trait::async_trait;
 use aws_sdk_eventbridge::{primitives::DateTime, types::PutEventsRequestEntry};
@@ -9,7 +11,41 @@ use super::dynamo::sdk_error;
 use crate::ports::{BusEntry, EventPublisher, StoreError};
 
 /// Entries per `PutEvents` request.
-const CHUNK: usize = 10;
+const MAX_ENTRIES: usize = 10;
+
+/// Total entry size per `PutEvents` request, in bytes.
+const MAX_REQUEST_BYTES: usize = 256 * 1024;
+
+/// A `Time` parameter counts as this many bytes.
+const TIME_BYTES: usize = 14;
+
+/// The size of an entry as EventBridge counts it ("Calculating Amazon EventBridge PutEvents
+/// event entry size"): 14 bytes for `Time` when given, the UTF-8 bytes of `Source`,
+/// `DetailType` and `Detail`, and of each of `Resources` (none are sent here).
+fn entry_size(entry: &BusEntry) -> usize {
+    TIME_BYTES + entry.source.len() + entry.detail_type.len() + entry.detail.len()
+}
+
+/// Splits `sizes` (entry sizes, in order) into consecutive ranges of at most `MAX_ENTRIES`
+/// entries whose sizes total at most `MAX_REQUEST_BYTES`. An entry larger than the limit on
+/// its own goes alone (EventBridge refuses it, and it is reported as failed).
+fn batches(sizes: &[usize]) -> Vec<Range<usize>> {
+    let mut batches = Vec::new();
+    let mut start = 0;
+    let mut total = 0;
+    for (i, &size) in sizes.iter().enumerate() {
+        if i > start && (i - start == MAX_ENTRIES || total + size > MAX_REQUEST_BYTES) {
+            batches.push(start..i);
+            start = i;
+            total = 0;
+        }
+        total += size;
+    }
+    if start < sizes.len() {
+        batches.push(start..sizes.len());
+    }
+    batches
+}
 
 pub struct EventBridgePublisher {
     client: aws_sdk_eventbridge::Client,
@@ -37,8 +73,10 @@ impl EventPublisher for EventBridgePublisher {
     async fn publish(&self, entries: &[BusEntry]) -> Result<Vec<usize>, StoreError> {
         let mut failed = Vec::new();
         let mut first_error = None;
-        for (chunk_index, chunk) in entries.chunks(CHUNK).enumerate() {
-            let offset = chunk_index * CHUNK;
+        let sizes: Vec<usize> = entries.iter().map(entry_size).collect();
+        for range in batches(&sizes) {
+            let offset = range.start;
+            let chunk = &entries[range];
             let result = self
                 .client
                 .put_events()
@@ -59,7 +97,7 @@ impl EventPublisher for EventBridgePublisher {
                 }
                 Ok(_) => {}
                 Err(err) => {
-                    // The SDK has retried already: this chunk failed as a whole; later chunks
+                    // The SDK has retried already: this batch failed as a whole; later batches
                     // may still go through, and only the failed entries are retried.
                     let err = sdk_error("publishing events", err);
                     tracing::warn!(error = %err, "PutEvents failed");
@@ -72,5 +110,65 @@ impl EventPublisher for EventBridgePublisher {
             Some(err) if failed.len() == entries.len() => Err(err),
             _ => Ok(failed),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KIB: usize = 1024;
+
+    #[test]
+    fn ten_entries_per_request() {
+        assert_eq!(batches(&[100; 25]), vec![0..10, 10..20, 20..25]);
+        assert_eq!(batches(&[100; 10]), vec![0..10]);
+        assert!(batches(&[]).is_empty());
+    }
+
+    #[test]
+    fn requests_are_split_by_their_total_size() {
+        // Three entries of 100 KiB fit ten to a request, but not 256 KiB to a request.
+        assert_eq!(batches(&[100 * KIB; 3]), vec![0..2, 2..3]);
+        // Exactly 256 KiB fits; one byte more does not.
+        assert_eq!(batches(&[128 * KIB, 128 * KIB]), vec![0..2]);
+        assert_eq!(batches(&[128 * KIB, 128 * KIB + 1]), vec![0..1, 1..2]);
+        // Small entries after a big one share a request while they fit.
+        assert_eq!(
+            batches(&[200 * KIB, 50 * KIB, 10 * KIB, 1, 1]),
+            vec![0..2, 2..5]
+        );
+    }
+
+    #[test]
+    fn an_oversized_entry_goes_alone() {
+        assert_eq!(batches(&[1, 300 * KIB, 1]), vec![0..1, 1..2, 2..3]);
+    }
+
+    #[test]
+    fn batches_cover_every_index_in_order() {
+        let sizes: Vec<usize> = (0..57).map(|i| (i * 37 * KIB) % (260 * KIB) + 1).collect();
+        let ranges = batches(&sizes);
+        let mut next = 0;
+        for range in &ranges {
+            assert_eq!(range.start, next);
+            assert!(range.len() <= MAX_ENTRIES && !range.is_empty());
+            let total: usize = sizes[range.clone()].iter().sum();
+            assert!(total <= MAX_REQUEST_BYTES || range.len() == 1);
+            next = range.end;
+        }
+        assert_eq!(next, sizes.len());
+    }
+
+    #[test]
+    fn entry_size_counts_as_eventbridge_does() {
+        let entry = BusEntry {
+            source: "orders".to_owned(),
+            detail_type: "OrderPlacé".to_owned(),
+            detail: r#"{"a":"é"}"#.to_owned(),
+            time: chrono::Utc::now(),
+        };
+        // 14 for Time, 6 + 11 + 10 UTF-8 bytes.
+        assert_eq!(entry_size(&entry), 14 + 6 + 11 + 10);
     }
 }
