@@ -142,8 +142,21 @@ pub enum Claim {
     Mismatch,
 }
 
+/// How long an in-progress claim holds its key, on every backend: a claim made at `now`
+/// (the time passed to `claim`, never the store's own clock) is `InProgress` to claims at
+/// up to `now` + this, counted in whole seconds, and may be taken over after that (the
+/// holder is presumed to have given up).
+pub const IN_PROGRESS_EXPIRY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Whether a claim made at `since` still holds its key at `now` (whole epoch seconds, as the
+/// DynamoDB ledger compares them).
+pub fn claim_holds(since: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    now.timestamp() <= since.timestamp() + IN_PROGRESS_EXPIRY.as_secs() as i64
+}
+
 /// Idempotency keys, in the style of Powertools: one record per key with the request's
-/// fingerprint, in progress until the response is saved, expiring after a while.
+/// fingerprint, in progress until the response is saved (for `IN_PROGRESS_EXPIRY` at most,
+/// by the `now` given to `claim`), expiring after a while.
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync {
     async fn claim(

@@ -6,8 +6,6 @@
 //! Keys are stored as `idem#<key>`, apart from the change feed's checkpoints in the same
 //! table, so that no client key can ever name one.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use aws_sdk_dynamodb::{
     operation::put_item::PutItemError, types::ReturnValuesOnConditionCheckFailure,
@@ -15,11 +13,10 @@ use aws_sdk_dynamodb::{
 use chrono::{DateTime, Utc};
 
 use super::dynamo::{Item, condition_failed, get_n, get_s, n, s, sdk_error};
-use crate::ports::{Claim, IdempotencyRecord, IdempotencyStore, SavedResponse, StoreError};
+use crate::ports::{
+    Claim, IN_PROGRESS_EXPIRY, IdempotencyRecord, IdempotencyStore, SavedResponse, StoreError,
+};
 
-/// A claim that a running request holds; older ones are presumed abandoned (the embedded
-/// store waits as long).
-const IN_PROGRESS_EXPIRY: Duration = Duration::from_secs(60);
 const IN_PROGRESS: &str = "INPROGRESS";
 const COMPLETED: &str = "COMPLETED";
 /// A claim may race with a release or an expiry; it looks again this many times.

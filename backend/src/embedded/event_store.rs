@@ -6,7 +6,6 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
 };
 
 use async_trait::async_trait;
@@ -21,10 +20,8 @@ use super::{
 };
 use crate::ports::{
     Append, AppendError, Claim, EventStore, Head, IdempotencyRecord, IdempotencyStore, StoreError,
+    claim_holds,
 };
-
-/// A claim that a running request holds; older ones are presumed abandoned.
-const IN_PROGRESS_EXPIRY: Duration = Duration::from_secs(60);
 
 /// An event serialized by the caller, so that the writer thread only writes.
 struct Row {
@@ -48,7 +45,10 @@ pub(super) struct PreparedAppend {
 /// A saved idempotent response: key, fingerprint, response JSON, expiry (µs).
 type SavedRow = (String, String, String, i64);
 
-type InProgress = Arc<Mutex<HashMap<String, (String, Instant)>>>;
+/// The claims that running requests hold: key → (fingerprint, the `now` of the claim). A
+/// claim holds for `IN_PROGRESS_EXPIRY` by the `now` of later claims, as on DynamoDB; older
+/// ones are presumed abandoned.
+type InProgress = Arc<Mutex<HashMap<String, (String, DateTime<Utc>)>>>;
 
 pub struct SqliteEventStore {
     writer: Writer,
@@ -344,7 +344,7 @@ fn claim(
 ) -> rusqlite::Result<Claim> {
     let mut held = in_progress.lock().unwrap_or_else(|p| p.into_inner());
     if let Some((held_fp, since)) = held.get(&key)
-        && since.elapsed() < IN_PROGRESS_EXPIRY
+        && claim_holds(*since, now)
     {
         return Ok(if *held_fp == fingerprint {
             Claim::InProgress
@@ -365,6 +365,6 @@ fn claim(
         }
         return Ok(Claim::Replay(parse_json(&response)?));
     }
-    held.insert(key, (fingerprint, Instant::now()));
+    held.insert(key, (fingerprint, now));
     Ok(Claim::Acquired)
 }

@@ -8,8 +8,8 @@ use std::{sync::Arc, time::Duration};
 
 use backend::{
     Append, AppendError, BusEntry, ChangeFeed, Claim, Document, DocumentStore, EventPublisher,
-    EventStore, IdempotencyRecord, IdempotencyStore, ListQuery, QueueMessage, Queues, ReadModel,
-    SavedResponse,
+    EventStore, IN_PROGRESS_EXPIRY, IdempotencyRecord, IdempotencyStore, ListQuery, QueueMessage,
+    Queues, ReadModel, SavedResponse,
 };
 use chrono::{TimeZone, Utc};
 use events_schema::{
@@ -225,6 +225,72 @@ pub async fn idempotency_keys_claim_replay_mismatch_and_release(f: Fixture) {
     assert_eq!(
         store.claim("k1", "fp", later).await.expect("claim"),
         Claim::Acquired
+    );
+}
+
+/// An in-progress claim holds its key for `IN_PROGRESS_EXPIRY` by the `now` passed to
+/// `claim` (not the store's clock), in whole seconds, and is taken over after that: the same
+/// on every backend.
+pub async fn an_abandoned_claim_is_taken_over_after_its_expiry_by_the_given_clock(f: Fixture) {
+    assert_eq!(IN_PROGRESS_EXPIRY, Duration::from_secs(60));
+    let expiry = chrono::Duration::from_std(IN_PROGRESS_EXPIRY).expect("expiry");
+    let second = chrono::Duration::seconds(1);
+    // Far from the wall clock, and not on a whole second.
+    let t =
+        Utc.with_ymd_and_hms(2031, 3, 4, 5, 6, 7).unwrap() + chrono::Duration::milliseconds(700);
+    let store = &f.idempotency;
+    assert_eq!(
+        store.claim("k3", "fp", t).await.expect("claim"),
+        Claim::Acquired
+    );
+    assert_eq!(
+        store.claim("k3", "fp", t + second).await.expect("claim"),
+        Claim::InProgress,
+        "held at T+1s"
+    );
+    assert_eq!(
+        store.claim("k3", "fp", t + expiry).await.expect("claim"),
+        Claim::InProgress,
+        "held at T+expiry"
+    );
+    assert_eq!(
+        store
+            .claim("k3", "fp", t + expiry + second)
+            .await
+            .expect("claim"),
+        Claim::Acquired,
+        "taken over at T+expiry+1s"
+    );
+    // The new claim holds from its own time.
+    let t2 = t + expiry + second;
+    assert_eq!(
+        store.claim("k3", "fp", t2 + second).await.expect("claim"),
+        Claim::InProgress
+    );
+    assert_eq!(
+        store
+            .claim("k3", "other", t2 + second)
+            .await
+            .expect("claim"),
+        Claim::Mismatch
+    );
+    // An abandoned claim is free to any request once expired, whatever its fingerprint.
+    assert_eq!(
+        store
+            .claim("k3", "other", t2 + expiry + second)
+            .await
+            .expect("claim"),
+        Claim::Acquired
+    );
+    // A claim at the wall clock's time is not expired by it: it holds against its own clock.
+    let now = Utc::now();
+    assert_eq!(
+        store.claim("k4", "fp", now).await.expect("claim"),
+        Claim::Acquired
+    );
+    assert_eq!(
+        store.claim("k4", "fp", now + expiry).await.expect("claim"),
+        Claim::InProgress
     );
 }
 
@@ -759,6 +825,7 @@ macro_rules! every_backend {
             of_many_concurrent_appends_at_one_version_exactly_one_wins,
             concurrent_appends_to_different_orders_all_commit,
             idempotency_keys_claim_replay_mismatch_and_release,
+            an_abandoned_claim_is_taken_over_after_its_expiry_by_the_given_clock,
             a_response_saved_without_events_is_replayed,
             the_change_feed_delivers_every_event_in_order_once_checkpointed,
             the_read_model_never_moves_an_order_back_a_version,
