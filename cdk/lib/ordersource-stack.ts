@@ -240,7 +240,8 @@ export class OrdersourceStack extends Stack {
         }),
         new iam.PolicyStatement({
           sid: 'ReadModel',
-          actions: ['dynamodb:GetItem', 'dynamodb:Query', 'dynamodb:Scan'],
+          // The list is a Query on the status index or the table; nothing Scans (read_model.rs).
+          actions: ['dynamodb:GetItem', 'dynamodb:Query'],
           resources: this.readModelTables(),
         }),
         new iam.PolicyStatement({
@@ -250,7 +251,8 @@ export class OrdersourceStack extends Stack {
         }),
         new iam.PolicyStatement({
           sid: 'IdempotencyLedger',
-          actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem'],
+          // backend/src/aws/idempotency.rs: claim/complete PutItem, lookup GetItem, release DeleteItem.
+          actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:DeleteItem'],
           resources: [this.ledgerTable.tableArn],
         }),
         new iam.PolicyStatement({
@@ -262,11 +264,13 @@ export class OrdersourceStack extends Stack {
           sid: 'DocumentsList',
           actions: ['s3:ListBucket'],
           resources: [this.documentsBucket.bucketArn],
+          // documents.rs lists only under orders/<id>/.
+          conditions: { StringLike: { 's3:prefix': ['orders/*'] } },
         }),
       ],
       acknowledgements: [
         this.objectWildcardAck('read the per-order documents listed by GET /orders/{id}/documents'),
-        ...this.rebuiltTablesAcks('read (GetItem, Query, Scan; the status index by Query)', true),
+        ...this.rebuiltTablesAcks('read (GetItem, Query; the status index by Query)', true),
       ],
     });
 
@@ -299,7 +303,8 @@ export class OrdersourceStack extends Stack {
       statements: [
         new iam.PolicyStatement({
           sid: 'ReadModelWrite',
-          actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'],
+          // read_model.rs upserts by GetItem + conditional PutItem; no UpdateItem.
+          actions: ['dynamodb:GetItem', 'dynamodb:PutItem'],
           resources: this.readModelTables(),
         }),
         new iam.PolicyStatement({
@@ -318,7 +323,7 @@ export class OrdersourceStack extends Stack {
       acknowledgements: [{
         id: 'AwsSolutions::AwsSolutions-IAM5[Resource::*]',
         reason: 'dynamodb:ListStreams (added by the stream event source) has no resource-level permissions, so IAM requires "*"; every other stream action is scoped to the event table stream ARN.',
-      }, ...this.rebuiltTablesAcks('upsert (GetItem, PutItem, UpdateItem)', false)],
+      }, ...this.rebuiltTablesAcks('upsert (GetItem, PutItem)', false)],
     });
     this.projectorFunction.addEventSource(new DynamoEventSource(this.eventsTable, {
       startingPosition: lambda.StartingPosition.TRIM_HORIZON,
@@ -458,6 +463,8 @@ export class OrdersourceStack extends Stack {
       encryption: sqs.QueueEncryption.SQS_MANAGED,
       enforceSSL: true,
       visibilityTimeout: Duration.seconds(route.visibilityTimeoutSeconds),
+      // As long as its DLQ: a backlog behind a stalled handler is not dropped after 4 days.
+      retentionPeriod: Duration.days(14),
       deadLetterQueue: { queue: dlq, maxReceiveCount: route.maxReceiveCount },
     });
 
@@ -492,12 +499,13 @@ export class OrdersourceStack extends Stack {
         new iam.PolicyStatement({
           sid: 'HandlerLedger',
           // DeleteItem: a handler that fails after claiming an event releases its claim.
-          actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem'],
+          actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:DeleteItem'],
           resources: [this.ledgerTable.tableArn],
         }),
         new iam.PolicyStatement({
           sid: 'DocumentsWrite',
-          actions: ['s3:PutObject', 's3:GetObject'],
+          // handlers only write documents (documents.rs put); reading them is the API's.
+          actions: ['s3:PutObject'],
           resources: [this.documentsBucket.arnForObjects('*')],
         }),
       ],
