@@ -39,6 +39,12 @@ export interface OrdersourceSettings {
   readonly rustLog: string;
   /** Optional e-mail address subscribed to the alarm topic. Context `alarmEmail`. */
   readonly alarmEmail?: string;
+  /**
+   * ARN of the operator IAM role that may publish on the bus besides the projector (for
+   * `orders republish`). Context `operatorRoleArn`. Default unset: the stack creates one
+   * (output `OperatorRoleArn`), assumable from this account.
+   */
+  readonly operatorRoleArn?: string;
 }
 
 export const DEFAULT_SETTINGS: OrdersourceSettings = {
@@ -101,6 +107,7 @@ export function settingsFromContext(node: Node): Partial<OrdersourceSettings> {
     queueNamePrefix: asString('queueNamePrefix', get('queueNamePrefix')),
     rustLog: asString('rustLog', get('rustLog')),
     alarmEmail: asString('alarmEmail', get('alarmEmail')),
+    operatorRoleArn: asString('operatorRoleArn', get('operatorRoleArn')),
   };
   for (const k of Object.keys(out)) if (out[k] === undefined) delete out[k];
   return out as Partial<OrdersourceSettings>;
@@ -139,6 +146,9 @@ export function resolveSettings(overrides: Partial<OrdersourceSettings> = {}): O
   }
   for (const o of s.corsOrigins) {
     if (o !== '*' && !/^https?:\/\/[^\s/]+$/.test(o)) errors.push(`corsOrigins entry "${o}" must be "*" or a scheme://host[:port] origin`);
+  }
+  if (s.operatorRoleArn !== undefined && !/^arn:aws[a-z-]*:iam::\d{12}:role\/[\w+=,.@\/-]{1,512}$/.test(s.operatorRoleArn)) {
+    errors.push(`operatorRoleArn "${s.operatorRoleArn}" must be an IAM role ARN (arn:aws:iam::<account>:role/<name>)`);
   }
   if (errors.length > 0) throw new Error(`invalid ordersource settings:\n  - ${errors.join('\n  - ')}`);
   return s;

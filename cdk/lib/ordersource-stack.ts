@@ -125,6 +125,10 @@ export class OrdersourceStack extends Stack {
   readonly apiStage: apigw.HttpStage;
   readonly apiFunction: lambda.Function;
   readonly projectorFunction: lambda.Function;
+  /** ARN of the operator role allowed to publish on the bus (`orders republish`). */
+  readonly operatorRoleArn: string;
+  /** The operator role, when the stack created it (no `operatorRoleArn` setting). */
+  readonly operatorRole?: iam.Role;
   readonly projectorFailureQueue: sqs.Queue;
   readonly routeResources: readonly RouteResources[];
   readonly alarmTopic: sns.Topic;
@@ -343,6 +347,49 @@ export class OrdersourceStack extends Stack {
       })],
     }));
 
+    // ---------------------------------------------------------------- who may publish
+    // Only the projector and the operator role (for `orders republish`) may PutEvents on the
+    // bus: an explicit Deny for every other principal of any account (identity policies of
+    // this account cannot override it), and an Allow for the two.
+    if (s.operatorRoleArn) {
+      this.operatorRoleArn = s.operatorRoleArn;
+    } else {
+      this.operatorRole = new iam.Role(this, 'OperatorRole', {
+        description: 'ordersource operator: `orders republish` (reads the event table, publishes on the bus)',
+        assumedBy: new iam.AccountRootPrincipal(),
+      });
+      this.operatorRole.addToPrincipalPolicy(new iam.PolicyStatement({
+        sid: 'RepublishToOrdersBus',
+        actions: ['events:PutEvents'],
+        resources: [this.bus.eventBusArn],
+      }));
+      this.operatorRole.addToPrincipalPolicy(new iam.PolicyStatement({
+        sid: 'ReadEventStore',
+        actions: ['dynamodb:GetItem', 'dynamodb:Query', 'dynamodb:Scan', 'dynamodb:BatchGetItem'],
+        resources: [this.eventsTable.tableArn],
+      }));
+      this.operatorRoleArn = this.operatorRole.roleArn;
+    }
+    const publishers = [this.projectorFunction.role!.roleArn, this.operatorRoleArn];
+    this.bus.addToResourcePolicy(new iam.PolicyStatement({
+      sid: 'OnlyProjectorAndOperatorPublish',
+      effect: iam.Effect.DENY,
+      principals: [new iam.AnyPrincipal()],
+      actions: ['events:PutEvents'],
+      resources: [this.bus.eventBusArn],
+      conditions: {
+        ArnNotEquals: { 'aws:PrincipalArn': publishers },
+        // Calls made by principals (EventBridge's own archive replay carries none).
+        Null: { 'aws:PrincipalArn': 'false' },
+      },
+    }));
+    this.bus.addToResourcePolicy(new iam.PolicyStatement({
+      sid: 'ProjectorAndOperatorPublish',
+      principals: publishers.map((arn) => new iam.ArnPrincipal(arn)),
+      actions: ['events:PutEvents'],
+      resources: [this.bus.eventBusArn],
+    }));
+
     // orders-handler: one function per route, each fed by its own queue.
     this.routeResources = this.routeTable.routes.map((route) => this.createRoute(route, logRetention, rustLog));
 
@@ -357,6 +404,7 @@ export class OrdersourceStack extends Stack {
 
     new CfnOutput(this, 'ApiUrl', { value: stage.url, description: 'Base URL of the orders HTTP API' });
     new CfnOutput(this, 'EventBusName', { value: this.bus.eventBusName });
+    new CfnOutput(this, 'OperatorRoleArn', { value: this.operatorRoleArn, description: 'The role that may publish on the bus besides the projector (orders republish)' });
     new CfnOutput(this, 'EventsTableName', { value: this.eventsTable.tableName });
     new CfnOutput(this, 'ReadModelTableName', { value: this.readModelTable.tableName });
     new CfnOutput(this, 'LedgerTableName', { value: this.ledgerTable.tableName });

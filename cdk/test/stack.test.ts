@@ -28,6 +28,7 @@ const tableWithKey = (pk: string, sk?: string) => {
 const [eventsTableId, eventsTable] = tableWithKey('orderId', 'version');
 const [readModelId, readModel] = tableWithKey('orderId');
 const [ledgerId, ledger] = tableWithKey('pk');
+const busIdOf = () => ofType(json, 'AWS::Events::EventBus')[0][0];
 
 describe('event table', () => {
   it('is keyed orderId (S) / version (N), on demand', () => {
@@ -402,13 +403,18 @@ function apisId(): string {
 
 describe('least-privilege IAM', () => {
   const fns = ofType(json, 'AWS::Lambda::Function');
-  it('no role has a managed policy; every role is assumable by Lambda only', () => {
+  it('no role has a managed policy; every role but the operator one is assumable by Lambda only', () => {
     for (const [id, r] of ofType(json, 'AWS::IAM::Role')) {
       assert.equal(r.Properties.ManagedPolicyArns, undefined, id);
       const st = asArray(r.Properties.AssumeRolePolicyDocument.Statement);
+      if (id.startsWith('OperatorRole')) {
+        // The operator role (orders republish) is assumed by people/automation of this account.
+        assert.deepEqual(st.map((s: any) => s.Principal.AWS['Fn::Join'][1].at(-1)), [':root'], id);
+        continue;
+      }
       assert.deepEqual(st.map((s: any) => s.Principal), [{ Service: 'lambda.amazonaws.com' }], id);
     }
-    assert.equal(ofType(json, 'AWS::IAM::Role').length, fns.length);
+    assert.equal(ofType(json, 'AWS::IAM::Role').length, fns.length + 1);
   });
   it('no identity policy statement has a "*" in an action; "*" resource only for dynamodb:ListStreams', () => {
     let count = 0;
@@ -563,10 +569,54 @@ describe('least-privilege IAM', () => {
   }
 });
 
+describe('who may publish on the bus', () => {
+  const policies = ofType(json, 'AWS::Events::EventBusPolicy').map(([, p]) => p.Properties);
+  const [projectorId] = functionsOf(json, 'orders-projector')[0];
+  const projectorRole = refId(json.Resources[projectorId].Properties.Role)!;
+  const operatorRole = ofType(json, 'AWS::IAM::Role').find(([id]) => id.startsWith('OperatorRole'))![0];
+  const publishers = [{ 'Fn::GetAtt': [projectorRole, 'Arn'] }, { 'Fn::GetAtt': [operatorRole, 'Arn'] }];
+  it('the bus policy denies PutEvents to every principal but the projector and the operator role', () => {
+    assert.ok(policies.every((p) => refId(p.EventBusName) === busIdOf()));
+    const deny = policies.map((p) => p.Statement).find((st) => st.Effect === 'Deny');
+    assert.ok(deny, 'a Deny statement');
+    assert.equal(deny.Action, 'events:PutEvents');
+    assert.deepEqual(deny.Principal, { AWS: '*' });
+    assert.deepEqual(deny.Condition, {
+      ArnNotEquals: { 'aws:PrincipalArn': publishers },
+      Null: { 'aws:PrincipalArn': 'false' },
+    });
+  });
+  it('allows PutEvents to exactly those two, and to no one else', () => {
+    const allows = policies.map((p) => p.Statement).filter((st) => st.Effect === 'Allow');
+    assert.equal(allows.length, 1);
+    assert.equal(allows[0].Action, 'events:PutEvents');
+    assert.deepEqual(allows[0].Principal, { AWS: publishers });
+    assert.equal(allows[0].Condition, undefined);
+  });
+  it('no handler or API role holds events:PutEvents', () => {
+    for (const [fnId, fn] of ofType(json, 'AWS::Lambda::Function')) {
+      const roleId = refId(fn.Properties.Role)!;
+      if (roleId === projectorRole) continue;
+      const actions = roleStatements(json, roleId).flatMap((s) => asArray(s.Action));
+      assert.ok(!actions.includes('events:PutEvents'), fnId);
+    }
+  });
+  it('with operatorRoleArn set, that role is named instead of a created one', () => {
+    const arn = 'arn:aws:iam::123456789012:role/ops/orders-operator';
+    const { json: other } = synth({ operatorRoleArn: arn });
+    assert.equal(ofType(other, 'AWS::IAM::Role').filter(([id]) => id.startsWith('OperatorRole')).length, 0);
+    const st = ofType(other, 'AWS::Events::EventBusPolicy').map(([, p]) => p.Properties.Statement);
+    const deny = st.find((x) => x.Effect === 'Deny');
+    assert.deepEqual(deny.Condition.ArnNotEquals['aws:PrincipalArn'][1], arn);
+    assert.deepEqual(st.find((x) => x.Effect === 'Allow').Principal.AWS[1], arn);
+    assert.throws(() => synth({ operatorRoleArn: 'orders-operator' }), /operatorRoleArn/);
+  });
+});
+
 describe('outputs', () => {
   it('name the API URL, bus, tables, bucket and alarm topic', () => {
     assert.deepEqual(Object.keys(json.Outputs ?? {}).sort(), [
       'AlarmTopicArn', 'ApiUrl', 'DocumentsBucketName', 'EventBusName', 'EventsTableName',
-      'LedgerTableName', 'ReadModelTableName']);
+      'LedgerTableName', 'OperatorRoleArn', 'ReadModelTableName']);
   });
 });
