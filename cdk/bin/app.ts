@@ -6,5 +6,12 @@
  */
 import { buildApp } from '../lib/app';
 
-const { app } = buildApp({ skipRustBuild: Boolean(process.env.SKIP_RUST_BUILD) });
-app.synth();
+let built: ReturnType<typeof buildApp>;
+try {
+  built = buildApp({ skipRustBuild: Boolean(process.env.SKIP_RUST_BUILD) });
+} catch (e) {
+  // A refused setting (e.g. no jwtIssuer and no allowAnonymous=true): the message, not a trace.
+  console.error(`ordersource: ${(e as Error).message}`);
+  process.exit(1);
+}
+built.app.synth();

@@ -24,9 +24,18 @@ export interface OrdersourceSettings {
   /**
    * JWT issuer URL (e.g. `https://cognito-idp.<region>.amazonaws.com/<userPoolId>`). When set,
    * every route except `GET /health` and `GET /openapi.json` requires a JWT from it.
-   * Context `jwtIssuer`. Default unset: no authorizer (for trials only).
+   * Context `jwtIssuer`. Required unless `allowAnonymous` is true: without either the synth fails.
    */
   readonly jwtIssuer?: string;
+  /**
+   * Deploy the API without any authorizer (trials only). Context `allowAnonymous=true`.
+   * Default false: a stack without `jwtIssuer` is refused.
+   */
+  readonly allowAnonymous: boolean;
+  /** OAuth scope a JWT needs for the read routes (GET). Context `jwtReadScope`. Default `orders/read`. */
+  readonly jwtReadScope: string;
+  /** OAuth scope a JWT needs for the write routes (POST/PUT/…, everything not GET). Context `jwtWriteScope`. Default `orders/write`. */
+  readonly jwtWriteScope: string;
   /** Accepted JWT audiences (Cognito: the app client ids). Context `jwtAudience`. Required with `jwtIssuer`. */
   readonly jwtAudience: readonly string[];
   /** Retention of the bus archive, in days. Context `archiveRetentionDays`. Default 365. */
@@ -53,6 +62,9 @@ export const DEFAULT_SETTINGS: OrdersourceSettings = {
   throttleBurstLimit: 200,
   corsOrigins: [],
   jwtAudience: [],
+  allowAnonymous: false,
+  jwtReadScope: 'orders/read',
+  jwtWriteScope: 'orders/write',
   archiveRetentionDays: 365,
   logRetentionDays: 30,
   queueNamePrefix: '',
@@ -91,6 +103,13 @@ function asList(key: string, value: unknown): string[] | undefined {
   return v;
 }
 
+function asBoolean(key: string, value: unknown): boolean | undefined {
+  if (value === undefined || value === null || value === '') return undefined;
+  if (value === true || value === 'true') return true;
+  if (value === false || value === 'false') return false;
+  throw new Error(`context ${key} must be true or false, got ${JSON.stringify(value)}`);
+}
+
 /** Settings from CDK context, over the defaults. Unknown keys are ignored. */
 export function settingsFromContext(node: Node): Partial<OrdersourceSettings> {
   const get = (k: string): unknown => node.tryGetContext(k);
@@ -102,6 +121,9 @@ export function settingsFromContext(node: Node): Partial<OrdersourceSettings> {
     corsOrigins: asList('corsOrigins', get('corsOrigins')),
     jwtIssuer: asString('jwtIssuer', get('jwtIssuer')),
     jwtAudience: asList('jwtAudience', get('jwtAudience')),
+    allowAnonymous: asBoolean('allowAnonymous', get('allowAnonymous')),
+    jwtReadScope: asString('jwtReadScope', get('jwtReadScope')),
+    jwtWriteScope: asString('jwtWriteScope', get('jwtWriteScope')),
     archiveRetentionDays: asNumber('archiveRetentionDays', get('archiveRetentionDays')),
     logRetentionDays: asNumber('logRetentionDays', get('logRetentionDays')),
     queueNamePrefix: asString('queueNamePrefix', get('queueNamePrefix')),
@@ -129,6 +151,16 @@ export function resolveSettings(overrides: Partial<OrdersourceSettings> = {}): O
   if (!Number.isInteger(s.throttleBurstLimit) || s.throttleBurstLimit < 1) {
     errors.push('throttleBurstLimit must be a positive integer');
   }
+  if (s.jwtIssuer === undefined && s.allowAnonymous !== true) {
+    errors.push('no jwtIssuer: the API is authenticated by default. Give -c jwtIssuer=https://... -c jwtAudience=<client id> '
+      + '(or settings.jwtIssuer/jwtAudience), or -c allowAnonymous=true to deploy an API anyone may call (trials only)');
+  }
+  if (s.jwtIssuer !== undefined && s.allowAnonymous === true) {
+    errors.push('allowAnonymous=true and jwtIssuer are both set: choose one');
+  }
+  const scope = /^[\x21\x23-\x5B\x5D-\x7E]{1,128}$/;
+  if (!scope.test(s.jwtReadScope)) errors.push(`jwtReadScope "${s.jwtReadScope}" must be 1..128 printable characters without spaces, quotes or backslashes`);
+  if (!scope.test(s.jwtWriteScope)) errors.push(`jwtWriteScope "${s.jwtWriteScope}" must be 1..128 printable characters without spaces, quotes or backslashes`);
   if (s.jwtIssuer !== undefined) {
     if (!/^https:\/\/\S+$/.test(s.jwtIssuer)) errors.push('jwtIssuer must be an https:// URL');
     if (s.jwtAudience.length === 0) errors.push('jwtAudience must name at least one audience when jwtIssuer is set');

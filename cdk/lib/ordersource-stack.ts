@@ -646,6 +646,8 @@ export class OrdersourceStack extends Stack {
       createDefaultStage: false,
       defaultIntegration: integration,
       defaultAuthorizer: authorizer,
+      // $default (every method but GET, below) is a write: it needs the write scope.
+      defaultAuthorizationScopes: authorizer ? [s.jwtWriteScope] : undefined,
       corsPreflight: s.corsOrigins.length > 0 ? {
         allowOrigins: [...s.corsOrigins],
         allowMethods: [
@@ -663,7 +665,19 @@ export class OrdersourceStack extends Stack {
       methods: [apigw.HttpMethod.GET],
       integration,
       authorizer: new apigw.HttpNoneAuthorizer(),
+      // Not the default (write) scope: these routes have no authorizer at all.
+      authorizationScopes: [],
     }));
+    // Reads: GET of any path needs the read scope (more specific routes such as GET /health win).
+    if (authorizer) {
+      api.addRoutes({
+        path: '/{proxy+}',
+        methods: [apigw.HttpMethod.GET],
+        integration,
+        authorizer,
+        authorizationScopes: [s.jwtReadScope],
+      });
+    }
     if (authorizer) {
       for (const route of publicRoutes) {
         Validations.of(route).acknowledge({
@@ -674,7 +688,7 @@ export class OrdersourceStack extends Stack {
     } else {
       Validations.of(api).acknowledge({
         id: 'AwsSolutions::AwsSolutions-APIG4',
-        reason: 'The JWT authorizer is off by default for trial deployments; production sets jwtIssuer and jwtAudience (README), which puts every route except GET /health and GET /openapi.json behind it.',
+        reason: 'The JWT authorizer is off only because allowAnonymous=true was given explicitly (a trial deployment); without it the synth refuses a stack lacking jwtIssuer (README).',
       });
     }
 

@@ -4,7 +4,7 @@
 //   2. tsc --noEmit;
 //   3. the tests (template assertions, settings, route table, event schema, cdk-nag, cfn-lint
 //      on in-process synths): node --import tsx --test test/*.test.ts;
-//   4. `cdk synth` through the CLI (as `npm run synth` does) into a temporary directory, and
+//   4. `cdk synth` through the CLI (as `npm run synth` does, with its example JWT issuer) into a temporary directory, and
 //      cfn-lint on that template too: it is the one an outside check reads.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
@@ -51,7 +51,10 @@ step('tests', process.execPath, ['--import', 'tsx', '--test', '--test-concurrenc
 
 const out = mkdtempSync(join(tmpdir(), 'ordersource-cdk-out-'));
 try {
-  step('cdk synth (CLI, Rust build skipped)', bin('cdk'), ['synth', '--no-notices', '-q', '-o', out],
+  step('cdk synth (CLI, Rust build skipped)', bin('cdk'), ['synth', '--no-notices', '-q', '-o', out,
+    // The stack refuses to synthesize without an issuer (or an explicit allowAnonymous=true):
+    // the checked template is the authenticated one, with an example issuer.
+    '-c', 'jwtIssuer=https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Example', '-c', 'jwtAudience=example-client'],
     { SKIP_RUST_BUILD: '1', AWS_EC2_METADATA_DISABLED: 'true' });
   const templates = readdirSync(out).filter((f) => f.endsWith('.template.json')).map((f) => join(out, f));
   if (templates.length === 0) {

@@ -84,7 +84,45 @@ describe('JWT authorizer on', () => {
     assert.equal(refId(routes.$default.AuthorizerId), authId);
     assert.equal(routes['GET /health'].AuthorizationType, 'NONE');
     assert.equal(routes['GET /openapi.json'].AuthorizationType, 'NONE');
-    assert.equal(Object.keys(routes).length, 3);
+    assert.equal(routes['GET /health'].AuthorizationScopes, undefined);
+    assert.equal(routes['GET /openapi.json'].AuthorizationScopes, undefined);
+    assert.equal(Object.keys(routes).length, 4);
+  });
+  it('write routes ($default: POST, PUT, …) need orders/write; read routes (GET) need orders/read', () => {
+    const [authId] = ofType(json, 'AWS::ApiGatewayV2::Authorizer')[0];
+    const routes = Object.fromEntries(ofType(json, 'AWS::ApiGatewayV2::Route').map(([, r]) => [r.Properties.RouteKey, r.Properties]));
+    assert.deepEqual(routes.$default.AuthorizationScopes, ['orders/write']);
+    assert.equal(routes['GET /{proxy+}'].AuthorizationType, 'JWT');
+    assert.equal(refId(routes['GET /{proxy+}'].AuthorizerId), authId);
+    assert.deepEqual(routes['GET /{proxy+}'].AuthorizationScopes, ['orders/read']);
+  });
+  it('the scope names are configurable', () => {
+    const { json: other } = synth({
+      jwtIssuer: ISSUER, jwtAudience: ['client-a'], jwtReadScope: 'acme/orders.read', jwtWriteScope: 'acme/orders.write' });
+    const routes = Object.fromEntries(ofType(other, 'AWS::ApiGatewayV2::Route').map(([, r]) => [r.Properties.RouteKey, r.Properties]));
+    assert.deepEqual(routes.$default.AuthorizationScopes, ['acme/orders.write']);
+    assert.deepEqual(routes['GET /{proxy+}'].AuthorizationScopes, ['acme/orders.read']);
+  });
+});
+
+describe('authenticated by default', () => {
+  it('refuses to synthesize without jwtIssuer or allowAnonymous=true, with a message naming both', () => {
+    assert.throws(() => buildApp({ skipRustBuild: true, nag: false }),
+      /no jwtIssuer: the API is authenticated by default\. Give -c jwtIssuer=.*-c allowAnonymous=true/s);
+    assert.throws(() => buildApp({ skipRustBuild: true, nag: false, context: { allowAnonymous: 'false' } }), /no jwtIssuer/);
+    assert.throws(() => buildApp({ skipRustBuild: true, nag: false, context: { allowAnonymous: 'yes' } }), /allowAnonymous must be true or false/);
+  });
+  it('with -c allowAnonymous=true: no authorizer, no scopes, every route open', () => {
+    const { stack } = buildApp({ skipRustBuild: true, nag: false, builtinValidation: false, context: { allowAnonymous: 'true' } });
+    assert.equal(stack.settings.allowAnonymous, true);
+    const { json } = synth({ allowAnonymous: true });
+    assert.equal(ofType(json, 'AWS::ApiGatewayV2::Authorizer').length, 0);
+    const routes = ofType(json, 'AWS::ApiGatewayV2::Route').map(([, r]) => r.Properties);
+    assert.deepEqual(routes.map((r) => r.RouteKey).sort(), ['$default', 'GET /health', 'GET /openapi.json']);
+    for (const r of routes) {
+      assert.ok(r.AuthorizationType === undefined || r.AuthorizationType === 'NONE', r.RouteKey);
+      assert.equal(r.AuthorizationScopes, undefined, r.RouteKey);
+    }
   });
 });
 

@@ -24,7 +24,7 @@ interface Report {
 }
 
 const VARIANTS: Record<string, Partial<OrdersourceSettings>> = {
-  default: {},
+  'anonymous (allowAnonymous=true)': { allowAnonymous: true },
   'all options on': {
     jwtIssuer: 'https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Example',
     jwtAudience: ['client-a'],
@@ -59,7 +59,7 @@ const EXPECTED_ACKS: Record<string, RegExp> = {
   'AwsSolutions-SQS3': /^Ordersource\/ProjectorFailureQueue\//,
   // The access-log bucket does not log into itself.
   'AwsSolutions-S1': /^Ordersource\/AccessLogsBucket\//,
-  // Authorizer off by default / public health and openapi routes.
+  // Authorizer off (allowAnonymous=true) / public health and openapi routes.
   'AwsSolutions-APIG4': /^Ordersource\/HttpApi\//,
 };
 
@@ -102,7 +102,8 @@ describe('cfn-lint', () => {
 describe('a nag finding fails the synth', () => {
   it('an unacknowledged wildcard in a role makes app.synth() throw', async () => {
     const iam = await import('aws-cdk-lib/aws-iam');
-    const { app, stack } = buildApp({ skipRustBuild: true, builtinValidation: false, outdir: tempDir('ordersource-bad-') });
+    const { app, stack } = buildApp({
+      skipRustBuild: true, builtinValidation: false, outdir: tempDir('ordersource-bad-'), settings: { allowAnonymous: true } });
     stack.apiFunction.role!.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['dynamodb:*'], resources: ['*'] }));
     assert.throws(() => app.synth());
   });

@@ -72,21 +72,29 @@ describe('route table', () => {
 });
 
 describe('settings', () => {
-  it('defaults: bus ordersource, 100 rps / burst 200, no CORS, no JWT', () => {
-    const s = resolveSettings();
+  it('defaults: bus ordersource, 100 rps / burst 200, no CORS; no JWT only when anonymous access is asked for', () => {
+    assert.throws(() => resolveSettings(), /no jwtIssuer: the API is authenticated by default.*allowAnonymous=true/s);
+    const s = resolveSettings({ allowAnonymous: true });
+    assert.equal(DEFAULT_SETTINGS.allowAnonymous, false);
+    assert.equal(s.allowAnonymous, true);
+    assert.equal(s.jwtReadScope, 'orders/read');
+    assert.equal(s.jwtWriteScope, 'orders/write');
     assert.equal(s.busName, 'ordersource');
     assert.equal(s.throttleRateLimit, 100);
     assert.equal(s.throttleBurstLimit, 200);
     assert.deepEqual(s.corsOrigins, []);
     assert.equal(s.jwtIssuer, undefined);
     assert.equal(s.eventSource, undefined);
-    assert.deepEqual(s, DEFAULT_SETTINGS);
+    assert.deepEqual(s, { ...DEFAULT_SETTINGS, allowAnonymous: true });
   });
   it('rejects values AWS would reject', () => {
     assert.throws(() => resolveSettings({ busName: 'default' }), /busName/);
     assert.throws(() => resolveSettings({ eventSource: 'aws.orders' }), /eventSource/);
     assert.throws(() => resolveSettings({ jwtIssuer: 'http://insecure' , jwtAudience: ['a'] }), /jwtIssuer/);
     assert.throws(() => resolveSettings({ jwtAudience: ['a'] }), /jwtIssuer is not/);
+    assert.throws(() => resolveSettings({ jwtIssuer: 'https://issuer.example.com', jwtAudience: ['a'], allowAnonymous: true }), /choose one/);
+    assert.throws(() => resolveSettings({ allowAnonymous: true, jwtReadScope: 'orders read' }), /jwtReadScope/);
+    assert.throws(() => resolveSettings({ allowAnonymous: true, jwtWriteScope: '' }), /jwtWriteScope/);
     assert.throws(() => resolveSettings({ logRetentionDays: 10 }), /logRetentionDays/);
     assert.throws(() => resolveSettings({ archiveRetentionDays: 0 }), /archiveRetentionDays/);
     assert.throws(() => resolveSettings({ corsOrigins: ['example.com/path'] }), /corsOrigins/);
