@@ -238,8 +238,9 @@ export class OrdersourceStack extends Stack {
       statements: [
         new iam.PolicyStatement({
           sid: 'EventStore',
-          // TransactWriteItems is authorized per item: PutItem + ConditionCheckItem.
-          actions: ['dynamodb:GetItem', 'dynamodb:Query', 'dynamodb:PutItem', 'dynamodb:ConditionCheckItem'],
+          // event_store.rs: appends are PutItem or TransactWriteItems of conditional Puts only
+          // (authorized per item as PutItem; no ConditionCheck item), reads are Query; no GetItem.
+          actions: ['dynamodb:Query', 'dynamodb:PutItem'],
           resources: [this.eventsTable.tableArn],
         }),
         new iam.PolicyStatement({
