@@ -85,16 +85,24 @@ impl<F: Future> Future for Timed<F> {
     }
 }
 
+/// The CPU time of one stage (named as in the `stage` label), as a metric.
+pub(crate) fn stage_cpu(stage: &str, nanos: u64) -> Metric {
+    Metric {
+        name: "orders_stage_cpu_seconds_total",
+        help: "CPU time spent by each stage of the pipeline.",
+        kind: MetricKind::Counter,
+        labels: vec![("stage", stage.to_owned())],
+        value: nanos as f64 / 1e9,
+    }
+}
+
 /// The stages' CPU seconds and the documents written, as metrics.
 pub fn stage_metrics(out: &mut Vec<Metric>) {
     for stage in Stage::ALL {
-        out.push(Metric {
-            name: "orders_stage_cpu_seconds_total",
-            help: "CPU time spent by each stage of the pipeline.",
-            kind: MetricKind::Counter,
-            labels: vec![("stage", stage.name().to_owned())],
-            value: stage.counter().load(Ordering::Relaxed) as f64 / 1e9,
-        });
+        out.push(stage_cpu(
+            stage.name(),
+            stage.counter().load(Ordering::Relaxed),
+        ));
     }
     out.push(Metric {
         name: "orders_documents_written_total",

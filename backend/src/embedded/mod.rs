@@ -62,17 +62,14 @@ impl Embedded {
         let path = data.database();
         let reads = sqlite::ReadPool::new(path.clone());
         let handoff = Arc::new(change_feed::Handoff::new(committed));
-        let queues_at_start =
-            Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-                .map_err(start)?;
+        let messages = queues::stored_messages(&conn).map_err(start)?;
         let (writer, threads) = writer::Writer::spawn(&path, conn, handoff.clone())?;
         let queues = Arc::new(SqliteQueues::open(
-            &queues_at_start,
+            messages,
             writer.clone(),
             reads.clone(),
             queue_configs(routes),
-        )?);
-        drop(queues_at_start);
+        ));
         let bus = Arc::new(EmbeddedBus::new(routes, queues.clone())?);
         Ok(Self {
             events: Arc::new(SqliteEventStore::new(writer.clone(), reads.clone())),

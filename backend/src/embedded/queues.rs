@@ -157,13 +157,13 @@ pub struct SqliteQueues {
 }
 
 impl SqliteQueues {
-    /// The queues of `configs`, with the messages `conn` holds (read at start).
+    /// The queues of `configs`, holding `messages` (read at start by [`stored_messages`]).
     pub(super) fn open(
-        conn: &Connection,
+        messages: StoredMessages,
         writer: Writer,
         reads: ReadPool,
         configs: Vec<QueueConfig>,
-    ) -> Result<Self, StoreError> {
+    ) -> Self {
         let queues = Self {
             reloaded: AtomicU64::new(writer.stats().external_changes()),
             writer,
@@ -186,9 +186,8 @@ impl SqliteQueues {
                 })
                 .collect(),
         };
-        let rows = all_messages(conn).map_err(|e| StoreError::new("loading the queues", e))?;
-        queues.catch_up(rows);
-        Ok(queues)
+        queues.catch_up(messages.0);
+        queues
     }
 
     fn mailbox(&self, queue: &str) -> Result<&Arc<Mailbox>, StoreError> {
@@ -493,6 +492,13 @@ fn message(r: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
         sent_at: r.get(3)?,
         receive_count: r.get(4)?,
     })
+}
+
+/// Every stored message with its queue, as the service takes them in at start.
+pub(super) struct StoredMessages(Vec<(String, Message)>);
+
+pub(super) fn stored_messages(conn: &Connection) -> rusqlite::Result<StoredMessages> {
+    all_messages(conn).map(StoredMessages)
 }
 
 fn all_messages(conn: &Connection) -> rusqlite::Result<Vec<(String, Message)>> {

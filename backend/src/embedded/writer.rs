@@ -33,7 +33,7 @@ use super::{
 };
 use crate::{
     ports::{AppendError, Metric, MetricKind, StoreError},
-    telemetry::thread_cpu_nanos,
+    telemetry::{stage_cpu, thread_cpu_nanos},
 };
 
 /// Appends one group may take at most.
@@ -132,13 +132,7 @@ impl WriterStats {
             ("writer", &self.writer_cpu_nanos),
             ("wal_checkpointer", &self.checkpointer_cpu_nanos),
         ] {
-            out.push(Metric {
-                name: "orders_stage_cpu_seconds_total",
-                help: "CPU time spent by each stage of the pipeline.",
-                kind: MetricKind::Counter,
-                labels: vec![("stage", stage.to_owned())],
-                value: nanos.load(Ordering::Relaxed) as f64 / 1e9,
-            });
+            out.push(stage_cpu(stage, nanos.load(Ordering::Relaxed)));
         }
     }
 }
