@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::config::SharedInterceptor;
 use super::metrics::RequestCounter;
 
 /// The names of the AWS resources one deployment uses, and how to reach AWS.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct AwsConfig {
     /// Event table (PK `orderId` S, SK `version` N, stream `NEW_IMAGE`).
     pub events_table: String,
@@ -36,6 +36,11 @@ pub struct AwsConfig {
     /// Every process of a deployment must use the same value, so it is not read from the
     /// environment: [`super::live_table::POINTER_CACHE`] (tests shorten it in-process).
     pub read_model_cache: Duration,
+    /// One more SDK interceptor on every client, after the request counter: the hook for
+    /// fault injection (a test rewrites chosen requests and answers into throttling,
+    /// conditional failures, partial batch results; see `backend/tests/it/faults.rs`).
+    /// Never read from the environment; `None` in production.
+    pub interceptor: Option<SharedInterceptor>,
 }
 
 pub const ENV_EVENTS_TABLE: &str = "ORDERS_EVENTS_TABLE";
@@ -67,6 +72,7 @@ impl AwsConfig {
             region: None,
             endpoint_url: None,
             read_model_cache: super::live_table::POINTER_CACHE,
+            interceptor: None,
         }
     }
 
@@ -95,6 +101,7 @@ impl AwsConfig {
             region: None,
             endpoint_url: None,
             read_model_cache: defaults.read_model_cache,
+            interceptor: None,
         }
     }
 
@@ -129,37 +136,35 @@ pub struct Clients {
 }
 
 impl Clients {
-    pub fn new(sdk: &SdkConfig, counter: &RequestCounter) -> Self {
-        let interceptor = SharedInterceptor::new(counter.clone());
+    /// The clients over `sdk`, each counting its requests into `counter`, then passing them
+    /// through `extra` if given (see [`AwsConfig::interceptor`]).
+    pub fn new(
+        sdk: &SdkConfig,
+        counter: &RequestCounter,
+        extra: Option<&SharedInterceptor>,
+    ) -> Self {
+        let interceptors: Vec<SharedInterceptor> =
+            std::iter::once(SharedInterceptor::new(counter.clone()))
+                .chain(extra.cloned())
+                .collect();
+        let mut dynamodb = aws_sdk_dynamodb::config::Builder::from(sdk);
+        dynamodb.set_interceptors(interceptors.clone());
+        let mut streams = aws_sdk_dynamodbstreams::config::Builder::from(sdk);
+        streams.set_interceptors(interceptors.clone());
+        let mut eventbridge = aws_sdk_eventbridge::config::Builder::from(sdk);
+        eventbridge.set_interceptors(interceptors.clone());
+        let mut sqs = aws_sdk_sqs::config::Builder::from(sdk);
+        sqs.set_interceptors(interceptors.clone());
         // An emulator (or any custom endpoint) serves buckets by path, not by host name.
-        let path_style = sdk.endpoint_url().is_some();
+        let mut s3 =
+            aws_sdk_s3::config::Builder::from(sdk).force_path_style(sdk.endpoint_url().is_some());
+        s3.set_interceptors(interceptors);
         Self {
-            dynamodb: aws_sdk_dynamodb::Client::from_conf(
-                aws_sdk_dynamodb::config::Builder::from(sdk)
-                    .interceptor(interceptor.clone())
-                    .build(),
-            ),
-            streams: aws_sdk_dynamodbstreams::Client::from_conf(
-                aws_sdk_dynamodbstreams::config::Builder::from(sdk)
-                    .interceptor(interceptor.clone())
-                    .build(),
-            ),
-            eventbridge: aws_sdk_eventbridge::Client::from_conf(
-                aws_sdk_eventbridge::config::Builder::from(sdk)
-                    .interceptor(interceptor.clone())
-                    .build(),
-            ),
-            sqs: aws_sdk_sqs::Client::from_conf(
-                aws_sdk_sqs::config::Builder::from(sdk)
-                    .interceptor(interceptor.clone())
-                    .build(),
-            ),
-            s3: aws_sdk_s3::Client::from_conf(
-                aws_sdk_s3::config::Builder::from(sdk)
-                    .force_path_style(path_style)
-                    .interceptor(interceptor)
-                    .build(),
-            ),
+            dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb.build()),
+            streams: aws_sdk_dynamodbstreams::Client::from_conf(streams.build()),
+            eventbridge: aws_sdk_eventbridge::Client::from_conf(eventbridge.build()),
+            sqs: aws_sdk_sqs::Client::from_conf(sqs.build()),
+            s3: aws_sdk_s3::Client::from_conf(s3.build()),
         }
     }
 }

@@ -89,7 +89,7 @@ impl Aws {
             None => sdk.clone(),
         };
         let requests = RequestCounter::default();
-        let clients = Clients::new(&sdk, &requests);
+        let clients = Clients::new(&sdk, &requests, config.interceptor.as_ref());
         let c = &config;
         let live = Arc::new(LiveTable::new(
             clients.dynamodb.clone(),
