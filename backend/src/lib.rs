@@ -6,9 +6,11 @@
 //! on SQLite files in one data directory (the default, one process) and [`aws`] on
 //! DynamoDB, DynamoDB Streams, EventBridge, SQS and S3. [`item`] owns the one stored shape
 //! of an event (a DynamoDB item, also what stream records carry); [`event_pattern`] is
-//! EventBridge's rule matching, for the embedded bus.
+//! EventBridge's rule matching, for the embedded bus. [`emf`] writes CloudWatch metrics
+//! in the embedded metric format, in Lambda.
 
 pub mod aws;
+pub mod emf;
 pub mod embedded;
 pub mod event_pattern;
 pub mod item;

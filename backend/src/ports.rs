@@ -275,6 +275,9 @@ pub struct BusEntry {
     /// The JSON of an `events_schema::EventDetail`.
     pub detail: String,
     pub time: DateTime<Utc>,
+    /// The X-Ray trace header to continue (the event's `metadata.traceHeader`): EventBridge
+    /// passes it on to the rule targets (SQS: the `AWSTraceHeader` system attribute).
+    pub trace_header: Option<String>,
 }
 
 /// The event bus (EventBridge `PutEvents`): routes each entry to the targets of every rule

@@ -25,7 +25,7 @@ use backend::{
 use events_schema::RouteTable;
 
 pub use guard::LocalGuard;
-pub use routes::{Actor, openapi, router};
+pub use routes::{Actor, TraceHeader, openapi, router};
 
 /// What the API needs from a backend.
 #[derive(Clone)]

@@ -11,7 +11,7 @@ use events_schema::Order;
 const MESSAGE: &str = "Order processed successfully";
 
 /// Marks a response replayed for a repeated `Idempotency-Key`.
-const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+pub(crate) const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 
 /// The body of every successful write.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]

@@ -9,6 +9,7 @@ use axum::{
     middleware::{self, Next},
     response::{IntoResponse, Response},
 };
+use backend::emf::Duplicate;
 use events_schema::{Command, Envelope, Metadata, Order, OrderId, fold};
 use serde::Serialize;
 use tracing::Instrument;
@@ -73,6 +74,32 @@ pub fn router(app: App) -> axum::Router {
 /// authenticated the caller inserts it: a client cannot choose its own.
 #[derive(Debug, Clone)]
 pub struct Actor(pub String);
+
+/// The AWS X-Ray trace header the request ran under, recorded in each event's
+/// `metadata.traceHeader` so that the trace continues through the bus to the handlers.
+/// Only the Lambda entrypoint inserts it (from the invocation's trace context).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceHeader(String);
+
+impl TraceHeader {
+    /// Longer than any X-Ray header (`Root=1-<8>-<24>;Parent=<16>;Sampled=1;Lineage=...`).
+    const MAX_LEN: usize = 256;
+
+    /// `value` if it looks like an X-Ray trace header: it is copied into every event of the
+    /// request, so it is bounded and limited to the characters trace headers use.
+    pub fn new(value: &str) -> Option<Self> {
+        let plausible = value.starts_with("Root=")
+            && value.len() <= Self::MAX_LEN
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"=;:-_.".contains(&b));
+        plausible.then(|| Self(value.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
 
 /// The request's correlation id: the client's `X-Correlation-Id`, or a fresh one.
 #[derive(Debug, Clone)]
@@ -160,6 +187,7 @@ pub(crate) struct WriteContext {
     headers: HeaderMap,
     correlation_id: String,
     actor: Option<String>,
+    trace_header: Option<String>,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for WriteContext {
@@ -176,12 +204,45 @@ impl<S: Send + Sync> FromRequestParts<S> for WriteContext {
                 .map(|c| c.0.clone())
                 .unwrap_or_default(),
             actor: parts.extensions.get::<Actor>().map(|a| a.0.clone()),
+            trace_header: parts.extensions.get::<TraceHeader>().map(|t| t.0.clone()),
         })
     }
 }
 
-/// Runs one write: `Idempotency-Key`, `If-Match`, the command service, the reply.
+/// Runs one write and counts it in the `Commands` metric by kind and outcome.
 async fn write(
+    app: &App,
+    ctx: &WriteContext,
+    raw_body: &[u8],
+    order_id: &OrderId,
+    command: &Command,
+    success: StatusCode,
+    placement: Option<&PlaceRequest>,
+) -> Result<Response, ApiError> {
+    let result = apply_write(app, ctx, raw_body, order_id, command, success, placement).await;
+    let outcome = match &result {
+        Ok(r) if r.headers().contains_key(crate::reply::IDEMPOTENT_REPLAYED) => "Replayed",
+        Ok(_) => "Accepted",
+        Err(e) if e.status().is_server_error() => "Failed",
+        Err(_) => "Rejected",
+    };
+    backend::emf::command(command_kind(command), outcome, &ctx.correlation_id);
+    result
+}
+
+/// The `Command` dimension of the `Commands` metric.
+fn command_kind(command: &Command) -> &'static str {
+    match command {
+        Command::Place(_) => "PlaceOrder",
+        Command::Start => "StartOrder",
+        Command::Complete => "CompleteOrder",
+        Command::Cancel { .. } => "CancelOrder",
+        Command::Update(_) => "UpdateOrder",
+    }
+}
+
+/// Runs one write: `Idempotency-Key`, `If-Match`, the command service, the reply.
+async fn apply_write(
     app: &App,
     ctx: &WriteContext,
     raw_body: &[u8],
@@ -195,7 +256,10 @@ async fn write(
     let fingerprint = || idempotency::fingerprint(ctx.method.as_str(), &ctx.path, raw_body);
     let guard =
         match idempotency::begin(&app.commands.idempotency, key.clone(), fingerprint).await? {
-            Begin::Replay(saved) => return Ok(Reply::replayed(saved).into_response()),
+            Begin::Replay(saved) => {
+                backend::emf::duplicate(Duplicate::IdempotencyKey, &ctx.correlation_id);
+                return Ok(Reply::replayed(saved).into_response());
+            }
             Begin::Proceed(guard) => guard,
         };
     let saved_reply = |order: &Order| Reply::order(success, order).saved();
@@ -209,6 +273,7 @@ async fn write(
             causation_id: None,
             actor: ctx.actor.clone(),
             idempotency_key: key,
+            trace_header: ctx.trace_header.clone(),
         },
         idempotent: guard.as_ref().map(|g| Idempotent {
             claimed: &g.claimed,

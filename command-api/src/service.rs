@@ -207,6 +207,10 @@ impl Commands {
             Err(CommandError::Rejected(Rejection::AlreadyExists(_))) => {
                 let first = self.first_placement(write.order_id, place).await?;
                 self.save(write.idempotent.as_ref(), &first).await?;
+                backend::emf::duplicate(
+                    backend::emf::Duplicate::SamePlacement,
+                    &write.metadata.correlation_id,
+                );
                 Ok(first)
             }
             other => other,

@@ -80,6 +80,11 @@ pub struct Metadata {
     pub correlation_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+    /// The AWS X-Ray trace header (`Root=...;Parent=...;Sampled=...`) of the request that
+    /// caused the event, where the API ran traced (Lambda); the projector hands it to
+    /// EventBridge so that the trace continues to the handlers. Absent elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_header: Option<String>,
 }
 
 /// An event as stored and published: identity, position in the order's history, the event

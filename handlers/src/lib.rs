@@ -123,6 +123,7 @@ impl Handler {
         let now = Utc::now();
         match self.ledger.claim(&key, &event_id, now).await? {
             Claim::Replay(_) => {
+                backend::emf::duplicate(backend::emf::Duplicate::HandlerDelivery, &event_id);
                 tracing::debug!("already handled");
                 return Ok(());
             }
@@ -149,6 +150,7 @@ impl Handler {
     ) -> Result<(), Failure> {
         self.documents.put(&detail.event.order_id, document).await?;
         backend::telemetry::document_written();
+        backend::emf::documents_written(self.reaction.name(), &event_id);
         self.ledger
             .complete(IdempotencyRecord {
                 key,

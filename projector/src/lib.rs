@@ -48,6 +48,7 @@ pub fn bus_entry(
         detail_type: recorded.envelope.event.type_name().to_owned(),
         detail,
         time: recorded.envelope.occurred_at,
+        trace_header: recorded.envelope.metadata.trace_header.clone(),
     })
 }
 

@@ -21,7 +21,8 @@ const TIME_BYTES: usize = 14;
 
 /// The size of an entry as EventBridge counts it ("Calculating Amazon EventBridge PutEvents
 /// event entry size"): 14 bytes for `Time` when given, the UTF-8 bytes of `Source`,
-/// `DetailType` and `Detail`, and of each of `Resources` (none are sent here).
+/// `DetailType` and `Detail`, and of each of `Resources` (none are sent here). The
+/// `TraceHeader` does not count ("EventBridge integration with X-Ray").
 fn entry_size(entry: &BusEntry) -> usize {
     TIME_BYTES + entry.source.len() + entry.detail_type.len() + entry.detail.len()
 }
@@ -64,6 +65,7 @@ impl EventBridgePublisher {
             .detail_type(&entry.detail_type)
             .detail(&entry.detail)
             .time(DateTime::from_millis(entry.time.timestamp_millis()))
+            .set_trace_header(entry.trace_header.clone())
             .build()
     }
 }
@@ -167,8 +169,32 @@ mod tests {
             detail_type: "OrderPlacé".to_owned(),
             detail: r#"{"a":"é"}"#.to_owned(),
             time: chrono::Utc::now(),
+            trace_header: Some(TRACE.to_owned()),
         };
-        // 14 for Time, 6 + 11 + 10 UTF-8 bytes.
+        // 14 for Time, 6 + 11 + 10 UTF-8 bytes; the trace header is not counted.
         assert_eq!(entry_size(&entry), 14 + 6 + 11 + 10);
+    }
+
+    const TRACE: &str = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
+
+    fn publisher() -> EventBridgePublisher {
+        let config = aws_sdk_eventbridge::Config::builder()
+            .behavior_version(aws_sdk_eventbridge::config::BehaviorVersion::latest())
+            .build();
+        EventBridgePublisher::new(aws_sdk_eventbridge::Client::from_conf(config), "bus".into())
+    }
+
+    #[test]
+    fn an_entry_carries_the_events_trace_header_to_eventbridge() {
+        let mut entry = BusEntry {
+            source: "orders".to_owned(),
+            detail_type: "OrderPlaced".to_owned(),
+            detail: "{}".to_owned(),
+            time: chrono::Utc::now(),
+            trace_header: Some(TRACE.to_owned()),
+        };
+        assert_eq!(publisher().entry(&entry).trace_header(), Some(TRACE));
+        entry.trace_header = None;
+        assert_eq!(publisher().entry(&entry).trace_header(), None);
     }
 }

@@ -130,6 +130,7 @@ mod tests {
             detail_type: "OrderStarted".into(),
             detail: detail.into(),
             time: "2026-11-23T10:20:30.123456Z".parse().unwrap(),
+            trace_header: None,
         }
     }
 

@@ -64,6 +64,7 @@ async fn rules_match_the_configured_event_source() {
         detail_type: "OrderPlaced".into(),
         detail: detail.clone(),
         time: chrono::Utc::now(),
+        trace_header: None,
     };
     let failed = aws
         .publisher

@@ -471,6 +471,7 @@ fn bus_entry(source: &str, recorded: &Recorded) -> BusEntry {
         detail_type: recorded.envelope.event.type_name().into(),
         detail: serde_json::to_string(&detail).expect("detail JSON"),
         time: recorded.envelope.occurred_at,
+        trace_header: None,
     }
 }
 

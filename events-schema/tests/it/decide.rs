@@ -214,6 +214,7 @@ fn an_event_over_the_published_size_limit_is_refused_naming_the_limit() {
             causation_id: None,
             actor: Some("x".repeat(actor)),
             idempotency_key: None,
+            trace_header: None,
         },
     };
     let small = record(
