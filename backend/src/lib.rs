@@ -7,6 +7,7 @@
 //! DynamoDB, DynamoDB Streams, EventBridge, SQS and S3. [`item`] owns the one stored shape
 //! of an event (a DynamoDB item, also what stream records carry); [`event_pattern`] is
 //! EventBridge's rule matching, for the embedded bus. [`emf`] writes CloudWatch metrics
+//! in the embedded metric format, in Lambda. [`emf`] writes CloudWatch metrics
 //! in the embedded metric format, in Lambda.
 
 pub mod aws;

@@ -429,23 +429,8 @@ pub(crate) enum States {
     Without,
 }
 
-/// One stored event exactly as the event store holds it, for auditors: nothing is parsed
-/// or re-encoded, so that a changed byte stays visible.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RawEvent {
-    /// The order the event is stored under (the partition key), as stored.
-    pub order_id: String,
-    /// The version the event is stored under (the sort key), as stored.
-    pub version: u64,
-    /// The envelope's JSON text as stored (embedded: the `envelope` column; AWS: the item's
-    /// envelope members, `order` excluded, as JSON).
-    pub envelope: String,
-    /// The order's state after the event as stored with it (its JSON text).
-    pub order_state: String,
-    /// The event's place in the store's global order, where the store has one (embedded:
-    /// `position`); compared with [`Projected::Through`] to tell lag from damage.
-    pub position: Option<u64>,
-}
+// The stored forms the audit verdicts judge are pure data, defined beside those verdicts.
+pub use events_schema::audit::{Projected, ProjectedOrder, RawEvent};
 
 /// One order's whole stored history, in version order (as the store sorts it by key).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -555,31 +540,6 @@ pub fn fold_raw(events: &[RawEvent]) -> Result<Order, String> {
             Some(events_schema::evolve(state.as_ref(), &envelope).map_err(|err| err.to_string())?);
     }
     state.ok_or_else(|| "no events".to_owned())
-}
-
-/// How far the projector has applied the event store to the read model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Projected {
-    /// Every event at or before this global position is in the read model (embedded:
-    /// the change feed's checkpoint, read before the read model rows).
-    Through(u64),
-    /// The backend cannot say (AWS: the stream's position is not comparable to events);
-    /// a read model behind the events is then re-checked after a while.
-    Unknown,
-}
-
-/// One order as the read model holds it: its key and its row as JSON text (an [`Order`];
-/// left unparsed, so that a bulk scan stays cheap and a damaged row is reported, not fatal).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProjectedOrder {
-    pub order_id: String,
-    pub body: String,
-}
-
-impl ProjectedOrder {
-    pub fn order(&self) -> Result<Order, String> {
-        serde_json::from_str(&self.body).map_err(|e| format!("unreadable row: {e}"))
-    }
 }
 
 /// Where a page of [`ProjectionScan::rows`] ended; opaque to callers.

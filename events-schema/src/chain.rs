@@ -31,6 +31,15 @@ impl ChainHash {
         Some(Self(bytes))
     }
 
+    /// The digest's 32 bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    pub(crate) fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
     fn of_canonical(canonical: &[u8]) -> Self {
         Self(Sha256::digest(canonical).into())
     }

@@ -3,10 +3,12 @@
 //! This crate owns what an order *is* and how it changes: the validated value types
 //! ([`OrderId`], [`Status`], ...), the five events and their [`Envelope`], the status
 //! machine, [`decide`] (command → events) and [`fold`] (events → state), the tamper-evident
-//! hash chain, the EventBridge detail published for every event (with its JSON Schema) and
-//! the route table that fans statuses out to queues. Every backend and entrypoint builds on
+//! hash chain and the auditor's verdicts on stored events ([`audit`]), the EventBridge
+//! detail published for every event (with its JSON Schema) and the route table that fans
+//! statuses out to queues. Every backend and entrypoint builds on
 //! these types; none of them redefines them.
 
+pub mod audit;
 mod chain;
 mod command;
 mod detail;

@@ -1,6 +1,7 @@
 //! Replay and audit, the operators' and auditors' commands: `orders replay` (an order's
 //! event trail with its state after each event), `orders audit verify` (the stored history
-//! checked end to end), `orders rebuild` (the read model recomputed from the events) and
+//! checked end to end), `orders audit digest` (a root that makes truncation evident),
+//! `orders rebuild` (the read model recomputed from the events) and
 //! `orders republish` (past events sent to the bus again, marked `"replayed": true`).
 //!
 //! Each command works on a backend's data through the replay-and-audit ports
@@ -10,6 +11,7 @@
 //! [--endpoint URL]`) it reads and writes the deployment's tables and bus, beside the
 //! running Lambdas (or `orders dev --backend aws`).
 
+mod digest;
 mod progress;
 mod rebuild;
 mod replay;
