@@ -449,6 +449,51 @@ pub struct EventWindow {
     pub status: Option<Status>,
 }
 
+/// A change feed record the projector gave up on after its bounded retries: parked with
+/// its error so that the feed can move on, and kept until an operator replays it. It names
+/// where the record is in the feed (the feed itself stays the source of truth: a replay
+/// reads the record back from there).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParkedRecord {
+    /// Names the parked entry for replay (embedded: the record's position; AWS: the
+    /// on-failure message's id).
+    pub id: String,
+    /// Where the record is in the feed (embedded: its position; AWS: the shard and the
+    /// sequence-number range of the batch Lambda gave up on).
+    pub position: String,
+    /// What is known of the record, when it could be read (one record; `None` for a batch
+    /// or for a record that is not a readable event).
+    pub order_id: Option<String>,
+    pub version: Option<u64>,
+    pub event_id: Option<String>,
+    pub attempts: u32,
+    pub error: String,
+    pub parked_at: DateTime<Utc>,
+}
+
+/// Where the projector parks the records that keep failing (embedded: the `parked` table;
+/// AWS: the stream event source's on-failure SQS queue, in the message shape Lambda writes).
+#[async_trait]
+pub trait ParkedRecords: Send + Sync {
+    /// Parks the record at `at` (`recorded` when it could be read) durably, before the feed
+    /// is checkpointed past it; parking the same record again only updates it.
+    async fn park(
+        &self,
+        at: &Checkpoint,
+        recorded: Option<&Recorded>,
+        attempts: u32,
+        error: &str,
+    ) -> Result<(), StoreError>;
+    /// Every parked record, oldest first.
+    async fn list(&self) -> Result<Vec<ParkedRecord>, StoreError>;
+    /// How many records are parked (`/health`, `/metrics`).
+    async fn count(&self) -> Result<u64, StoreError>;
+    /// The records a parked entry stands for, read back from the feed, in feed order.
+    async fn records(&self, parked: &ParkedRecord) -> Result<Vec<Recorded>, StoreError>;
+    /// Forgets a parked entry (after a successful replay); `false` if it was not there.
+    async fn remove(&self, parked: &ParkedRecord) -> Result<bool, StoreError>;
+}
+
 /// Where a page of [`EventArchive::events_between`] ended; opaque to callers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WindowCursor(pub String);
@@ -460,6 +505,7 @@ pub struct WindowPage {
     /// Present when more events may follow.
     pub next: Option<WindowCursor>,
 }
+    pub parked: std::sync::Arc<dyn ParkedRecords>,
 
 /// How much the event store holds (for progress bars; may be approximate on AWS).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

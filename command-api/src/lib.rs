@@ -20,7 +20,8 @@ mod service;
 use std::sync::Arc;
 
 use backend::{
-    ChangeFeed, DocumentStore, Ports, QueueStats, Queues, ReadModel, StoreError, Telemetry,
+    ChangeFeed, DocumentStore, ParkedRecords, Ports, QueueStats, Queues, ReadModel, StoreError,
+    Telemetry,
 };
 use events_schema::RouteTable;
 
@@ -47,12 +48,15 @@ struct Pipeline {
     feed: Arc<dyn ChangeFeed>,
     queues: Arc<dyn Queues>,
     queue_names: Vec<String>,
+    parked: Arc<dyn ParkedRecords>,
 }
 
 /// The pipeline as read for one `/health` or `/metrics` request.
 struct PipelineState {
     projector_lag: u64,
     queues: Vec<QueueStats>,
+    /// Change feed records the projector gave up on, waiting for `orders parked replay`.
+    parked: u64,
 }
 
 impl Pipeline {
@@ -65,6 +69,7 @@ impl Pipeline {
         Ok(PipelineState {
             projector_lag,
             queues,
+            parked: self.parked.count().await?,
         })
     }
 }
@@ -80,6 +85,7 @@ impl App {
                 feed: ports.feed.clone(),
                 queues: ports.queues.clone(),
                 queue_names: routes.routes.iter().map(|r| r.queue.clone()).collect(),
+                parked: ports.parked.clone(),
             }),
         }
     }

@@ -20,6 +20,13 @@ pub(crate) fn samples(backend: Vec<Metric>, pipeline: Option<&PipelineState>) ->
             labels: Vec::new(),
             value: state.projector_lag as f64,
         });
+        samples.push(Metric {
+            name: "orders_parked_records",
+            help: "Change feed records the projector parked after its retries, waiting for `orders parked replay`.",
+            kind: MetricKind::Gauge,
+            labels: Vec::new(),
+            value: state.parked as f64,
+        });
         samples.extend(queue_gauges(&state.queues));
     }
     if !samples.iter().any(|m| m.name == PROCESS_CPU)
@@ -251,7 +258,7 @@ mod tests {
     }
 
     #[test]
-    fn the_pipeline_gives_the_lag_and_three_gauges_per_queue() {
+    fn the_pipeline_gives_the_lag_the_parked_records_and_three_gauges_per_queue() {
         let state = PipelineState {
             projector_lag: 5,
             queues: vec![QueueStats {
@@ -260,11 +267,14 @@ mod tests {
                 in_flight: 1,
                 dead_letters: 0,
             }],
+            parked: 3,
         };
         let text = render(&samples(Vec::new(), Some(&state)));
         for line in [
             "# TYPE orders_projector_lag gauge",
             "orders_projector_lag 5",
+            "# TYPE orders_parked_records gauge",
+            "orders_parked_records 3",
             "orders_queue_depth{queue=\"orders-completed\"} 2",
             "orders_queue_in_flight{queue=\"orders-completed\"} 1",
             "orders_queue_dead_letters{queue=\"orders-completed\"} 0",

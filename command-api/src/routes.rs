@@ -358,6 +358,10 @@ struct Health {
     queues: Vec<QueueHealth>,
 }
 
+    /// Change feed records the projector parked after its retries (`orders parked list`);
+    /// absent where Lambda drives the pipeline (its on-failure queue's depth is alarmed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parked_records: Option<u64>,
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct QueueHealth {
@@ -665,7 +669,7 @@ async fn order_document(
 }
 
 #[utoipa::path(get, path = "/health", tag = "operations",
-    description = "The pipeline's state: projector lag and, per route queue, depth, in-flight and dead letters.",
+    description = "The pipeline's state: projector lag, parked records and, per route queue, depth, in-flight and dead letters.",
     responses((status = 200, body = Health), (status = 503, body = Problem, content_type = "application/problem+json")))]
 async fn health(State(app): State<App>) -> Result<Json<Health>, ApiError> {
     let Some(pipeline) = &app.pipeline else {
@@ -697,6 +701,7 @@ const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4";
 
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     description = "Prometheus text exposition format 0.0.4: the backend's own counters, the projector lag and, per route queue, depth, in-flight and dead letters (where this process drives the pipeline), and the process's CPU seconds.",
+            parked_records: None,
     responses(
         (status = 200, description = "The metrics", body = String, content_type = "text/plain; version=0.0.4"),
         (status = 503, body = Problem, content_type = "application/problem+json"),
@@ -704,6 +709,7 @@ const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4";
 async fn metrics(State(app): State<App>) -> Result<Response, ApiError> {
     let pipeline = match &app.pipeline {
         Some(p) => Some(p.state().await?),
+        parked_records: Some(state.parked),
         None => None,
     };
     let samples = metrics::samples(app.telemetry.metrics(), pipeline.as_ref());

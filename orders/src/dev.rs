@@ -94,6 +94,13 @@ pub struct PipelineArgs {
     /// Test hook: handlers fail every event whose order description contains this text.
     #[arg(long, env = "ORDERS_HANDLER_FAIL_MARKER", hide = true)]
     pub handler_fail_marker: Option<String>,
+    /// Times the projector tries a change feed record (with a growing backoff, narrowed
+    /// down to that record) before it parks it (`orders parked list|replay`) and moves on.
+    #[arg(long, env = "ORDERS_PROJECTOR_MAX_ATTEMPTS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub projector_max_attempts: u32,
+    /// Test hook: the projector fails every record whose order description contains this text.
+    #[arg(long, env = "ORDERS_PROJECTOR_FAIL_MARKER", hide = true)]
+    pub projector_fail_marker: Option<String>,
 }
 
 /// How long a shutdown waits for open HTTP requests to finish.
@@ -214,13 +221,16 @@ fn start_pipeline(
 ) -> anyhow::Result<JoinSet<()>> {
     let ports = &opened.ports;
     let mut tasks = JoinSet::new();
-    tasks.spawn(stream::run(
-        ports.feed.clone(),
-        ports.read_model.clone(),
-        ports.publisher.clone(),
-        opened.source.clone(),
-        stop.clone(),
-    ));
+    let projector = stream::StreamPoller {
+        feed: ports.feed.clone(),
+        read_model: ports.read_model.clone(),
+        publisher: ports.publisher.clone(),
+        parked: ports.parked.clone(),
+        source: opened.source.clone(),
+        max_attempts: args.projector_max_attempts,
+        fail_marker: args.projector_fail_marker.clone(),
+    };
+    tasks.spawn(projector.run(stop.clone()));
     for route in &routes.routes {
         let handler = handlers::handler(
             &route.handler,

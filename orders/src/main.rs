@@ -7,6 +7,7 @@ mod backend_args;
 mod bench;
 mod dev;
 mod dlq;
+mod parked;
 mod runtime;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +27,9 @@ enum Cmd {
     Bench(bench::BenchArgs),
     /// Inspect and re-drive a route queue's dead letters (also while `orders dev` runs).
     Dlq(dlq::DlqArgs),
+    /// List and replay the change feed records the projector parked after its retries
+    /// (also while `orders dev` runs).
+    Parked(parked::ParkedArgs),
     /// AWS backend operations: `orders aws bootstrap` creates what the service needs.
     Aws(aws::AwsArgs),
     /// Show an order's event trail, with its state after each event.
@@ -59,6 +63,7 @@ fn main() -> std::process::ExitCode {
             Cmd::Dev(args) => dev::run(args).await,
             Cmd::Bench(args) => bench::run(args).await,
             Cmd::Dlq(args) => dlq::run(args).await,
+            Cmd::Parked(args) => parked::run(args).await,
             Cmd::Replay(args) => audit::replay(args).await,
             Cmd::Audit(args) => audit::audit(args).await,
             Cmd::Rebuild(args) => audit::rebuild(args).await,

@@ -1,8 +1,10 @@
 //! The event publisher on an EventBridge bus: `PutEvents` in batches of at most ten entries
 //! and 256 KiB (the API's limits, the size counted as EventBridge counts it), each entry's
-//! outcome checked, the failed ones reported by index so that the projector retries them.
+//! outcome checked: entries refused for a passing reason (throttling, an internal failure)
+//! are sent again on their own, the others reported by index so that the projector retries
+//! them.
 
-use std::ops::Range;
+use std::{ops::Range, time::Duration};
 
 use async_trait::async_trait;
 use aws_sdk_eventbridge::{primitives::DateTime, types::PutEventsRequestEntry};
@@ -70,44 +72,78 @@ impl EventBridgePublisher {
     }
 }
 
+/// Per-entry error codes EventBridge documents as retryable (`PutEventsResultEntry`); the
+/// others (`MalformedDetail`, `InvalidArgument`, access denied...) fail the same way again.
+const RETRYABLE_ENTRY_CODES: [&str; 2] = ["InternalFailure", "ThrottlingException"];
+
+/// Rounds of `PutEvents` for the entries refused with a retryable code. Retrying them here,
+/// alone, publishes each entry once; reporting them instead would make the projector's
+/// caller retry from the first of them, publishing again the entries after it that went
+/// through.
+const ENTRY_ATTEMPTS: u32 = 3;
+
+/// The pause before the first retry of refused entries; it doubles each round.
+const ENTRY_RETRY_PAUSE: Duration = Duration::from_millis(50);
+
 #[async_trait]
 impl EventPublisher for EventBridgePublisher {
     async fn publish(&self, entries: &[BusEntry]) -> Result<Vec<usize>, StoreError> {
         let mut failed = Vec::new();
         let mut first_error = None;
-        let sizes: Vec<usize> = entries.iter().map(entry_size).collect();
-        for range in batches(&sizes) {
-            let offset = range.start;
-            let chunk = &entries[range];
-            let result = self
-                .client
-                .put_events()
-                .set_entries(Some(chunk.iter().map(|e| self.entry(e)).collect()))
-                .send()
-                .await;
-            match result {
-                Ok(out) if out.failed_entry_count > 0 => {
-                    // Results come in the order of the entries; a failed one has an error code.
-                    for (i, result) in out.entries().iter().enumerate() {
-                        if let Some(code) = result.error_code() {
-                            tracing::warn!(code, message = ?result.error_message(), detail_type = %chunk[i].detail_type, "EventBridge refused an entry");
-                            failed.push(offset + i);
+        // Indices into `entries` still to send.
+        let mut pending: Vec<usize> = (0..entries.len()).collect();
+        let mut pause = ENTRY_RETRY_PAUSE;
+        for attempt in 1..=ENTRY_ATTEMPTS {
+            let mut retry = Vec::new();
+            let sizes: Vec<usize> = pending.iter().map(|&i| entry_size(&entries[i])).collect();
+            for range in batches(&sizes) {
+                let chunk = &pending[range];
+                let result = self
+                    .client
+                    .put_events()
+                    .set_entries(Some(
+                        chunk.iter().map(|&i| self.entry(&entries[i])).collect(),
+                    ))
+                    .send()
+                    .await;
+                match result {
+                    Ok(out) if out.failed_entry_count > 0 => {
+                        // Results come in the order of the entries; a failed one has an error
+                        // code.
+                        for (&i, result) in chunk.iter().zip(out.entries()) {
+                            let Some(code) = result.error_code() else {
+                                continue;
+                            };
+                            tracing::warn!(code, message = ?result.error_message(), detail_type = %entries[i].detail_type, attempt, "EventBridge refused an entry");
+                            if RETRYABLE_ENTRY_CODES.contains(&code) && attempt < ENTRY_ATTEMPTS {
+                                retry.push(i);
+                            } else {
+                                failed.push(i);
+                            }
                         }
+                        // Fewer results than entries: the missing ones cannot count as sent.
+                        failed.extend(chunk.iter().skip(out.entries().len()));
                     }
-                    // Fewer results than entries: the missing ones cannot count as sent.
-                    failed.extend((offset + out.entries().len())..(offset + chunk.len()));
-                }
-                Ok(_) => {}
-                Err(err) => {
-                    // The SDK has retried already: this batch failed as a whole; later batches
-                    // may still go through, and only the failed entries are retried.
-                    let err = sdk_error("publishing events", err);
-                    tracing::warn!(error = %err, "PutEvents failed");
-                    first_error.get_or_insert(err);
-                    failed.extend(offset..offset + chunk.len());
+                    Ok(_) => {}
+                    Err(err) => {
+                        // The SDK has retried already: this batch failed as a whole; later
+                        // batches may still go through, and only the failed entries are
+                        // retried.
+                        let err = sdk_error("publishing events", err);
+                        tracing::warn!(error = %err, "PutEvents failed");
+                        first_error.get_or_insert(err);
+                        failed.extend(chunk);
+                    }
                 }
             }
+            if retry.is_empty() {
+                break;
+            }
+            tokio::time::sleep(pause).await;
+            pause *= 2;
+            pending = retry;
         }
+        failed.sort_unstable();
         match first_error {
             Some(err) if failed.len() == entries.len() => Err(err),
             _ => Ok(failed),
@@ -175,7 +211,8 @@ mod tests {
         assert_eq!(entry_size(&entry), 14 + 6 + 11 + 10);
     }
 
-    const TRACE: &str = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
+    const TRACE: &str =
+        "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
 
     fn publisher() -> EventBridgePublisher {
         let config = aws_sdk_eventbridge::Config::builder()

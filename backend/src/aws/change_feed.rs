@@ -70,7 +70,7 @@ struct Shard {
 }
 
 /// Compares decimal sequence numbers (they outgrow `u64` and vary in width).
-fn seq_cmp(a: &str, b: &str) -> Ordering {
+pub(super) fn seq_cmp(a: &str, b: &str) -> Ordering {
     let (a, b) = (a.trim_start_matches('0'), b.trim_start_matches('0'));
     a.len().cmp(&b.len()).then_with(|| a.cmp(b))
 }
@@ -327,6 +327,25 @@ impl StreamsChangeFeed {
         Ok(records)
     }
 
+    /// The stream ARN and the shard of a record of the last batch handed out (what an
+    /// on-failure record names).
+    pub async fn locate(&self, at: &Checkpoint) -> Result<(String, String), StoreError> {
+        let mut guard = self.state.lock().await;
+        let state = &mut *guard;
+        let arn = self.stream_arn(state).await?;
+        state
+            .shards
+            .iter()
+            .find(|s| s.delivered.iter().any(|d| *d == at.0))
+            .map(|s| (arn, s.id.clone()))
+            .ok_or_else(|| {
+                StoreError::new(
+                    "finding a stream record's shard",
+                    format!("{at} is not a record of the last batch of any shard"),
+                )
+            })
+    }
+
     /// One look at every shard that may be read now, starting from the next in turn; the
     /// first batch with an event in it.
     async fn poll_once(&self, max: usize) -> Result<Vec<Change>, FeedError> {
@@ -391,7 +410,7 @@ fn is_ready(shards: &[Shard], index: usize) -> bool {
 /// (the event table is append-only), up to the first record that is not a readable event.
 /// That record ends the batch, or, when it comes first, is the feed's error, so that the
 /// runtime retries it and may give up on it by its position.
-fn changes(records: Vec<Record>) -> Result<Vec<Change>, FeedError> {
+pub(super) fn changes(records: Vec<Record>) -> Result<Vec<Change>, FeedError> {
     let mut changes = Vec::with_capacity(records.len());
     for record in records {
         let Some(image) = record.dynamodb else {

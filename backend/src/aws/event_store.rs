@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::{
-    operation::transact_write_items::TransactWriteItemsError,
+    operation::{put_item::PutItemError, transact_write_items::TransactWriteItemsError},
     types::{Put, TransactWriteItem},
 };
 use events_schema::{ChainHash, Envelope, Order, OrderId};
@@ -59,6 +59,16 @@ impl DynamoEventStore {
         match result {
             Ok(_) => Ok(()),
             Err(err) if condition_failed(&err) => Err(conflict(append)),
+            // Another writer's transaction is putting this very version right now: whether
+            // it commits or not, deciding again on a fresh head is the answer, as for a
+            // cancelled transaction below.
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(PutItemError::is_transaction_conflict_exception) =>
+            {
+                Err(conflict(append))
+            }
             Err(err) => Err(sdk_error("appending an event", err).into()),
         }
     }

@@ -27,6 +27,7 @@ pub mod event_store;
 pub mod idempotency;
 pub mod live_table;
 pub mod metrics;
+pub mod parked;
 pub mod queues;
 pub mod read_model;
 pub mod rebuild;
@@ -44,6 +45,7 @@ pub use event_store::DynamoEventStore;
 pub use idempotency::DynamoLedger;
 pub use live_table::LiveTable;
 pub use metrics::RequestCounter;
+pub use parked::SqsParked;
 pub use queues::SqsQueues;
 pub use read_model::{DynamoReadModel, STATUS_INDEX};
 pub use rebuild::DynamoRebuild;
@@ -65,6 +67,8 @@ pub struct Aws {
     pub publisher: Arc<EventBridgePublisher>,
     pub queues: Arc<SqsQueues>,
     pub documents: Arc<S3Documents>,
+    /// The projector's on-failure queue.
+    pub parked: Arc<SqsParked>,
 }
 
 impl Aws {
@@ -97,7 +101,19 @@ impl Aws {
             c.read_model_table.clone(),
             c.read_model_cache,
         ));
+        let feed = Arc::new(StreamsChangeFeed::new(
+            clients.dynamodb.clone(),
+            clients.streams.clone(),
+            c.events_table.clone(),
+            c.ledger_table.clone(),
+        ));
         Self {
+            parked: Arc::new(SqsParked::new(
+                clients.sqs.clone(),
+                clients.streams.clone(),
+                feed.clone(),
+                c.queue_name(parked::PROJECTOR_FAILURES),
+            )),
             events: Arc::new(DynamoEventStore::new(
                 clients.dynamodb.clone(),
                 c.events_table.clone(),
@@ -109,12 +125,7 @@ impl Aws {
             )),
             read_model: Arc::new(DynamoReadModel::new(clients.dynamodb.clone(), live.clone())),
             live,
-            feed: Arc::new(StreamsChangeFeed::new(
-                clients.dynamodb.clone(),
-                clients.streams.clone(),
-                c.events_table.clone(),
-                c.ledger_table.clone(),
-            )),
+            feed,
             publisher: Arc::new(EventBridgePublisher::new(
                 clients.eventbridge.clone(),
                 c.event_bus.clone(),
@@ -159,6 +170,7 @@ impl Aws {
             queues: self.queues.clone(),
             documents: self.documents.clone(),
             telemetry: std::sync::Arc::new(crate::ports::NoTelemetry),
+            parked: self.parked.clone(),
         }
     }
 }

@@ -317,6 +317,7 @@ mod tests {
                  INSERT INTO events VALUES (1, 'A', 1, 'e1', 0, '{}', '{}'), (2, 'A', 2, 'e2', 0, '{}', '{}');",
             )
             .unwrap();
+    super::parked::create_table(conn)?;
         let queues = Connection::open(dir.path().join("queues.db")).unwrap();
         queues
             .execute_batch(

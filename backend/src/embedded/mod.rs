@@ -9,6 +9,7 @@ mod change_feed;
 mod data_dir;
 mod documents;
 mod event_store;
+mod parked;
 mod queues;
 mod read_model;
 mod rebuild;
@@ -24,6 +25,7 @@ pub use data_dir::DataDir;
 pub use documents::SqliteDocuments;
 pub use event_store::SqliteEventStore;
 pub use queues::{DetachedQueues, MessageSink, QueueConfig, SqliteQueues};
+pub use parked::{DetachedProjection, SqliteParked};
 pub use read_model::SqliteReadModel;
 pub use rebuild::{BeforeSwap, SqliteRebuild, fold_raw};
 
@@ -41,6 +43,7 @@ pub struct Embedded {
     pub bus: Arc<EmbeddedBus>,
     pub documents: Arc<SqliteDocuments>,
     telemetry: Arc<EmbeddedTelemetry>,
+    pub parked: Arc<SqliteParked>,
     handoff: Arc<change_feed::Handoff>,
     dir: DataDir,
     // Dropped in this order: the writer finishes what is queued, then the lock goes.
@@ -80,7 +83,8 @@ impl Embedded {
                 writer.clone(),
                 checkpoint,
             )),
-            documents: Arc::new(SqliteDocuments::new(writer.clone(), reads)),
+            documents: Arc::new(SqliteDocuments::new(writer.clone(), reads.clone())),
+            parked: Arc::new(SqliteParked::new(writer.clone(), reads)),
             telemetry: Arc::new(EmbeddedTelemetry { writer }),
             queues,
             bus,
@@ -111,6 +115,7 @@ impl Embedded {
             documents: self.documents.clone(),
             telemetry: self.telemetry.clone(),
         }
+            parked: self.parked.clone(),
     }
 }
 

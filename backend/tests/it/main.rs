@@ -9,3 +9,4 @@ mod aws_bootstrap;
 mod contract;
 mod embedded;
 mod event_pattern;
+mod faults;

@@ -1,14 +1,23 @@
 //! The local stand-in for Lambda's DynamoDB stream event source mapping: reads the change
 //! feed in batches, hands each batch's events to the projector core, checkpoints what
 //! succeeded and retries what did not.
+//!
+//! Like a mapping with `BisectBatchOnFunctionError`, bounded `MaximumRetryAttempts` and an
+//! on-failure destination: after a failure the poller narrows down to the failing record
+//! (batches of one), retries it with a growing backoff, and once it has failed
+//! `max_attempts` times parks it ([`ParkedRecords`]) with its error and only then
+//! checkpoints past it. Nothing is skipped: `orders parked replay` projects it later. If
+//! parking itself fails, the record is not checkpointed and is tried again.
 
 use std::{sync::Arc, time::Duration};
 
+use async_trait::async_trait;
 use backend::{
-    ChangeFeed, Checkpoint, EventPublisher, FeedError, ReadModel,
+    ChangeFeed, Checkpoint, EventPublisher, FeedError, ListQuery, Page, ParkedRecords, ReadModel,
+    StoreError,
     telemetry::{Stage, timed},
 };
-use events_schema::Recorded;
+use events_schema::{Order, OrderId, Recorded};
 use projector::Projector;
 use tokio::sync::watch;
 
@@ -16,87 +25,141 @@ use tokio::sync::watch;
 const BATCH_SIZE: usize = 500;
 /// How long an idle poll waits for a new record before asking again.
 const IDLE_WAIT: Duration = Duration::from_millis(500);
-/// After this many failures of the same record it is skipped (and logged), like a mapping's
-/// `MaximumRetryAttempts`; `orders rebuild` recomputes the projection from the events.
-const MAX_ATTEMPTS: u32 = 10;
+/// The first retry's wait; each further one doubles it, up to `MAX_BACKOFF`.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-pub async fn run(
-    feed: Arc<dyn ChangeFeed>,
-    read_model: Arc<dyn ReadModel>,
-    publisher: Arc<dyn EventPublisher>,
-    source: String,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let projector = Projector {
-        read_model: read_model.as_ref(),
-        publisher: publisher.as_ref(),
-        source: &source,
-    };
-    let mut failing: Option<(Checkpoint, u32)> = None;
-    loop {
-        if *shutdown.borrow() {
-            break;
-        }
-        let batch = tokio::select! {
-            batch = feed.next_batch(BATCH_SIZE, IDLE_WAIT) => batch,
-            _ = shutdown.changed() => break,
-        };
-        let (positions, records): (Vec<Checkpoint>, Vec<Recorded>) = match batch {
-            Ok(batch) if batch.is_empty() => continue,
-            Ok(batch) => batch.into_iter().map(|c| (c.at, c.recorded)).unzip(),
-            Err(FeedError::Unreadable { at, reason }) => {
-                tracing::error!(at = %at, %reason, "the change feed holds a record that is not an order event");
-                if let Some(skip) = give_up(&mut failing, at, &mut shutdown).await {
-                    save(feed.as_ref(), &skip).await;
-                }
-                continue;
-            }
-            Err(FeedError::Store(e)) => {
-                tracing::error!(error = %e, "reading the change feed failed; retrying");
-                backoff(1, &mut shutdown).await;
-                continue;
-            }
-        };
-        let outcome = timed(Stage::Projector, projector.project(&records)).await;
-        let done_upto = match outcome {
-            Ok(()) => positions.last().cloned(),
-            Err(failed) => {
-                let at = positions[failed.first.min(positions.len() - 1)].clone();
-                tracing::error!(at = %at, error = %failed, "projecting failed; retrying from the failed record");
-                match give_up(&mut failing, at, &mut shutdown).await {
-                    Some(skip) => Some(skip),
-                    None => failed
-                        .first
-                        .checked_sub(1)
-                        .and_then(|i| positions.get(i).cloned()),
-                }
-            }
-        };
-        if let Some(at) = done_upto {
-            save(feed.as_ref(), &at).await;
-        }
-    }
-    tracing::info!("projector stopped");
+pub struct StreamPoller {
+    pub feed: Arc<dyn ChangeFeed>,
+    pub read_model: Arc<dyn ReadModel>,
+    pub publisher: Arc<dyn EventPublisher>,
+    pub parked: Arc<dyn ParkedRecords>,
+    /// EventBridge `Source` of published events.
+    pub source: String,
+    /// Tries of one record before it is parked (at least 1).
+    pub max_attempts: u32,
+    /// Test hook: the read model refuses every order whose description contains this text.
+    pub fail_marker: Option<String>,
 }
 
-/// Counts another failure of the record at `at`: `Some(at)` once it has failed
-/// `MAX_ATTEMPTS` times (to be checkpointed past), else waits before the retry.
-async fn give_up(
-    failing: &mut Option<(Checkpoint, u32)>,
+/// The record being retried alone, and how often it has failed.
+struct Suspect {
     at: Checkpoint,
-    shutdown: &mut watch::Receiver<bool>,
-) -> Option<Checkpoint> {
-    let attempts = match failing.take() {
-        Some((seen, n)) if seen == at => n + 1,
-        _ => 1,
-    };
-    if attempts >= MAX_ATTEMPTS {
-        tracing::error!(at = %at, attempts, "skipping a stream record that keeps failing; run `orders rebuild` once fixed");
-        return Some(at);
+    attempts: u32,
+}
+
+impl StreamPoller {
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let read_model: Arc<dyn ReadModel> = match &self.fail_marker {
+            Some(marker) => Arc::new(Refusing {
+                inner: self.read_model.clone(),
+                marker: marker.clone(),
+            }),
+            None => self.read_model.clone(),
+        };
+        let projector = Projector {
+            read_model: read_model.as_ref(),
+            publisher: self.publisher.as_ref(),
+            source: &self.source,
+        };
+        // After a failure, batches of one until the failing record is done or parked.
+        let mut isolate = false;
+        let mut suspect: Option<Suspect> = None;
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let max = if isolate { 1 } else { BATCH_SIZE };
+            let batch = tokio::select! {
+                batch = self.feed.next_batch(max, IDLE_WAIT) => batch,
+                _ = shutdown.changed() => break,
+            };
+            let (positions, records): (Vec<Checkpoint>, Vec<Recorded>) = match batch {
+                Ok(batch) if batch.is_empty() => continue,
+                Ok(batch) => batch.into_iter().map(|c| (c.at, c.recorded)).unzip(),
+                Err(FeedError::Unreadable { at, reason }) => {
+                    tracing::error!(at = %at, %reason, "the change feed holds a record that is not an order event");
+                    isolate = true;
+                    let error = format!("not an order event: {reason}");
+                    self.failed(&mut suspect, at, None, &error, &mut shutdown)
+                        .await;
+                    continue;
+                }
+                Err(FeedError::Store(e)) => {
+                    tracing::error!(error = %e, "reading the change feed failed; retrying");
+                    backoff(1, &mut shutdown).await;
+                    continue;
+                }
+            };
+            match timed(Stage::Projector, projector.project(&records)).await {
+                Ok(()) => {
+                    if let Some(last) = positions.last() {
+                        save(self.feed.as_ref(), last).await;
+                    }
+                    isolate = false;
+                    suspect = None;
+                }
+                Err(failed) => {
+                    let first = failed.first.min(positions.len() - 1);
+                    if let Some(done) = first.checked_sub(1).map(|i| &positions[i]) {
+                        save(self.feed.as_ref(), done).await;
+                    }
+                    let at = positions[first].clone();
+                    if positions.len() - first > 1 {
+                        // Any of the rest may be the cause: retry them one at a time.
+                        tracing::warn!(at = %at, error = %failed, "projecting a batch failed; retrying its records one at a time");
+                        isolate = true;
+                        continue;
+                    }
+                    tracing::error!(at = %at, error = %failed, "projecting a record failed");
+                    isolate = true;
+                    self.failed(
+                        &mut suspect,
+                        at,
+                        Some(&records[first]),
+                        &failed.reason,
+                        &mut shutdown,
+                    )
+                    .await;
+                }
+            }
+        }
+        tracing::info!("projector stopped");
     }
-    *failing = Some((at, attempts));
-    backoff(attempts, shutdown).await;
-    None
+
+    /// Counts another failure of the record at `at`: parks it and checkpoints past it once
+    /// it has failed `max_attempts` times, else waits before the retry.
+    async fn failed(
+        &self,
+        suspect: &mut Option<Suspect>,
+        at: Checkpoint,
+        recorded: Option<&Recorded>,
+        error: &str,
+        shutdown: &mut watch::Receiver<bool>,
+    ) {
+        let attempts = match suspect.take() {
+            Some(s) if s.at == at => s.attempts + 1,
+            _ => 1,
+        };
+        if attempts < self.max_attempts.max(1) {
+            *suspect = Some(Suspect { at, attempts });
+            backoff(attempts, shutdown).await;
+            return;
+        }
+        // Parked first, then checkpointed: a crash in between parks it again (the same
+        // entry), never loses it.
+        match self.parked.park(&at, recorded, attempts, error).await {
+            Ok(()) => {
+                tracing::error!(at = %at, attempts, %error, "parked a stream record that keeps failing; `orders parked replay` projects it once fixed");
+                save(self.feed.as_ref(), &at).await;
+            }
+            Err(e) => {
+                tracing::error!(at = %at, error = %e, "parking a failing record failed; it stays in the feed and is tried again");
+                *suspect = Some(Suspect { at, attempts });
+                backoff(attempts, shutdown).await;
+            }
+        }
+    }
 }
 
 async fn save(feed: &dyn ChangeFeed, at: &Checkpoint) {
@@ -107,9 +170,41 @@ async fn save(feed: &dyn ChangeFeed, at: &Checkpoint) {
 
 /// Waits before a retry (longer each time), unless shutdown comes first.
 async fn backoff(attempt: u32, shutdown: &mut watch::Receiver<bool>) {
-    let delay = Duration::from_millis(50u64.saturating_mul(1 << attempt.min(7)));
+    let delay = FIRST_BACKOFF
+        .saturating_mul(1 << attempt.saturating_sub(1).min(16))
+        .min(MAX_BACKOFF);
     tokio::select! {
         _ = tokio::time::sleep(delay) => {}
         _ = shutdown.changed() => {}
+    }
+}
+
+/// The test hook's read model: refuses a batch holding an order with the marker.
+struct Refusing {
+    inner: Arc<dyn ReadModel>,
+    marker: String,
+}
+
+#[async_trait]
+impl ReadModel for Refusing {
+    async fn apply(&self, orders: &[Order]) -> Result<(), StoreError> {
+        if let Some(o) = orders
+            .iter()
+            .find(|o| o.description.as_str().contains(self.marker.as_str()))
+        {
+            return Err(StoreError::new(
+                "updating the read model",
+                format!("injected failure for order {}", o.order_id),
+            ));
+        }
+        self.inner.apply(orders).await
+    }
+
+    async fn get(&self, order_id: &OrderId) -> Result<Option<Order>, StoreError> {
+        self.inner.get(order_id).await
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        self.inner.list(query).await
     }
 }

@@ -12,4 +12,5 @@ mod hardening;
 mod lifecycle;
 mod reads;
 mod seeds;
+mod parked;
 mod validation;
