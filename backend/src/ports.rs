@@ -405,50 +405,6 @@ impl Telemetry for NoTelemetry {
     }
 }
 
-/// Every port of one backend, as the entrypoints wire them.
-#[derive(Clone)]
-pub struct Ports {
-    pub events: std::sync::Arc<dyn EventStore>,
-    pub idempotency: std::sync::Arc<dyn IdempotencyStore>,
-    pub read_model: std::sync::Arc<dyn ReadModel>,
-    pub feed: std::sync::Arc<dyn ChangeFeed>,
-    pub publisher: std::sync::Arc<dyn EventPublisher>,
-    pub queues: std::sync::Arc<dyn Queues>,
-    pub documents: std::sync::Arc<dyn DocumentStore>,
-    pub telemetry: std::sync::Arc<dyn Telemetry>,
-}
-
-// ---- Replay and audit: bulk reads of the facts, and rebuilding what is derived from them.
-
-/// Whether to read the state stored with each event: a rebuild folds the envelopes alone,
-/// and leaving the states out halves what it reads (their [`RawEvent::order_state`] is
-/// then empty).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum States {
-    With,
-    Without,
-}
-
-// The stored forms the audit verdicts judge are pure data, defined beside those verdicts.
-pub use events_schema::audit::{Projected, ProjectedOrder, RawEvent};
-
-/// One order's whole stored history, in version order (as the store sorts it by key).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RawHistory {
-    pub order_id: String,
-    pub events: Vec<RawEvent>,
-}
-
-/// Which stored events to re-publish: `occurredAt` in `[from, to)`, optionally only one
-/// order's and only those after which the order had `status`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EventWindow {
-    pub from: DateTime<Utc>,
-    pub to: DateTime<Utc>,
-    pub order_id: Option<OrderId>,
-    pub status: Option<Status>,
-}
-
 /// A change feed record the projector gave up on after its bounded retries: parked with
 /// its error so that the feed can move on, and kept until an operator replays it. It names
 /// where the record is in the feed (the feed itself stays the source of truth: a replay
@@ -494,6 +450,51 @@ pub trait ParkedRecords: Send + Sync {
     async fn remove(&self, parked: &ParkedRecord) -> Result<bool, StoreError>;
 }
 
+/// Every port of one backend, as the entrypoints wire them.
+#[derive(Clone)]
+pub struct Ports {
+    pub events: std::sync::Arc<dyn EventStore>,
+    pub idempotency: std::sync::Arc<dyn IdempotencyStore>,
+    pub read_model: std::sync::Arc<dyn ReadModel>,
+    pub feed: std::sync::Arc<dyn ChangeFeed>,
+    pub publisher: std::sync::Arc<dyn EventPublisher>,
+    pub queues: std::sync::Arc<dyn Queues>,
+    pub documents: std::sync::Arc<dyn DocumentStore>,
+    pub telemetry: std::sync::Arc<dyn Telemetry>,
+    pub parked: std::sync::Arc<dyn ParkedRecords>,
+}
+
+// ---- Replay and audit: bulk reads of the facts, and rebuilding what is derived from them.
+
+/// Whether to read the state stored with each event: a rebuild folds the envelopes alone,
+/// and leaving the states out halves what it reads (their [`RawEvent::order_state`] is
+/// then empty).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum States {
+    With,
+    Without,
+}
+
+// The stored forms the audit verdicts judge are pure data, defined beside those verdicts.
+pub use events_schema::audit::{Projected, ProjectedOrder, RawEvent};
+
+/// One order's whole stored history, in version order (as the store sorts it by key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawHistory {
+    pub order_id: String,
+    pub events: Vec<RawEvent>,
+}
+
+/// Which stored events to re-publish: `occurredAt` in `[from, to)`, optionally only one
+/// order's and only those after which the order had `status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventWindow {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub order_id: Option<OrderId>,
+    pub status: Option<Status>,
+}
+
 /// Where a page of [`EventArchive::events_between`] ended; opaque to callers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WindowCursor(pub String);
@@ -505,7 +506,6 @@ pub struct WindowPage {
     /// Present when more events may follow.
     pub next: Option<WindowCursor>,
 }
-    pub parked: std::sync::Arc<dyn ParkedRecords>,
 
 /// How much the event store holds (for progress bars; may be approximate on AWS).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

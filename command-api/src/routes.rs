@@ -354,14 +354,14 @@ struct Health {
     /// where Lambda drives the pipeline (see the IteratorAge metric there).
     #[serde(skip_serializing_if = "Option::is_none")]
     projector_lag: Option<u64>,
-    /// The route queues this process polls (empty where Lambda polls them).
-    queues: Vec<QueueHealth>,
-}
-
     /// Change feed records the projector parked after its retries (`orders parked list`);
     /// absent where Lambda drives the pipeline (its on-failure queue's depth is alarmed).
     #[serde(skip_serializing_if = "Option::is_none")]
     parked_records: Option<u64>,
+    /// The route queues this process polls (empty where Lambda polls them).
+    queues: Vec<QueueHealth>,
+}
+
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct QueueHealth {
@@ -676,6 +676,7 @@ async fn health(State(app): State<App>) -> Result<Json<Health>, ApiError> {
         return Ok(Json(Health {
             status: "ok".into(),
             projector_lag: None,
+            parked_records: None,
             queues: Vec::new(),
         }));
     };
@@ -683,6 +684,7 @@ async fn health(State(app): State<App>) -> Result<Json<Health>, ApiError> {
     Ok(Json(Health {
         status: "ok".into(),
         projector_lag: Some(state.projector_lag),
+        parked_records: Some(state.parked),
         queues: state
             .queues
             .into_iter()
@@ -701,7 +703,6 @@ const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4";
 
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     description = "Prometheus text exposition format 0.0.4: the backend's own counters, the projector lag and, per route queue, depth, in-flight and dead letters (where this process drives the pipeline), and the process's CPU seconds.",
-            parked_records: None,
     responses(
         (status = 200, description = "The metrics", body = String, content_type = "text/plain; version=0.0.4"),
         (status = 503, body = Problem, content_type = "application/problem+json"),
@@ -709,7 +710,6 @@ const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4";
 async fn metrics(State(app): State<App>) -> Result<Response, ApiError> {
     let pipeline = match &app.pipeline {
         Some(p) => Some(p.state().await?),
-        parked_records: Some(state.parked),
         None => None,
     };
     let samples = metrics::samples(app.telemetry.metrics(), pipeline.as_ref());

@@ -295,6 +295,7 @@ impl DataDir {
 
 fn create_schema(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(SCHEMA)?;
+    super::parked::create_table(conn)?;
     super::read_model::ensure_indexes(conn)?;
     conn.pragma_update(None, "user_version", LAYOUT_VERSION)
 }
@@ -317,7 +318,6 @@ mod tests {
                  INSERT INTO events VALUES (1, 'A', 1, 'e1', 0, '{}', '{}'), (2, 'A', 2, 'e2', 0, '{}', '{}');",
             )
             .unwrap();
-    super::parked::create_table(conn)?;
         let queues = Connection::open(dir.path().join("queues.db")).unwrap();
         queues
             .execute_batch(

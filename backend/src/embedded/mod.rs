@@ -24,8 +24,8 @@ pub use change_feed::SqliteChangeFeed;
 pub use data_dir::DataDir;
 pub use documents::SqliteDocuments;
 pub use event_store::SqliteEventStore;
-pub use queues::{DetachedQueues, MessageSink, QueueConfig, SqliteQueues};
 pub use parked::{DetachedProjection, SqliteParked};
+pub use queues::{DetachedQueues, MessageSink, QueueConfig, SqliteQueues};
 pub use read_model::SqliteReadModel;
 pub use rebuild::{BeforeSwap, SqliteRebuild, fold_raw};
 
@@ -42,8 +42,8 @@ pub struct Embedded {
     pub queues: Arc<SqliteQueues>,
     pub bus: Arc<EmbeddedBus>,
     pub documents: Arc<SqliteDocuments>,
-    telemetry: Arc<EmbeddedTelemetry>,
     pub parked: Arc<SqliteParked>,
+    telemetry: Arc<EmbeddedTelemetry>,
     handoff: Arc<change_feed::Handoff>,
     dir: DataDir,
     // Dropped in this order: the writer finishes what is queued, then the lock goes.
@@ -114,8 +114,8 @@ impl Embedded {
             queues: self.queues.clone(),
             documents: self.documents.clone(),
             telemetry: self.telemetry.clone(),
-        }
             parked: self.parked.clone(),
+        }
     }
 }
 

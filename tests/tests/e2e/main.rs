@@ -10,7 +10,7 @@ mod durability;
 mod fanout;
 mod hardening;
 mod lifecycle;
+mod parked;
 mod reads;
 mod seeds;
-mod parked;
 mod validation;
