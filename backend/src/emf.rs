@@ -174,6 +174,29 @@ pub fn install(sink: impl Fn(&str) + Send + Sync + 'static) -> bool {
     SINK.set(Box::new(sink)).is_ok()
 }
 
+static CAPTURED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// For tests: from now on, keeps every document in memory (see [`captured`]), unless
+/// another sink was installed first.
+pub fn capture_in_memory() {
+    install(|line| {
+        CAPTURED
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(line.to_owned());
+    });
+}
+
+/// The documents kept since [`capture_in_memory`], parsed.
+pub fn captured() -> Vec<serde_json::Value> {
+    CAPTURED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
+}
+
 /// Emits `sample` if a sink is installed.
 pub fn emit(sample: &Sample<'_>) {
     if let Some(sink) = SINK.get() {

@@ -34,6 +34,9 @@ pub struct Delivery {
     /// The queue's message id: what a failure is reported by.
     pub id: String,
     pub body: String,
+    /// The X-Ray trace the message was sent in (SQS's `AWSTraceHeader` system attribute,
+    /// which EventBridge sets from the event's `metadata.traceHeader`), for the logs.
+    pub trace_header: Option<String>,
 }
 
 impl Delivery {
@@ -44,6 +47,7 @@ impl Delivery {
             Self {
                 id: message.message_id,
                 body: message.body,
+                trace_header: None,
             },
             message.receipt_handle,
         )
@@ -82,7 +86,7 @@ impl Handler {
     /// share commits instead of queueing one behind the other.
     pub async fn handle(&self, deliveries: Vec<Delivery>) -> Vec<String> {
         let outcomes = join_all(deliveries.into_iter().map(|delivery| async move {
-            let outcome = self.handle_one(&delivery.body).await;
+            let outcome = self.handle_one(&delivery).await;
             (delivery.id, outcome)
         }))
         .await;
@@ -96,15 +100,19 @@ impl Handler {
         failed
     }
 
-    async fn handle_one(&self, body: &str) -> Result<(), Failure> {
-        let detail = parse(body)?;
+    async fn handle_one(&self, delivery: &Delivery) -> Result<(), Failure> {
+        let detail = parse(&delivery.body)?;
         let span = tracing::info_span!(
             "handle",
             handler = self.reaction.name(),
             order_id = %detail.event.order_id,
             event_id = %detail.event.event_id,
             correlation_id = %detail.event.metadata.correlation_id,
+            trace_header = tracing::field::Empty,
         );
+        if let Some(trace) = &delivery.trace_header {
+            span.record("trace_header", trace.as_str());
+        }
         self.react(&detail).instrument(span).await
     }
 

@@ -235,3 +235,30 @@ fn every_route_names_a_known_handler() {
         );
     }
 }
+
+#[tokio::test]
+async fn emf_counts_the_document_once_and_the_redelivery_as_a_duplicate() {
+    backend::emf::capture_in_memory();
+    let s = setup();
+    let events = history("ORD-EMF", &[place("a")]);
+    let event_id = events[0].envelope.event_id.to_string();
+    let h = handler(&s, "received", None);
+    for round in 0..2 {
+        let response =
+            handlers::lambda::handle(&h, batch(vec![message(&format!("e{round}"), &events[0])]))
+                .await;
+        assert!(response.batch_item_failures.is_empty());
+    }
+    let docs = backend::emf::captured();
+    let written = docs
+        .iter()
+        .filter(|d| d["eventId"] == event_id.as_str() && d["Handler"] == "received")
+        .map(|d| d["DocumentsWritten"].as_f64().expect("a value"))
+        .sum::<f64>();
+    let duplicates = docs
+        .iter()
+        .filter(|d| d["id"] == event_id.as_str() && d["Kind"] == "HandlerDelivery")
+        .map(|d| d["Duplicates"].as_f64().expect("a value"))
+        .sum::<f64>();
+    assert_eq!((written, duplicates), (1.0, 1.0), "{docs:#?}");
+}

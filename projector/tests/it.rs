@@ -365,3 +365,22 @@ async fn the_lambda_edge_answers_a_whole_success_with_no_failures() {
     assert!(response.batch_item_failures.is_empty());
     assert_eq!(bus.published.lock().unwrap().len(), 3);
 }
+
+#[tokio::test]
+async fn the_lambda_edge_publishes_each_event_under_the_trace_header_it_was_written_in() {
+    const TRACE: &str =
+        "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
+    let (read_model, bus) = (FakeReadModel::default(), FakeBus::new(Bus::Accepts));
+    let mut records = lifecycle();
+    records[0].envelope.metadata.trace_header = Some(TRACE.to_owned());
+    let stream = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| stream_record(r, 20 + i as u64))
+        .collect();
+    let response = lambda::handle(&projector(&read_model, &bus), event(stream)).await;
+    assert!(failures(&response).is_empty());
+    let published = bus.published.lock().unwrap();
+    let traces: Vec<_> = published.iter().map(|e| e.trace_header.as_deref()).collect();
+    assert_eq!(traces, [Some(TRACE), None, None]);
+}

@@ -8,3 +8,4 @@ mod hardening;
 mod metrics;
 mod openapi;
 mod placement;
+mod trace;

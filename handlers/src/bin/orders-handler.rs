@@ -8,6 +8,7 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
+    backend::emf::emit_to_stdout();
     let name = std::env::var("ORDERS_HANDLER")
         .map_err(|_| "ORDERS_HANDLER is not set; it names the route's handler, e.g. received")?;
     let aws = Aws::connect(AwsConfig::from_env()).await?;

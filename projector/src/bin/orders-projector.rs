@@ -9,6 +9,7 @@ use projector::{Projector, lambda};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
+    backend::emf::emit_to_stdout();
     let aws = Aws::connect(AwsConfig::from_env()).await?;
     let projector = Projector {
         read_model: aws.read_model.as_ref(),
