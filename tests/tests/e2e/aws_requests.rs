@@ -133,7 +133,7 @@ fn show(counts: &Counts) -> String {
 }
 
 /// The AWS adapters on moto under `config`: dummy credentials, moto's endpoint.
-async fn connect(config: AwsConfig) -> Aws {
+pub(crate) async fn connect(config: AwsConfig) -> Aws {
     let sdk = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
@@ -143,7 +143,7 @@ async fn connect(config: AwsConfig) -> Aws {
     Aws::with_sdk_config(config, &sdk)
 }
 
-fn prefix() -> String {
+pub(crate) fn prefix() -> String {
     let id = uuid::Uuid::now_v7().simple().to_string();
     format!("r{}-", &id[20..])
 }

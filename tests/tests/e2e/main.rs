@@ -9,6 +9,8 @@ mod concurrency;
 mod durability;
 mod fanout;
 mod hardening;
+mod lambda_edge;
+mod lambda_runtime;
 mod lifecycle;
 mod parked;
 mod reads;
