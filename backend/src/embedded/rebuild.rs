@@ -5,12 +5,17 @@
 //! 2. Fold every order's events at or before `P` into `orders_rebuild` in `orders.db`,
 //!    indexes included (histories read in pages, folded on every core, written in short
 //!    transactions, so a running projector keeps writing the live table meanwhile).
-//! 3. In one `IMMEDIATE` transaction on `orders.db` (the service's writer waits;
-//!    readers keep reading the old table): fold in the events appended after `P`, rename
-//!    the live table to `orders_retired` and the fresh one to `orders`. Only the catch-up
-//!    costs time there: renames are O(1). Readers see the old projection or the new one,
-//!    never a half-built one.
-//! 4. Drop `orders_retired`.
+//! 3. Catch up in bounded steps, without holding the database's write lock for longer than
+//!    one step's short transaction: fold the histories of the orders that events after `P`
+//!    touched into the fresh table, at most `catch_up_step` events at a time, moving `P`
+//!    on, while more than one step's worth remains (at most `MAX_CATCH_UP_STEPS` times, so
+//!    that a rebuild racing a faster writer still ends).
+//! 4. In one `IMMEDIATE` transaction on `orders.db` (the service's writer waits;
+//!    readers keep reading the old table): fold in what remains after `P` (at most one
+//!    step, unless the writer outran every step), rename the live table to
+//!    `orders_retired` and the fresh one to `orders`. Renames are O(1). Readers see the old
+//!    projection or the new one, never a half-built one.
+//! 5. Drop `orders_retired`.
 //!
 //! No version is lost beside a running projector: it can only write a state whose event
 //! was committed, and while the swap holds the lock every committed event is folded in.
@@ -43,12 +48,22 @@ use crate::ports::{ProgressFn, ProjectionRebuild, RawHistory, RebuildReport, Sta
 
 /// Events per page read from the event store.
 const PAGE_EVENTS: usize = 20_000;
+/// Events folded per catch-up step, by default: the most the swap's transaction, which
+/// holds the write lock, folds in (unless the writer outran every step).
+const CATCH_UP_STEP: u64 = 2_000;
+/// Catch-up steps before the swap takes whatever remains under the lock.
+const MAX_CATCH_UP_STEPS: u32 = 64;
 const FRESH: &str = "orders_rebuild";
 const RETIRED: &str = "orders_retired";
+
+/// Called after each catch-up step (with the position caught up to), outside the write
+/// lock; it runs on a blocking thread, so it may block on async work (tests write then).
+pub type AfterCatchUpStep = Box<dyn FnMut(u64) + Send>;
 
 /// Rebuilds the read model of one data directory (beside a running service or not).
 pub struct SqliteRebuild {
     dir: DataDir,
+    catch_up_step: u64,
 }
 
 impl SqliteRebuild {
@@ -56,7 +71,16 @@ impl SqliteRebuild {
         DataDir::new(dir).existing_database()?;
         Ok(Self {
             dir: DataDir::new(dir),
+            catch_up_step: CATCH_UP_STEP,
         })
+    }
+
+    /// Folds at most `events` (at least 1) per catch-up step, and so under the write lock.
+    pub fn with_catch_up_step(self, events: u64) -> Self {
+        Self {
+            catch_up_step: events.max(1),
+            ..self
+        }
     }
 
     /// [`ProjectionRebuild::rebuild`], calling `before_swap` between the fold and the swap.
@@ -65,11 +89,33 @@ impl SqliteRebuild {
         progress: Arc<ProgressFn>,
         before_swap: BeforeSwap,
     ) -> Result<RebuildReport, StoreError> {
+        self.rebuild_with_hooks(progress, before_swap, Box::new(|_| {}))
+            .await
+    }
+
+    /// [`SqliteRebuild::rebuild_with_hook`], also calling `after_step` after each catch-up
+    /// step.
+    pub async fn rebuild_with_hooks(
+        &self,
+        progress: Arc<ProgressFn>,
+        before_swap: BeforeSwap,
+        after_step: AfterCatchUpStep,
+    ) -> Result<RebuildReport, StoreError> {
         let dir = self.dir.clone();
-        tokio::task::spawn_blocking(move || rebuild(&dir, progress.as_ref(), before_swap))
+        let step = self.catch_up_step;
+        let hooks = Hooks {
+            before_swap,
+            after_step,
+        };
+        tokio::task::spawn_blocking(move || rebuild(&dir, progress.as_ref(), step, hooks))
             .await
             .unwrap_or_else(|e| Err(StoreError::new("rebuilding the read model", e)))
     }
+}
+
+struct Hooks {
+    before_swap: BeforeSwap,
+    after_step: AfterCatchUpStep,
 }
 
 #[async_trait]
@@ -143,7 +189,8 @@ fn lock(dir: &DataDir) -> Result<File, StoreError> {
 fn rebuild(
     dir: &DataDir,
     progress: &ProgressFn,
-    before_swap: BeforeSwap,
+    step: u64,
+    mut hooks: Hooks,
 ) -> Result<RebuildReport, StoreError> {
     let _lock = lock(dir)?;
     let events_path = dir.existing_database()?;
@@ -155,7 +202,24 @@ fn rebuild(
     let mark = high_water(&events).map_err(store_err("reading the event store"))?;
     let mut rebuild = Rebuild::default();
     fold_into_fresh(&events_path, &mut projection, mark, progress, &mut rebuild)?;
-    before_swap();
+    (hooks.before_swap)();
+    let mut mark = mark;
+    for _ in 0..MAX_CATCH_UP_STEPS {
+        let now = high_water(&events).map_err(store_err("reading the event store"))?;
+        if now.saturating_sub(mark) <= step {
+            break;
+        }
+        let upto = mark + step;
+        let tx = projection
+            .transaction()
+            .map_err(store_err("catching up the fresh projection"))?;
+        catch_up(&events, &tx, mark, upto, &mut rebuild)
+            .and_then(|()| tx.commit())
+            .map_err(store_err("catching up the fresh projection"))?;
+        mark = upto;
+        progress(rebuild.report.events);
+        (hooks.after_step)(mark);
+    }
     swap(&events, &mut projection, mark, &mut rebuild)?;
     retire(&projection, &mut rebuild).map_err(store_err("dropping the replaced projection"))?;
     progress(rebuild.report.events);
@@ -297,7 +361,42 @@ fn write_rows(
     Ok(())
 }
 
-/// Step 3: catch up and swap, in one transaction that the projector waits for.
+/// Folds into the fresh table every order that an event in `(from, to]` touched, its
+/// history read up to `to`.
+fn catch_up(
+    events: &Connection,
+    fresh: &Connection,
+    from: u64,
+    to: u64,
+    rebuild: &mut Rebuild,
+) -> rusqlite::Result<()> {
+    let touched: Vec<String> = events
+        .prepare_cached(
+            "SELECT DISTINCT order_id FROM events WHERE position > ?1 AND position <= ?2",
+        )?
+        .query_map([from, to], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let count: u64 = events.query_row(
+        "SELECT COUNT(*) FROM events WHERE position > ?1 AND position <= ?2",
+        [from, to],
+        |r| r.get(0),
+    )?;
+    let report = &mut rebuild.report;
+    report.caught_up += count;
+    report.events += count;
+    let mut rows = Vec::with_capacity(touched.len());
+    for id in touched {
+        let history = read_history(events, &id, to, States::Without)?;
+        report.unfoldable.retain(|(o, _)| *o != id);
+        match fold_raw(&history).and_then(|o| row(&o)) {
+            Ok(r) => rows.push(r),
+            Err(reason) => report.unfoldable.push((id, reason)),
+        }
+    }
+    write_rows(fresh, &rows, &mut rebuild.changed)
+}
+
+/// Step 4: catch up what remains and swap, in one transaction that the projector waits for.
 fn swap(
     events: &Connection,
     projection: &mut Connection,
@@ -311,34 +410,11 @@ fn swap(
     let locked = Instant::now();
     // Every event committed from here on can reach the read model only after this commit.
     let now = high_water(events).map_err(&err)?;
-    let report = &mut rebuild.report;
+    let before = rebuild.report.caught_up;
     if now > mark {
-        let touched: Vec<String> = events
-            .prepare("SELECT DISTINCT order_id FROM events WHERE position > ?1 AND position <= ?2")
-            .and_then(|mut s| {
-                s.query_map([mark, now], |r| r.get(0))?
-                    .collect::<rusqlite::Result<_>>()
-            })
-            .map_err(&err)?;
-        report.caught_up = events
-            .query_row(
-                "SELECT COUNT(*) FROM events WHERE position > ?1 AND position <= ?2",
-                [mark, now],
-                |r| r.get(0),
-            )
-            .map_err(&err)?;
-        report.events += report.caught_up;
-        let mut rows = Vec::with_capacity(touched.len());
-        for id in touched {
-            let history = read_history(events, &id, now, States::Without).map_err(&err)?;
-            report.unfoldable.retain(|(o, _)| *o != id);
-            match fold_raw(&history).and_then(|o| row(&o)) {
-                Ok(r) => rows.push(r),
-                Err(reason) => report.unfoldable.push((id, reason)),
-            }
-        }
-        write_rows(&tx, &rows, &mut rebuild.changed).map_err(&err)?;
+        catch_up(events, &tx, mark, now, rebuild).map_err(&err)?;
     }
+    let report = &mut rebuild.report;
     // Histories that cannot be folded keep their live row: a rebuild repairs, never erases.
     {
         let mut keep = tx
@@ -361,13 +437,13 @@ fn swap(
     tx.commit().map_err(&err)?;
     tracing::debug!(
         held_ms = locked.elapsed().as_millis() as u64,
-        caught_up = report.caught_up,
+        caught_up_under_lock = report.caught_up - before,
         "swapped in the rebuilt read model (the projector's writes waited meanwhile)"
     );
     Ok(())
 }
 
-/// Step 4: rows of the replaced projection without events count as changed; then it goes.
+/// Step 5: rows of the replaced projection without events count as changed; then it goes.
 fn retire(conn: &Connection, rebuild: &mut Rebuild) -> rusqlite::Result<()> {
     let mut stmt = conn.prepare(&format!(
         "SELECT r.order_id FROM {RETIRED} r
@@ -379,4 +455,102 @@ fn retire(conn: &Connection, rebuild: &mut Rebuild) -> rusqlite::Result<()> {
     rebuild.changed.extend(gone);
     drop(stmt);
     conn.execute_batch(&format!("DROP TABLE {RETIRED};"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        sync::atomic::{AtomicBool, AtomicU32, Ordering},
+        time::Duration,
+    };
+
+    use events_schema::{
+        Command, Description, EventContext, Metadata, OrderId, PlaceOrder, decide, record,
+    };
+
+    use super::*;
+    use crate::{
+        embedded::Embedded,
+        ports::{Append, EventStore},
+    };
+
+    /// How long the test waits for an append that the catch-up must not hold up.
+    const ACK_DEADLINE: Duration = Duration::from_secs(10);
+
+    fn placement(id: &str) -> Append {
+        let order_id = OrderId::parse(id).expect("an order id");
+        let command = Command::Place(PlaceOrder {
+            description: Description::parse("placed during a rebuild").expect("a description"),
+            register_date: chrono::Utc::now(),
+            delivery_date: None,
+            customer_id: None,
+        });
+        let events = decide(&order_id, None, &command).expect("decides");
+        let ctx = EventContext {
+            occurred_at: chrono::Utc::now(),
+            metadata: Metadata::default(),
+        };
+        Append {
+            events: record(&order_id, None, events, &ctx, uuid::Uuid::now_v7).expect("records"),
+            order_id,
+            expected_version: 0,
+            idempotency: None,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_command_appended_during_a_long_catch_up_is_acknowledged_before_it_ends() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let embedded =
+            Embedded::open(dir.path(), events_schema::route_table()).expect("opens the service");
+        let events = embedded.events.clone();
+        events.append(placement("BEFORE")).await.expect("appends");
+        let rebuilder = SqliteRebuild::open(dir.path())
+            .expect("opens the rebuild")
+            .with_catch_up_step(2);
+
+        // Six events after the fold: three catch-up steps of two, none left for the swap.
+        let handle = tokio::runtime::Handle::current();
+        let before_swap: BeforeSwap = Box::new({
+            let (events, handle) = (events.clone(), handle.clone());
+            move || {
+                handle.block_on(async {
+                    for i in 0..6 {
+                        events
+                            .append(placement(&format!("DURING-{i}")))
+                            .await
+                            .expect("appends");
+                    }
+                })
+            }
+        });
+        let steps = Arc::new(AtomicU32::new(0));
+        let acknowledged = Arc::new(AtomicBool::new(false));
+        let after_step: AfterCatchUpStep = Box::new({
+            let (steps, acknowledged) = (steps.clone(), acknowledged.clone());
+            move |_| {
+                if steps.fetch_add(1, Ordering::SeqCst) > 0 {
+                    return;
+                }
+                // The rebuild waits here, its catch-up unfinished: a command must go through.
+                let appended = handle.block_on(tokio::time::timeout(
+                    ACK_DEADLINE,
+                    events.append(placement("MID-CATCH-UP")),
+                ));
+                acknowledged.store(matches!(appended, Ok(Ok(()))), Ordering::SeqCst);
+            }
+        });
+        let report = rebuilder
+            .rebuild_with_hooks(Arc::new(|_| {}), before_swap, after_step)
+            .await
+            .expect("rebuilds");
+
+        assert!(
+            acknowledged.load(Ordering::SeqCst),
+            "the append during the catch-up was not acknowledged"
+        );
+        assert!(steps.load(Ordering::SeqCst) >= 3, "{report:?}");
+        assert_eq!(report.caught_up, 7, "{report:?}");
+        assert_eq!(report.orders, 8, "{report:?}");
+    }
 }
