@@ -151,6 +151,16 @@ impl TestApp {
         String::from_utf8_lossy(&log[from..]).into_owned()
     }
 
+    /// The service's stderr (all starts, a `kill -9` loses no line already written) as
+    /// plain text lines: the terminal colours the logger adds even to a file removed.
+    pub fn log_lines(&self) -> Vec<String> {
+        let log = std::fs::read(self.log_path()).unwrap_or_default();
+        String::from_utf8_lossy(&log)
+            .lines()
+            .map(strip_ansi)
+            .collect()
+    }
+
     /// Whether the process is running (as far as this handle knows).
     pub fn is_running(&mut self) -> bool {
         match &mut self.child {
@@ -957,4 +967,42 @@ pub fn event_types(events: &[Value]) -> Vec<String> {
         .iter()
         .map(|e| e["type"].as_str().unwrap_or("?").to_owned())
         .collect()
+}
+
+/// `line` without its ANSI escape sequences (`ESC [ ... letter`).
+pub fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The value of `name=value` in a plain log line (values end at a space, `}` or `,`; quotes
+/// removed), e.g. a span field or an event field.
+pub fn log_field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let start = line
+        .match_indices(&format!("{name}="))
+        .find(|(i, _)| *i == 0 || matches!(line.as_bytes()[i - 1], b' ' | b'{' | b','))
+        .map(|(i, m)| i + m.len())?;
+    let rest = &line[start..];
+    let end = rest.find([' ', '}', ',']).unwrap_or(rest.len());
+    Some(rest[..end].trim_matches('"'))
+}
+
+/// The UTC timestamp a log line starts with.
+pub fn log_time(line: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let first = line.split_whitespace().next()?;
+    chrono::DateTime::parse_from_rfc3339(first)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
 }

@@ -10,7 +10,8 @@ use std::{
     time::Duration,
 };
 
-use e2e::{Client, TestApp, assert_chain, spawn_app};
+use chrono::{DateTime, Utc};
+use e2e::{Client, TestApp, assert_chain, log_time, spawn_app};
 use http::Method;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
@@ -31,6 +32,8 @@ struct Seen {
     no_response: Vec<String>,
     /// Responses that were neither the expected success nor a refusal to a stopping server.
     unexpected: Vec<String>,
+    /// When each acknowledgement (2xx) arrived.
+    ack_times: Vec<DateTime<Utc>>,
 }
 
 /// Places `ORDERS` orders from `WORKERS` concurrent clients (every other one is also
@@ -65,10 +68,10 @@ async fn load(
                         .await
                     {
                         Ok(r) if r.status == 201 => {
-                            seen.lock()
-                                .unwrap()
-                                .acked
-                                .insert(id.clone(), (1, r.json["order"].clone()));
+                            let mut s = seen.lock().unwrap();
+                            s.ack_times.push(Utc::now());
+                            s.acked.insert(id.clone(), (1, r.json["order"].clone()));
+                            drop(s);
                             if placed.fetch_add(1, Ordering::SeqCst) + 1 == signal_after {
                                 notify.notify_one();
                             }
@@ -93,6 +96,7 @@ async fn load(
                         match client.try_send(Method::POST, &path, (), &[]).await {
                             Ok(r) if r.status == 200 => {
                                 let mut s = seen.lock().unwrap();
+                                s.ack_times.push(Utc::now());
                                 if let Some(entry) = s.acked.get_mut(&id) {
                                     entry.0 = 2;
                                 }
@@ -301,7 +305,8 @@ async fn kill_9_mid_load_loses_no_acknowledged_order_and_the_projection_catches_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_load_stops_cleanly_and_keeps_every_acknowledged_order() {
-    let mut app = spawn_app();
+    // At info, `orders dev` logs when it begins to shut down.
+    let mut app = TestApp::spawn_with_env(&[("RUST_LOG", "warn,orders::dev=info")]);
     let stop = Arc::new(AtomicBool::new(false));
     let notify = Arc::new(Notify::new());
     let load = tokio::spawn(load(app.client, stop.clone(), 40, notify.clone()));
@@ -323,6 +328,26 @@ async fn sigterm_mid_load_stops_cleanly_and_keeps_every_acknowledged_order() {
         seen.unexpected
     );
     assert!(seen.acked.len() >= 40);
+    // The overlap happened: commands were acknowledged after the server had begun to shut
+    // down (the log's clock and the client's are the machine's).
+    let shutdown_at = app
+        .log_lines()
+        .iter()
+        .find(|l| l.ends_with("shutdown requested"))
+        .and_then(|l| log_time(l))
+        .unwrap_or_else(|| {
+            panic!(
+                "no `shutdown requested` in the log:\n{}",
+                app.log_tail(4000)
+            )
+        });
+    let acked_during_shutdown = seen.ack_times.iter().filter(|t| **t > shutdown_at).count();
+    assert!(
+        acked_during_shutdown > 0,
+        "no command was acknowledged after the shutdown began at {shutdown_at} (last ack {:?}): \
+         the test proves nothing about requests in flight",
+        seen.ack_times.iter().max()
+    );
 
     app.start();
     check_acked_orders_survived(&app, &seen).await;

@@ -13,6 +13,7 @@ mod lambda_edge;
 mod lambda_runtime;
 mod lifecycle;
 mod parked;
+mod published_schema;
 mod reads;
 mod seeds;
 mod validation;
