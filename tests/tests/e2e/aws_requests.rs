@@ -150,12 +150,12 @@ pub(crate) fn prefix() -> String {
 
 /// The command API as one process serves it: a fresh `App` has its own cache of the heads
 /// it wrote last, so a new one stands for another process (another Lambda instance).
-fn api_process(ports: &Ports) -> axum::Router {
+pub(crate) fn api_process(ports: &Ports) -> axum::Router {
     command_api::router(command_api::App::new(ports, route_table()))
 }
 
 /// One HTTP request to the router, in process; the status and the JSON body.
-async fn call(
+pub(crate) async fn call(
     api: &axum::Router,
     method: Method,
     path: &str,

@@ -4,6 +4,7 @@
 
 mod audit;
 mod aws;
+mod aws_faults;
 mod aws_requests;
 mod concurrency;
 mod durability;
