@@ -101,13 +101,56 @@ pub struct Append {
     pub idempotency: Option<IdempotencyRecord>,
 }
 
-/// The append-only, optimistic-concurrency event store.
+/// A page of one order's events, in version order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventPage {
+    pub items: Vec<Envelope>,
+    /// Present when more events may follow: the version to continue after.
+    pub next: Option<u64>,
+}
+
+impl EventPage {
+    /// A page from up to `limit + 1` events in version order: the extra one only tells
+    /// that another page follows.
+    pub fn from_overfetch(mut items: Vec<Envelope>, limit: usize) -> Self {
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|e| e.version)
+        } else {
+            None
+        };
+        EventPage { items, next }
+    }
+}
+
+/// The append-only, optimistic-concurrency event store. Every read is bounded: one event,
+/// or one page of events (an order has at most `events_schema::MAX_EVENTS_PER_ORDER`).
 #[async_trait]
 pub trait EventStore: Send + Sync {
     /// The order's latest state and chain hash, `None` if it has no events.
     async fn head(&self, order_id: &OrderId) -> Result<Option<Head>, StoreError>;
-    /// The order's whole history in version order (empty if unknown).
-    async fn history(&self, order_id: &OrderId) -> Result<Vec<Envelope>, StoreError>;
+    /// Up to `limit` of the order's events after version `after` (0: from the first), in
+    /// version order (empty if unknown).
+    async fn events(
+        &self,
+        order_id: &OrderId,
+        after: u64,
+        limit: usize,
+    ) -> Result<EventPage, StoreError>;
+    /// The order's state as stored with event `version`, `None` if it has no such event.
+    async fn at_version(
+        &self,
+        order_id: &OrderId,
+        version: u64,
+    ) -> Result<Option<Order>, StoreError>;
+    /// The order's state as stored with its latest event (by version) that occurred at or
+    /// before `at`, `None` if none did. Reads back from the latest event until it finds
+    /// one, so a time near the present costs one read.
+    async fn at_time(
+        &self,
+        order_id: &OrderId,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Order>, StoreError>;
     /// Appends durably: when this returns `Ok`, the events survive a crash.
     async fn append(&self, append: Append) -> Result<(), AppendError>;
 }

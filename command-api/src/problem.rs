@@ -50,6 +50,9 @@ pub(crate) enum ApiError {
     /// An event the command would record is larger than a published event may be.
     #[error("{0}")]
     TooLarge(String),
+    /// The order has as many events as it may have, but for its remaining status changes.
+    #[error("{0}")]
+    HistoryFull(String),
     /// A write's body is not declared `application/json`.
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -87,7 +90,7 @@ impl ApiError {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::HistoryFull(_) => StatusCode::CONFLICT,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unprocessable(_) | ApiError::TooLarge(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -112,6 +115,10 @@ impl ApiError {
                 "The Idempotency-Key was used for another request",
             ),
             ApiError::TooLarge(_) => ("event-too-large", "The event would be too large"),
+            ApiError::HistoryFull(_) => (
+                "order-history-full",
+                "The order has reached its limit of events",
+            ),
             ApiError::UnsupportedMediaType(_) => (
                 "unsupported-media-type",
                 "The request body must be application/json",
@@ -225,6 +232,9 @@ impl From<Rejection> for ApiError {
             Rejection::TooLarge { .. } => {
                 ApiError::TooLarge(format!("{r}; send shorter values (nothing was recorded)"))
             }
+            Rejection::HistoryFull { .. } => ApiError::HistoryFull(format!(
+                "{r}; nothing was recorded. Its status can still be changed; place a new order for further revisions"
+            )),
         }
     }
 }

@@ -291,19 +291,7 @@ impl ListRequest {
                 }
             },
         };
-        let limit = match q.get("limit") {
-            None => DEFAULT_LIMIT,
-            Some(raw) => match raw.parse::<usize>() {
-                Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-                _ => {
-                    errors.push(FieldError::new(
-                        "limit",
-                        format!("limit must be a whole number from 1 to {MAX_LIMIT}"),
-                    ));
-                    DEFAULT_LIMIT
-                }
-            },
-        };
+        let limit = parse_limit(q, DEFAULT_LIMIT, &mut errors);
         let after = match q.get("cursor") {
             None => None,
             Some(raw) => match decode_cursor(raw) {
@@ -327,6 +315,75 @@ impl ListRequest {
             Err(ApiError::fields(errors))
         }
     }
+}
+
+/// `limit`: 1..=[`MAX_LIMIT`], `default` when absent.
+fn parse_limit(q: &QueryParams, default: usize, errors: &mut Vec<FieldError>) -> usize {
+    match q.get("limit") {
+        None => default,
+        Some(raw) => match raw.parse::<usize>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+            _ => {
+                errors.push(FieldError::new(
+                    "limit",
+                    format!("limit must be a whole number from 1 to {MAX_LIMIT}"),
+                ));
+                default
+            }
+        },
+    }
+}
+
+/// Clients written before the events were paged read `items` alone: a page as long as
+/// allowed keeps every order of up to 100 events (nearly all) whole for them.
+pub(crate) const DEFAULT_EVENTS_LIMIT: usize = MAX_LIMIT;
+
+/// `GET /orders/{orderId}/events?limit=&cursor=`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct EventsRequest {
+    pub(crate) limit: usize,
+    /// The version the page starts after (0: from the first event).
+    pub(crate) after: u64,
+}
+
+impl EventsRequest {
+    pub(crate) fn parse(q: &QueryParams, order_id: &OrderId) -> Result<Self, ApiError> {
+        let mut errors = Vec::new();
+        let limit = parse_limit(q, DEFAULT_EVENTS_LIMIT, &mut errors);
+        let after = match q.get("cursor") {
+            None => 0,
+            Some(raw) => decode_events_cursor(raw, order_id).unwrap_or_else(|| {
+                errors.push(FieldError::new(
+                    "cursor",
+                    format!(
+                        "cursor is not one this service issued for order {order_id}; use nextCursor from a previous page of its events"
+                    ),
+                ));
+                0
+            }),
+        };
+        if errors.is_empty() {
+            Ok(Self { limit, after })
+        } else {
+            Err(ApiError::fields(errors))
+        }
+    }
+}
+
+/// Event cursors are opaque to clients: base64url of `<version>:<orderId>`, so that one
+/// order's cursor is refused for another's events.
+pub(crate) fn encode_events_cursor(version: u64, order_id: &OrderId) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{version}:{order_id}"))
+}
+
+fn decode_events_cursor(raw: &str, order_id: &OrderId) -> Option<u64> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(raw)
+        .ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    let (version, id) = text.split_once(':')?;
+    let version = version.parse::<u64>().ok().filter(|v| *v >= 1)?;
+    (id == order_id.as_str()).then_some(version)
 }
 
 /// Cursors are opaque to clients: base64url of `<created µs>:<orderId>`.
@@ -385,6 +442,34 @@ mod tests {
         assert_eq!(decode_cursor(&encode_cursor(&cursor)), Some(cursor));
         assert_eq!(decode_cursor("not-a-cursor"), None);
         assert_eq!(decode_cursor(""), None);
+    }
+
+    #[test]
+    fn event_cursors_round_trip_for_their_order_only() {
+        let order = OrderId::parse("ORD:1").expect("id");
+        let other = OrderId::parse("ORD:2").expect("id");
+        let cursor = encode_events_cursor(100, &order);
+        let parse = |raw: &str, id: &OrderId| {
+            let q =
+                QueryParams::parse(Some(&format!("cursor={raw}")), &["cursor"]).expect("params");
+            EventsRequest::parse(&q, id)
+        };
+        assert_eq!(
+            parse(&cursor, &order),
+            Ok(EventsRequest {
+                limit: DEFAULT_EVENTS_LIMIT,
+                after: 100
+            })
+        );
+        for (raw, id) in [
+            (cursor.as_str(), &other),
+            ("not-a-cursor", &order),
+            ("", &order),
+            (&encode_events_cursor(0, &order), &order),
+        ] {
+            let err = parse(raw, id).expect_err(raw);
+            assert!(err.to_string().contains("cursor is not one"), "{err}");
+        }
     }
 
     #[test]

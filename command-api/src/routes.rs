@@ -10,7 +10,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use backend::emf::Duplicate;
-use events_schema::{Command, Envelope, Metadata, Order, OrderId, fold};
+use events_schema::{Command, Envelope, Metadata, Order, OrderId};
 use serde::Serialize;
 use tracing::Instrument;
 use utoipa::{OpenApi, ToSchema};
@@ -23,7 +23,8 @@ use crate::{
     problem::{ApiError, FieldError, Problem},
     reply::{Reply, WriteResponse, etag},
     request::{
-        self, AsOf, CORRELATION_ID, IfMatch, ListRequest, PlaceRequest, QueryParams, encode_cursor,
+        self, AsOf, CORRELATION_ID, EventsRequest, IfMatch, ListRequest, PlaceRequest, QueryParams,
+        encode_cursor, encode_events_cursor,
     },
     service::{Idempotent, Write},
 };
@@ -32,7 +33,7 @@ use crate::{
 #[openapi(
     info(
         title = "ordersource",
-        description = "Event-sourced orders: commands append immutable events; reads fold them.",
+        description = "Event-sourced orders: commands append immutable events; reads return the state stored with an event.",
     ),
     components(schemas(Problem, FieldError))
 )]
@@ -340,10 +341,13 @@ struct OrderPage {
 }
 
 #[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 struct EventPage {
     /// The order's events in version order: envelopes with the hash chain.
     #[schema(value_type = Vec<Object>)]
     items: Vec<Envelope>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    next_cursor: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -522,7 +526,7 @@ transition_endpoint!(
 );
 
 #[utoipa::path(get, path = "/orders/{orderId}", tag = "orders",
-    description = "Strongly consistent: folds the order's events. `version` or `at` return the state as of then.",
+    description = "Strongly consistent: the state stored with the order's latest event. `version` returns the state stored with that event; `at` the state stored with the latest event (by version) that occurred at or before that instant.",
     params(
         ("orderId" = String, Path),
         ("version" = Option<u64>, Query, description = "The state after this version"),
@@ -539,28 +543,30 @@ async fn get_order(
     uri: axum::http::Uri,
 ) -> Result<Response, ApiError> {
     let as_of = AsOf::parse(&QueryParams::parse(uri.query(), &["version", "at"])?)?;
-    let history = app.commands.events.history(&order_id).await?;
-    let latest = history.last().map(|e| e.version);
-    let Some(latest) = latest else {
-        return Err(ApiError::NotFound(format!(
-            "order {order_id} does not exist"
-        )));
+    let events = &app.commands.events;
+    // Each read is of one stored event; the head is read again only to word a 404.
+    let found = match as_of {
+        AsOf::Latest => events.head(&order_id).await?.map(|h| h.order),
+        AsOf::Version(v) => events.at_version(&order_id, v).await?,
+        AsOf::At(at) => events.at_time(&order_id, at).await?,
     };
-    let upto: Vec<&Envelope> = match as_of {
-        AsOf::Latest => history.iter().collect(),
-        AsOf::Version(v) if v > latest => {
-            return Err(ApiError::NotFound(format!(
-                "order {order_id} has no version {v}; its latest is {latest}"
-            )));
+    let order = match found {
+        Some(order) => order,
+        None => {
+            let head = match as_of {
+                AsOf::Latest => None,
+                _ => events.head(&order_id).await?,
+            };
+            return Err(ApiError::NotFound(match (head, as_of) {
+                (None, _) => format!("order {order_id} does not exist"),
+                (Some(h), AsOf::Version(v)) => format!(
+                    "order {order_id} has no version {v}; its latest is {}",
+                    h.order.version
+                ),
+                (Some(_), _) => format!("order {order_id} did not exist yet at that time"),
+            }));
         }
-        AsOf::Version(v) => history.iter().filter(|e| e.version <= v).collect(),
-        AsOf::At(at) => history.iter().filter(|e| e.occurred_at <= at).collect(),
     };
-    let order = fold(upto)
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?
-        .ok_or_else(|| {
-            ApiError::NotFound(format!("order {order_id} did not exist yet at that time"))
-        })?;
     let mut response = json_response(StatusCode::OK, &order);
     if let Ok(v) = HeaderValue::from_str(&etag(order.version)) {
         response.headers_mut().insert(header::ETAG, v);
@@ -600,22 +606,41 @@ async fn list_orders(State(app): State<App>, uri: axum::http::Uri) -> Result<Res
 }
 
 #[utoipa::path(get, path = "/orders/{orderId}/events", tag = "orders",
-    params(("orderId" = String, Path)),
+    description = "The order's events in version order, a page at a time (an order has at most 1000).",
+    params(
+        ("orderId" = String, Path),
+        ("limit" = Option<usize>, Query, description = "1..100, default 100"),
+        ("cursor" = Option<String>, Query, description = "nextCursor of the previous page"),
+    ),
     responses(
         (status = 200, body = EventPage),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 async fn order_events(
     State(app): State<App>,
     OrderPath(order_id): OrderPath,
+    uri: axum::http::Uri,
 ) -> Result<Response, ApiError> {
-    let items = app.commands.events.history(&order_id).await?;
-    if items.is_empty() {
+    let q = QueryParams::parse(uri.query(), &["limit", "cursor"])?;
+    let req = EventsRequest::parse(&q, &order_id)?;
+    let page = app
+        .commands
+        .events
+        .events(&order_id, req.after, req.limit)
+        .await?;
+    if page.items.is_empty() && app.commands.events.head(&order_id).await?.is_none() {
         return Err(ApiError::NotFound(format!(
             "order {order_id} does not exist"
         )));
     }
-    Ok(json_response(StatusCode::OK, &EventPage { items }))
+    Ok(json_response(
+        StatusCode::OK,
+        &EventPage {
+            next_cursor: page.next.map(|v| encode_events_cursor(v, &order_id)),
+            items: page.items,
+        },
+    ))
 }
 
 #[utoipa::path(get, path = "/orders/{orderId}/documents", tag = "orders",

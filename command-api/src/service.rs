@@ -196,8 +196,8 @@ impl Commands {
     /// The "same placement again" rule lives here: a placement of an existing client-chosen
     /// id (without an expected version) is answered with the order's first placement when
     /// it asks for the same content (comparing only the fields sent), and rejected as
-    /// `AlreadyExists` otherwise. The history is read only then, once the head or a lost
-    /// append has shown that the order exists.
+    /// `AlreadyExists` otherwise. The first event is read only then, once the head or a
+    /// lost append has shown that the order exists.
     pub(crate) async fn execute(&self, write: Write<'_>) -> Result<Order, CommandError> {
         let outcome = self.decide_and_append(&write).await;
         let Some(place) = write.repeatable() else {
@@ -301,8 +301,8 @@ impl Commands {
         order_id: &OrderId,
         place: &PlaceRequest,
     ) -> Result<Order, CommandError> {
-        let history = self.events.history(order_id).await?;
-        match history.first() {
+        let first = self.events.events(order_id, 0, 1).await?;
+        match first.items.first() {
             Some(first) if matches!(&first.event, OrderEvent::OrderPlaced(p) if place.matches(p)) => {
                 fold([first])?.ok_or_else(|| Rejection::AlreadyExists(order_id.clone()).into())
             }

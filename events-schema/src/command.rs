@@ -67,6 +67,14 @@ pub enum Rejection {
         bytes: usize,
         limit: usize,
     },
+    #[error(
+        "order {order_id} has {events} events; a revision would leave it without room for its remaining status changes under the limit of {limit} events per order"
+    )]
+    HistoryFull {
+        order_id: OrderId,
+        events: u64,
+        limit: u64,
+    },
 }
 
 /// The most bytes one published event may take: the JSON of its [`EventDetail`] (the
@@ -74,6 +82,28 @@ pub enum Rejection {
 /// 256 KB entry (and SQS's message) limit for the entry's other fields and a subscriber's
 /// own envelope.
 pub const MAX_DETAIL_BYTES: usize = 64 * 1024;
+
+/// The most events one order may have. Its history is read in pages, but the audit, a
+/// rebuild and `orders replay` still walk all of it, and the AWS head read and the
+/// embedded row scans grow with it: 1,000 events (at most ~64 MiB at the event size limit)
+/// is far past any real order's lifecycle, which is three status changes and a few
+/// revisions.
+///
+/// Only revisions count against it: room is always kept for the status changes the order
+/// may still need (see [`transitions_left`]), so an order that reached the limit can still
+/// be started, completed or canceled and never has more than this many events.
+pub const MAX_EVENTS_PER_ORDER: u64 = 1_000;
+
+/// The most status changes an order in `status` can still go through (received: start and
+/// complete).
+pub fn transitions_left(status: Status) -> u64 {
+    status
+        .allowed_next()
+        .iter()
+        .map(|next| 1 + transitions_left(*next))
+        .max()
+        .unwrap_or(0)
+}
 
 /// Checks, before anything is appended, that each recorded event stays under
 /// [`MAX_DETAIL_BYTES`] as it will be published.
@@ -177,6 +207,16 @@ fn decide_update(order: &Order, update: &UpdateOrder) -> Result<Vec<OrderEvent>,
             return Err(Rejection::RevisionOfTerminal {
                 order_id: order.order_id.clone(),
                 status: order.status,
+            });
+        }
+        // The revision plus a status change in the same request, and then every status
+        // change the order may still need, must fit under the limit.
+        let changes = u64::from(target != order.status);
+        if order.version + 1 + changes + transitions_left(target) > MAX_EVENTS_PER_ORDER {
+            return Err(Rejection::HistoryFull {
+                order_id: order.order_id.clone(),
+                events: order.version,
+                limit: MAX_EVENTS_PER_ORDER,
             });
         }
         events.push(OrderEvent::OrderDetailsRevised(revised));

@@ -21,7 +21,8 @@ pub use chain::{
     ChainBreak, ChainHash, GENESIS_HASH, canonical, hash_of, hash_of_canonical, verify_chain,
 };
 pub use command::{
-    Command, MAX_DETAIL_BYTES, PlaceOrder, Rejection, UpdateOrder, check_size, decide,
+    Command, MAX_DETAIL_BYTES, MAX_EVENTS_PER_ORDER, PlaceOrder, Rejection, UpdateOrder,
+    check_size, decide, transitions_left,
 };
 pub use detail::{EventDetail, EventDetailRef, detail_schema};
 pub use event::{

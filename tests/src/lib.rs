@@ -79,7 +79,8 @@ pub fn spawn_app() -> TestApp {
 
 /// A running (or stopped) `orders dev` process and its data directory.
 ///
-/// Dropping it kills the process (SIGKILL) and then removes the directory.
+/// Dropping it stops the process (SIGTERM, SIGKILL after [`DROP_STOP_TIMEOUT`]) and then
+/// removes the directory.
 pub struct TestApp {
     /// The address of the current process (changes on every start).
     pub addr: SocketAddr,
@@ -482,9 +483,22 @@ impl TestApp {
     }
 }
 
+/// How long dropping a [`TestApp`] waits for the process to exit after SIGTERM.
+pub const DROP_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl Drop for TestApp {
+    /// SIGTERM first: a process built for coverage (`cargo llvm-cov`, see scripts/test)
+    /// writes its profile only when it exits, and a SIGKILL would lose what the test ran.
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let deadline = Instant::now() + DROP_STOP_TIMEOUT;
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
             let _ = child.kill();
             let _ = child.wait();
         }

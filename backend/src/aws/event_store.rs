@@ -13,15 +13,16 @@ use aws_sdk_dynamodb::{
     operation::{put_item::PutItemError, transact_write_items::TransactWriteItemsError},
     types::{Put, TransactWriteItem},
 };
-use events_schema::{ChainHash, Envelope, Order, OrderId};
+use chrono::{DateTime, Utc};
+use events_schema::{ChainHash, Order, OrderId};
 
 use super::{
-    dynamo::{Item, condition_failed, from_item, s, sdk_error},
+    dynamo::{Item, condition_failed, from_item, n, s, sdk_error},
     idempotency,
 };
 use crate::{
     item,
-    ports::{Append, AppendError, EventStore, Head, StoreError},
+    ports::{Append, AppendError, EventPage, EventStore, Head, StoreError},
 };
 
 /// DynamoDB's limit on the items of one transaction.
@@ -171,6 +172,24 @@ fn check_versions(append: &Append) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Events read per request while looking back for the state at a time: most such reads
+/// are answered by the latest few.
+const AT_TIME_PAGE: i32 = 16;
+
+/// The order's state stored with an event.
+#[derive(serde::Deserialize)]
+struct StateItem {
+    order: Order,
+}
+
+/// The order's state stored with an event, and when the event occurred.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TimedStateItem {
+    order: Order,
+    occurred_at: DateTime<Utc>,
+}
+
 /// The parts of an event item a head needs.
 #[derive(serde::Deserialize)]
 struct HeadItem {
@@ -204,8 +223,14 @@ impl EventStore for DynamoEventStore {
         }))
     }
 
-    async fn history(&self, order_id: &OrderId) -> Result<Vec<Envelope>, StoreError> {
-        const CONTEXT: &str = "reading an order's history";
+    async fn events(
+        &self,
+        order_id: &OrderId,
+        after: u64,
+        limit: usize,
+    ) -> Result<EventPage, StoreError> {
+        const CONTEXT: &str = "reading an order's events";
+        let want = limit.saturating_add(1);
         let mut envelopes = Vec::new();
         let mut start = None;
         loop {
@@ -213,8 +238,11 @@ impl EventStore for DynamoEventStore {
                 .client
                 .query()
                 .table_name(&self.table)
-                .key_condition_expression("orderId = :id")
+                .key_condition_expression("orderId = :id AND #v > :after")
+                .expression_attribute_names("#v", "version")
                 .expression_attribute_values(":id", s(order_id.as_str()))
+                .expression_attribute_values(":after", n(after))
+                .limit(i32::try_from(want - envelopes.len()).unwrap_or(i32::MAX))
                 .consistent_read(true)
                 .set_exclusive_start_key(start)
                 .send()
@@ -225,9 +253,79 @@ impl EventStore for DynamoEventStore {
                     .map_err(|e| StoreError::new(CONTEXT, e))?;
                 envelopes.push(recorded.envelope);
             }
+            // A response stops at 1 MB: continue until the page (and the one event that
+            // tells whether another follows) is complete.
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() && envelopes.len() < want => start = Some(key),
+                _ => return Ok(EventPage::from_overfetch(envelopes, limit)),
+            }
+        }
+    }
+
+    async fn at_version(
+        &self,
+        order_id: &OrderId,
+        version: u64,
+    ) -> Result<Option<Order>, StoreError> {
+        const CONTEXT: &str = "reading an order at a version";
+        // A Query on the full key rather than GetItem: the API's role reads the event
+        // table with Query only.
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("orderId = :id AND #v = :v")
+            .projection_expression("#o")
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_names("#o", "order")
+            .expression_attribute_values(":id", s(order_id.as_str()))
+            .expression_attribute_values(":v", n(version))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error(CONTEXT, e))?;
+        let Some(item) = out.items.and_then(|items| items.into_iter().next()) else {
+            return Ok(None);
+        };
+        let state: StateItem = from_item(CONTEXT, item)?;
+        Ok(Some(state.order))
+    }
+
+    async fn at_time(
+        &self,
+        order_id: &OrderId,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Order>, StoreError> {
+        const CONTEXT: &str = "reading an order at a time";
+        // `occurredAt` is not a key, and its text does not sort as time (the number of
+        // fractional digits varies): walk back from the latest event, a few at a time,
+        // comparing here.
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("orderId = :id")
+                .projection_expression("#o, occurredAt")
+                .expression_attribute_names("#o", "order")
+                .expression_attribute_values(":id", s(order_id.as_str()))
+                .scan_index_forward(false)
+                .limit(AT_TIME_PAGE)
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| sdk_error(CONTEXT, e))?;
+            for item in out.items.unwrap_or_default() {
+                let state: TimedStateItem = from_item(CONTEXT, item)?;
+                if state.occurred_at <= at {
+                    return Ok(Some(state.order));
+                }
+            }
             match out.last_evaluated_key {
                 Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok(envelopes),
+                _ => return Ok(None),
             }
         }
     }

@@ -10,7 +10,7 @@ use std::{
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use events_schema::{ChainHash, Envelope, Order, OrderId, Recorded};
+use events_schema::{ChainHash, Order, OrderId, Recorded};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
@@ -19,8 +19,8 @@ use super::{
     writer::Writer,
 };
 use crate::ports::{
-    Append, AppendError, Claim, EventStore, Head, IdempotencyRecord, IdempotencyStore, StoreError,
-    claim_holds,
+    Append, AppendError, Claim, EventPage, EventStore, Head, IdempotencyRecord, IdempotencyStore,
+    StoreError, claim_holds,
 };
 
 /// An event serialized by the caller, so that the writer thread only writes.
@@ -261,15 +261,69 @@ impl EventStore for SqliteEventStore {
             })
     }
 
-    async fn history(&self, order_id: &OrderId) -> Result<Vec<Envelope>, StoreError> {
+    async fn events(
+        &self,
+        order_id: &OrderId,
+        after: u64,
+        limit: usize,
+    ) -> Result<EventPage, StoreError> {
         let id = order_id.to_string();
-        self.reads
-            .read("reading an order's history", move |conn| {
+        let fetch = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let items = self
+            .reads
+            .read("reading an order's events", move |conn| {
                 let mut stmt = conn.prepare_cached(
-                    "SELECT envelope FROM events WHERE order_id = ?1 ORDER BY version",
+                    "SELECT envelope FROM events WHERE order_id = ?1 AND version > ?2
+                     ORDER BY version LIMIT ?3",
                 )?;
-                let rows = stmt.query_map([&id], |r| r.get::<_, String>(0))?;
-                rows.map(|raw| parse_json(&raw?)).collect()
+                let rows = stmt.query_map(params![id, after, fetch], |r| r.get::<_, String>(0))?;
+                rows.map(|raw| parse_json(&raw?))
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .await?;
+        Ok(EventPage::from_overfetch(items, limit))
+    }
+
+    async fn at_version(
+        &self,
+        order_id: &OrderId,
+        version: u64,
+    ) -> Result<Option<Order>, StoreError> {
+        let id = order_id.to_string();
+        let Ok(version) = i64::try_from(version) else {
+            return Ok(None);
+        };
+        // A point lookup on the (order_id, version) index.
+        self.reads
+            .read_now("reading an order at a version", move |conn| {
+                conn.prepare_cached(
+                    "SELECT order_state FROM events WHERE order_id = ?1 AND version = ?2",
+                )?
+                .query_row(params![id, version], |r| r.get::<_, String>(0))
+                .optional()?
+                .map(|raw| parse_json(&raw))
+                .transpose()
+            })
+    }
+
+    async fn at_time(
+        &self,
+        order_id: &OrderId,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Order>, StoreError> {
+        let id = order_id.to_string();
+        let at = micros(at);
+        self.reads
+            .read("reading an order at a time", move |conn| {
+                conn.prepare_cached(
+                    "SELECT order_state FROM events WHERE order_id = ?1 AND occurred_at <= ?2
+                     ORDER BY version DESC LIMIT 1",
+                )?
+                .query_row(params![id, at], |r| r.get::<_, String>(0))
+                .optional()?
+                .map(|raw| parse_json(&raw))
+                .transpose()
             })
             .await
     }

@@ -8,13 +8,14 @@ use std::{sync::Arc, time::Duration};
 
 use backend::{
     Append, AppendError, BusEntry, ChangeFeed, Claim, Document, DocumentStore, EventPublisher,
-    EventStore, IN_PROGRESS_EXPIRY, IdempotencyRecord, IdempotencyStore, ListQuery, QueueMessage,
-    Queues, ReadModel, SavedResponse,
+    EventStore, Head, IN_PROGRESS_EXPIRY, IdempotencyRecord, IdempotencyStore, ListQuery,
+    QueueMessage, Queues, ReadModel, SavedResponse,
 };
 use chrono::{TimeZone, Utc};
 use events_schema::{
-    Command, Description, EventContext, EventDetail, Metadata, Order, OrderId, PlaceOrder,
-    Recorded, Status, decide, record, route_table,
+    Command, Description, Envelope, EventContext, EventDetail, MAX_EVENTS_PER_ORDER, Metadata,
+    Order, OrderDetailsRevised, OrderEvent, OrderId, PlaceOrder, Recorded, Rejection, Status,
+    UpdateOrder, decide, record, route_table, transitions_left,
 };
 
 /// Everything a backend offers, behind the ports.
@@ -78,6 +79,58 @@ fn place(description: &str) -> Command {
     })
 }
 
+/// Every event of the order, read a page at a time.
+async fn all_events(f: &Fixture, id: &OrderId) -> Vec<Envelope> {
+    let mut events = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = f.events.events(id, after, 100).await.expect("events");
+        events.extend(page.items);
+        match page.next {
+            Some(next) => after = next,
+            None => return events,
+        }
+    }
+}
+
+/// Appends `n` revisions of the order, one event per append (a transaction of several
+/// costs moto a copy of the table per event), each at `at` when given.
+async fn revise(f: &Fixture, id: &OrderId, n: u64, at: Option<chrono::DateTime<Utc>>) {
+    let mut head = f.events.head(id).await.expect("head").expect("placed");
+    for _ in 0..n {
+        let text = format!("revision {}", head.order.version + 1);
+        let event = OrderEvent::OrderDetailsRevised(OrderDetailsRevised {
+            description: Some(Description::parse(&text).expect("valid")),
+            delivery_date: None,
+        });
+        let mut context = ctx();
+        if let Some(at) = at {
+            context.occurred_at = at;
+        }
+        let recorded = record(
+            id,
+            Some((&head.order, &head.hash)),
+            vec![event],
+            &context,
+            uuid::Uuid::now_v7,
+        )
+        .expect("records");
+        let append = Append {
+            order_id: id.clone(),
+            expected_version: head.order.version,
+            events: recorded.clone(),
+            idempotency: None,
+        };
+        f.events.append(append).await.expect("appends");
+        if let Some(last) = recorded.last() {
+            head = Head {
+                order: last.order.clone(),
+                hash: last.envelope.hash,
+            };
+        }
+    }
+}
+
 async fn placed(f: &Fixture, id: &str) -> OrderId {
     let id = oid(id);
     let append = next_append(f, &id, place("an order")).await;
@@ -94,19 +147,139 @@ pub async fn append_then_head_and_history_return_what_was_written(f: Fixture) {
         (head.order.version, head.order.status),
         (2, Status::Inprocess)
     );
-    let history = f.events.history(&id).await.expect("history");
+    let history = all_events(&f, &id).await;
     assert_eq!(
         history.iter().map(|e| e.version).collect::<Vec<_>>(),
         vec![1, 2]
     );
     assert_eq!(head.hash, history[1].hash);
     assert!(f.events.head(&oid("nobody")).await.expect("head").is_none());
-    assert!(
+    assert!(all_events(&f, &oid("nobody")).await.is_empty());
+}
+
+pub async fn events_are_read_a_page_at_a_time_each_once_in_version_order(f: Fixture) {
+    let id = placed(&f, "ORD-PAGES").await;
+    revise(&f, &id, 249, None).await;
+    let mut pages = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = f.events.events(&id, after, 100).await.expect("events");
+        pages.push(page.items.iter().map(|e| e.version).collect::<Vec<_>>());
+        match page.next {
+            Some(next) => after = next,
+            None => break,
+        }
+    }
+    assert_eq!(
+        pages.iter().map(Vec::len).collect::<Vec<_>>(),
+        [100, 100, 50]
+    );
+    assert_eq!(pages.concat(), (1..=250).collect::<Vec<u64>>());
+    // A page that ends exactly at the last event says that nothing follows.
+    let last = f.events.events(&id, 150, 100).await.expect("events");
+    assert_eq!((last.items.len(), last.next), (100, None));
+    let past = f.events.events(&id, 250, 100).await.expect("events");
+    assert_eq!((past.items.len(), past.next), (0, None));
+    let other = f
+        .events
+        .events(&oid("nobody"), 0, 100)
+        .await
+        .expect("events");
+    assert!(other.items.is_empty());
+}
+
+pub async fn the_state_at_a_version_or_a_time_is_the_one_stored_with_that_event(f: Fixture) {
+    let id = oid("ORD-ASOF");
+    let t0 = Utc
+        .with_ymd_and_hms(2026, 3, 1, 12, 0, 0)
+        .single()
+        .expect("date");
+    let second = chrono::Duration::seconds(1);
+    let mut append = next_append(&f, &id, place("as of")).await;
+    for r in &mut append.events {
+        r.envelope.occurred_at = t0;
+    }
+    f.events.append(append).await.expect("appends");
+    revise(&f, &id, 1, Some(t0 + second)).await;
+    revise(&f, &id, 1, Some(t0 + second * 2)).await;
+    let stored = |v: u64| {
+        let f = &f;
+        let id = &id;
+        async move {
+            f.events
+                .at_version(id, v)
+                .await
+                .expect("at version")
+                .map(|o| (o.version, o.description.as_str().to_owned()))
+        }
+    };
+    assert_eq!(stored(1).await, Some((1, "as of".to_owned())));
+    assert_eq!(stored(2).await, Some((2, "revision 2".to_owned())));
+    assert_eq!(stored(3).await, Some((3, "revision 3".to_owned())));
+    assert_eq!(stored(4).await, None);
+    assert_eq!(stored(0).await, None);
+    assert_eq!(stored(u64::MAX).await, None);
+    let head = f.events.head(&id).await.expect("head").expect("exists");
+    assert_eq!(
+        f.events.at_version(&id, 3).await.expect("at version"),
+        Some(head.order)
+    );
+
+    let at = |t: chrono::DateTime<Utc>| {
+        let f = &f;
+        let id = &id;
+        async move {
+            f.events
+                .at_time(id, t)
+                .await
+                .expect("at time")
+                .map(|o| o.version)
+        }
+    };
+    let micro = chrono::Duration::microseconds(1);
+    assert_eq!(at(t0 - micro).await, None, "before the first event");
+    assert_eq!(at(t0).await, Some(1), "at the very instant of an event");
+    assert_eq!(at(t0 + second - micro).await, Some(1));
+    assert_eq!(at(t0 + second + second / 2).await, Some(2));
+    assert_eq!(at(t0 + second * 2).await, Some(3));
+    assert_eq!(at(t0 + chrono::Duration::days(365)).await, Some(3));
+    assert_eq!(
+        f.events.at_time(&oid("nobody"), t0).await.expect("at time"),
+        None
+    );
+}
+
+pub async fn an_order_at_the_event_limit_refuses_revisions_and_can_still_finish(f: Fixture) {
+    let id = placed(&f, "ORD-FULL").await;
+    let room = MAX_EVENTS_PER_ORDER - transitions_left(Status::Received);
+    revise(&f, &id, room - 1, None).await;
+    let head = f.events.head(&id).await.expect("head").expect("exists");
+    assert_eq!(head.order.version, room);
+    let revision = Command::Update(UpdateOrder {
+        description: Some(Description::parse("one more").expect("valid")),
+        ..UpdateOrder::default()
+    });
+    assert_eq!(
+        decide(&id, Some(&head.order), &revision),
+        Err(Rejection::HistoryFull {
+            order_id: id.clone(),
+            events: room,
+            limit: MAX_EVENTS_PER_ORDER,
+        })
+    );
+    for command in [Command::Start, Command::Complete] {
+        let append = next_append(&f, &id, command).await;
+        f.events.append(append).await.expect("appends");
+    }
+    let events = all_events(&f, &id).await;
+    assert_eq!(events.len() as u64, MAX_EVENTS_PER_ORDER);
+    assert_eq!(
         f.events
-            .history(&oid("nobody"))
+            .head(&id)
             .await
-            .expect("history")
-            .is_empty()
+            .expect("head")
+            .map(|h| h.order.version),
+        Some(MAX_EVENTS_PER_ORDER)
     );
 }
 
@@ -119,7 +292,7 @@ pub async fn an_append_at_a_stale_version_is_a_conflict_and_writes_nothing(f: Fi
         Err(AppendError::Conflict { expected: 1, .. }) => {}
         other => panic!("expected a conflict, got {other:?}"),
     }
-    assert_eq!(f.events.history(&id).await.expect("history").len(), 2);
+    assert_eq!(all_events(&f, &id).await.len(), 2);
 }
 
 pub async fn placing_an_existing_order_again_conflicts(f: Fixture) {
@@ -156,7 +329,7 @@ pub async fn of_many_concurrent_appends_at_one_version_exactly_one_wins(f: Fixtu
         }
     }
     assert_eq!(wins, 1);
-    assert_eq!(f.events.history(&id).await.expect("history").len(), 2);
+    assert_eq!(all_events(&f, &id).await.len(), 2);
 }
 
 pub async fn concurrent_appends_to_different_orders_all_commit(f: Fixture) {
@@ -170,7 +343,7 @@ pub async fn concurrent_appends_to_different_orders_all_commit(f: Fixture) {
     }
     for t in tasks {
         let id = t.await.expect("task");
-        assert_eq!(f.events.history(&id).await.expect("history").len(), 1);
+        assert_eq!(all_events(&f, &id).await.len(), 1);
     }
 }
 
@@ -482,7 +655,7 @@ async fn lifecycle(f: &Fixture, id: &str, commands: Vec<Command>) -> Vec<Recorde
         let append = next_append(f, &id, command).await;
         f.events.append(append).await.expect("appends");
     }
-    let history = f.events.history(&id).await.expect("history");
+    let history = all_events(f, &id).await;
     let mut recorded = Vec::new();
     let mut state = None;
     for envelope in history {
@@ -821,6 +994,9 @@ macro_rules! every_backend {
         contract_suite!(
             $backend,
             append_then_head_and_history_return_what_was_written,
+            events_are_read_a_page_at_a_time_each_once_in_version_order,
+            the_state_at_a_version_or_a_time_is_the_one_stored_with_that_event,
+            an_order_at_the_event_limit_refuses_revisions_and_can_still_finish,
             an_append_at_a_stale_version_is_a_conflict_and_writes_nothing,
             placing_an_existing_order_again_conflicts,
             of_many_concurrent_appends_at_one_version_exactly_one_wins,

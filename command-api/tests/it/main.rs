@@ -1,5 +1,5 @@
 //! The command API's integration tests (authenticated actor, OpenAPI document, `/metrics`,
-//! repeated placements), in one binary so a clean build links the backend once.
+//! repeated placements, reads of one stored event), in one binary so a clean build links the backend once.
 
 mod support;
 
@@ -8,4 +8,5 @@ mod hardening;
 mod metrics;
 mod openapi;
 mod placement;
+mod reads;
 mod trace;

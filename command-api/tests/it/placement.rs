@@ -8,8 +8,9 @@ use std::sync::{
 };
 
 use axum::body::Body;
-use backend::{Append, AppendError, EventStore, Head, StoreError};
-use events_schema::{Envelope, OrderId};
+use backend::{Append, AppendError, EventPage, EventStore, Head, StoreError};
+use chrono::{DateTime, Utc};
+use events_schema::{Order, OrderId};
 use serde_json::{Value, json};
 
 use crate::support::{Answer, app_on, embedded, send};
@@ -19,7 +20,7 @@ use crate::support::{Answer, app_on, embedded, send};
 struct Counting {
     inner: Arc<dyn EventStore>,
     heads: AtomicUsize,
-    histories: AtomicUsize,
+    event_reads: AtomicUsize,
     appends: AtomicUsize,
     miss_next_head: AtomicBool,
 }
@@ -28,7 +29,7 @@ impl Counting {
     fn counts(&self) -> (usize, usize, usize) {
         (
             self.heads.swap(0, Ordering::SeqCst),
-            self.histories.swap(0, Ordering::SeqCst),
+            self.event_reads.swap(0, Ordering::SeqCst),
             self.appends.swap(0, Ordering::SeqCst),
         )
     }
@@ -44,9 +45,30 @@ impl EventStore for Counting {
         self.inner.head(order_id).await
     }
 
-    async fn history(&self, order_id: &OrderId) -> Result<Vec<Envelope>, StoreError> {
-        self.histories.fetch_add(1, Ordering::SeqCst);
-        self.inner.history(order_id).await
+    async fn events(
+        &self,
+        order_id: &OrderId,
+        after: u64,
+        limit: usize,
+    ) -> Result<EventPage, StoreError> {
+        self.event_reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.events(order_id, after, limit).await
+    }
+
+    async fn at_version(
+        &self,
+        order_id: &OrderId,
+        version: u64,
+    ) -> Result<Option<Order>, StoreError> {
+        self.inner.at_version(order_id, version).await
+    }
+
+    async fn at_time(
+        &self,
+        order_id: &OrderId,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Order>, StoreError> {
+        self.inner.at_time(order_id, at).await
     }
 
     async fn append(&self, append: Append) -> Result<(), AppendError> {
@@ -71,7 +93,7 @@ fn setup() -> Setup {
     let store = Arc::new(Counting {
         inner: ports.events.clone(),
         heads: AtomicUsize::new(0),
-        histories: AtomicUsize::new(0),
+        event_reads: AtomicUsize::new(0),
         appends: AtomicUsize::new(0),
         miss_next_head: AtomicBool::new(false),
     });
@@ -108,7 +130,7 @@ async fn a_placement_with_a_client_id_reads_the_head_and_appends_and_nothing_mor
     )
     .await;
     assert_eq!(res.status, 201, "{}", res.text);
-    assert_eq!(s.store.counts(), (1, 0, 1), "(heads, histories, appends)");
+    assert_eq!(s.store.counts(), (1, 0, 1), "(heads, event reads, appends)");
 }
 
 #[tokio::test]
@@ -119,7 +141,7 @@ async fn the_same_placement_again_gets_the_first_answer_and_other_content_a_409(
     assert_eq!(first.status, 201, "{}", first.text);
     s.store.counts();
 
-    // The same process (head cached) and another (head read): both compare the history.
+    // The same process (head cached) and another (head read): both compare the first event.
     same(&send(&s.first, post(place.clone())).await, &first);
     assert_eq!(s.store.counts(), (0, 1, 0));
     same(&send(&s.second, post(place.clone())).await, &first);
@@ -149,9 +171,9 @@ async fn the_same_placement_again_gets_the_first_answer_and_other_content_a_409(
     let events = s
         .store
         .inner
-        .history(&OrderId::parse("P-2").expect("id"))
+        .events(&OrderId::parse("P-2").expect("id"), 0, 10)
         .await;
-    assert_eq!(events.expect("history").len(), 2);
+    assert_eq!(events.expect("events").items.len(), 2);
 }
 
 #[tokio::test]
@@ -165,7 +187,7 @@ async fn a_placement_that_loses_the_append_compares_with_the_winner_without_read
 
     s.store.miss_next_head.store(true, Ordering::SeqCst);
     same(&send(&s.second, post(place)).await, &first);
-    assert_eq!(s.store.counts(), (1, 1, 1), "(heads, histories, appends)");
+    assert_eq!(s.store.counts(), (1, 1, 1), "(heads, event reads, appends)");
 
     s.store.miss_next_head.store(true, Ordering::SeqCst);
     let other = send(

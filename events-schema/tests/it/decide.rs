@@ -244,3 +244,92 @@ fn an_event_over_the_published_size_limit_is_refused_naming_the_limit() {
     ));
     assert!(e.to_string().contains("65536 byte limit"), "{e}");
 }
+
+fn revise(n: u64) -> Command {
+    update(UpdateOrder {
+        description: Some(Description::parse(&format!("revision {n}")).expect("desc")),
+        ..UpdateOrder::default()
+    })
+}
+
+/// Revises the order until a revision is refused; returns the refusal.
+fn revise_until_refused(h: &mut History) -> Rejection {
+    for n in 0..=MAX_EVENTS_PER_ORDER {
+        if let Err(e) = h.when(&revise(n)) {
+            return e;
+        }
+    }
+    panic!("{} revisions were all accepted", MAX_EVENTS_PER_ORDER + 1);
+}
+
+#[test]
+fn the_status_changes_left_are_counted_along_the_longest_path() {
+    assert_eq!(transitions_left(Status::Received), 2);
+    assert_eq!(transitions_left(Status::Inprocess), 1);
+    assert_eq!(transitions_left(Status::Completed), 0);
+    assert_eq!(transitions_left(Status::Canceled), 0);
+}
+
+#[test]
+fn revisions_are_refused_where_only_room_for_the_remaining_status_changes_is_left() {
+    let mut h = History::given(&[place("a")]);
+    let refused = revise_until_refused(&mut h);
+    let last = MAX_EVENTS_PER_ORDER - 2;
+    assert_eq!(
+        refused,
+        Rejection::HistoryFull {
+            order_id: id("ORD-1"),
+            events: last,
+            limit: MAX_EVENTS_PER_ORDER,
+        }
+    );
+    assert!(
+        refused
+            .to_string()
+            .contains("limit of 1000 events per order"),
+        "{refused}"
+    );
+    assert_eq!(h.state().map(|o| o.version), Some(last), "nothing recorded");
+    // The order can still finish its lifecycle, and ends exactly at the limit.
+    assert_eq!(h.when(&Command::Start), Ok(vec!["OrderStarted"]));
+    assert!(matches!(
+        h.when(&revise(0)),
+        Err(Rejection::HistoryFull { .. })
+    ));
+    assert_eq!(h.when(&Command::Complete), Ok(vec!["OrderCompleted"]));
+    assert_eq!(h.recorded.len() as u64, MAX_EVENTS_PER_ORDER);
+}
+
+#[test]
+fn at_the_limit_a_revision_that_also_cancels_still_fits() {
+    let mut h = History::given(&[place("a")]);
+    revise_until_refused(&mut h);
+    let revise_and_cancel = update(UpdateOrder {
+        status: Some(Status::Canceled),
+        reason_for_cancellation: Some(Reason::parse("no longer needed").expect("reason")),
+        description: Some(Description::parse("last words").expect("desc")),
+        ..UpdateOrder::default()
+    });
+    assert_eq!(
+        h.when(&revise_and_cancel),
+        Ok(vec!["OrderDetailsRevised", "OrderCanceled"])
+    );
+    assert_eq!(h.recorded.len() as u64, MAX_EVENTS_PER_ORDER);
+}
+
+#[test]
+fn status_changes_and_commands_that_change_nothing_are_not_limited() {
+    let mut h = History::given(&[place("a")]);
+    revise_until_refused(&mut h);
+    let unchanged = h.state().map(|o| o.description.clone());
+    let same = update(UpdateOrder {
+        description: unchanged,
+        status: Some(Status::Received),
+        ..UpdateOrder::default()
+    });
+    assert_eq!(h.when(&same), Ok(vec![]));
+    assert_eq!(
+        h.when(&cancel("changed my mind")),
+        Ok(vec!["OrderCanceled"])
+    );
+}
