@@ -47,8 +47,9 @@ function synthToDir(settings: Partial<OrdersourceSettings>): { dir: string; repo
 
 /** Every acknowledgement the stack makes, by rule, with where it applies. */
 const EXPECTED_ACKS: Record<string, RegExp> = {
-  // dynamodb:ListStreams cannot be scoped (projector role only).
-  'AwsSolutions-IAM5[Resource::*]': /^Ordersource\/OrdersProjectorRole\//,
+  // dynamodb:ListStreams (projector) and X-Ray's PutTraceSegments/PutTelemetryRecords
+  // (active tracing, every function) cannot be scoped.
+  'AwsSolutions-IAM5[Resource::*]': /^Ordersource\/(OrdersApi|OrdersProjector|Handler-[a-z]+)Role\//,
   // <documents bucket ARN>/* object resources (orders-api reads, handlers write).
   'AwsSolutions-IAM5[Resource::<DocumentsBucket9EC9DEB9.Arn>/*]': /^Ordersource\/(OrdersApi|Handler-[a-z]+)Role\//,
   // The tables `orders rebuild` creates beside the read model table (orders-api reads,

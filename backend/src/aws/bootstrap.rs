@@ -5,14 +5,20 @@
 //!
 //! It never creates Lambda event source mappings: the local runtime polls the stream and
 //! the queues itself, and a mapping would compete with it for the records and messages.
+//!
+//! What it creates is a [`Plan`], data that [`plan`] derives from the configuration and the
+//! route table and that `bootstrap` then carries out: the checked-in
+//! `backend/aws-bootstrap-plan.json` is that plan, and the CDK tests compare it with the
+//! synthesized template, so that the two ways of creating the resources cannot drift.
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
     ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType, TableStatus,
     TimeToLiveSpecification, TimeToLiveStatus,
 };
+use serde::Serialize;
 use aws_sdk_s3::types::{
     BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration,
     VersioningConfiguration,
@@ -20,21 +26,148 @@ use aws_sdk_s3::types::{
 use aws_sdk_sqs::types::QueueAttributeName;
 use events_schema::{Route, RouteTable};
 
-use super::{Aws, dynamo::sdk_error, read_model::STATUS_INDEX};
+use super::{Aws, AwsConfig, dynamo::sdk_error, read_model::STATUS_INDEX};
 use crate::ports::StoreError;
 
 /// How long a new table may take to become ACTIVE.
 const TABLE_READY_TIMEOUT: Duration = Duration::from_secs(300);
-/// Dead letters are kept as long as SQS allows (14 days), for operators to look at.
-const DLQ_RETENTION_SECONDS: u32 = 14 * 24 * 3600;
+/// Messages are kept as long as SQS allows (14 days): dead letters for operators to look
+/// at, and route messages through a long outage of their handler.
+const RETENTION_SECONDS: u32 = 14 * 24 * 3600;
 
-/// A table's key attributes, its key schema and its GSI.
-pub(super) struct TableSpec<'a> {
-    name: &'a str,
-    attributes: &'a [(&'a str, ScalarAttributeType)],
-    key: &'a [(&'a str, KeyType)],
-    stream: bool,
-    status_index: bool,
+/// Everything `bootstrap` creates, as data (the names of CloudFormation's properties, for
+/// the comparison with the CDK template).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    pub tables: Vec<TablePlan>,
+    /// Each dead-letter queue before the queues that use it.
+    pub queues: Vec<QueuePlan>,
+    pub event_bus: String,
+    pub documents_bucket: String,
+}
+
+/// A table, on-demand, with the shape the adapters rely on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TablePlan {
+    /// The construct id of the same table in the CDK app.
+    pub role: &'static str,
+    pub table_name: String,
+    pub key_schema: Vec<KeyPlan>,
+    pub attribute_definitions: Vec<AttributePlan>,
+    pub global_secondary_indexes: Vec<IndexPlan>,
+    /// `NEW_IMAGE` for the table the change feed reads.
+    pub stream_view_type: Option<&'static str>,
+    pub time_to_live_attribute: Option<&'static str>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyPlan {
+    pub attribute_name: &'static str,
+    /// `HASH` or `RANGE`.
+    pub key_type: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttributePlan {
+    pub attribute_name: &'static str,
+    /// `S` or `N`.
+    pub attribute_type: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IndexPlan {
+    pub index_name: &'static str,
+    pub key_schema: Vec<KeyPlan>,
+    pub projection_type: &'static str,
+}
+
+/// A queue, encrypted with SQS-managed keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueuePlan {
+    pub queue_name: String,
+    /// Seconds; SQS's default (30) when absent.
+    pub visibility_timeout: Option<u32>,
+    /// Seconds.
+    pub message_retention_period: u32,
+    pub redrive_policy: Option<RedrivePlan>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RedrivePlan {
+    /// The name of the dead-letter queue (its ARN once created).
+    pub dead_letter_queue: String,
+    pub max_receive_count: u32,
+}
+
+const fn key(attribute_name: &'static str, key_type: &'static str) -> KeyPlan {
+    KeyPlan {
+        attribute_name,
+        key_type,
+    }
+}
+
+const fn attribute(attribute_name: &'static str, attribute_type: &'static str) -> AttributePlan {
+    AttributePlan {
+        attribute_name,
+        attribute_type,
+    }
+}
+
+/// What `bootstrap` creates for `config` and `routes`.
+pub fn plan(config: &AwsConfig, routes: &RouteTable) -> Plan {
+    let tables = vec![
+        TablePlan {
+            role: "EventsTable",
+            table_name: config.events_table.clone(),
+            key_schema: vec![key("orderId", "HASH"), key("version", "RANGE")],
+            attribute_definitions: vec![attribute("orderId", "S"), attribute("version", "N")],
+            global_secondary_indexes: Vec::new(),
+            stream_view_type: Some("NEW_IMAGE"),
+            time_to_live_attribute: None,
+        },
+        read_model_spec(&config.read_model_table),
+        TablePlan {
+            role: "LedgerTable",
+            table_name: config.ledger_table.clone(),
+            key_schema: vec![key("pk", "HASH")],
+            attribute_definitions: vec![attribute("pk", "S")],
+            global_secondary_indexes: Vec::new(),
+            stream_view_type: None,
+            time_to_live_attribute: Some("expiresAt"),
+        },
+    ];
+    let mut queues = Vec::new();
+    for route in &routes.routes {
+        let dead_letter_queue = config.queue_name(&route.dead_letter_queue);
+        queues.push(QueuePlan {
+            queue_name: dead_letter_queue.clone(),
+            visibility_timeout: None,
+            message_retention_period: RETENTION_SECONDS,
+            redrive_policy: None,
+        });
+        queues.push(QueuePlan {
+            queue_name: config.queue_name(&route.queue),
+            visibility_timeout: Some(route.visibility_timeout_seconds),
+            message_retention_period: RETENTION_SECONDS,
+            redrive_policy: Some(RedrivePlan {
+                dead_letter_queue,
+                max_receive_count: route.max_receive_count,
+            }),
+        });
+    }
+    Plan {
+        tables,
+        queues,
+        event_bus: config.event_bus.clone(),
+        documents_bucket: config.documents_bucket.clone(),
+    }
 }
 
 fn build<T, E: std::fmt::Display>(r: Result<T, E>) -> Result<T, StoreError> {
@@ -46,40 +179,62 @@ impl Aws {
     /// and the documents bucket. Returns what it created.
     pub async fn bootstrap(&self, routes: &RouteTable) -> Result<Vec<String>, StoreError> {
         let mut created = Vec::new();
-        let c = &self.config;
-        use KeyType::{Hash, Range};
-        use ScalarAttributeType::{N, S};
-        let tables = [
-            TableSpec {
-                name: &c.events_table,
-                attributes: &[("orderId", S), ("version", N)],
-                key: &[("orderId", Hash), ("version", Range)],
-                stream: true,
-                status_index: false,
-            },
-            read_model_spec(&c.read_model_table),
-            TableSpec {
-                name: &c.ledger_table,
-                attributes: &[("pk", S)],
-                key: &[("pk", Hash)],
-                stream: false,
-                status_index: false,
-            },
-        ];
-        for spec in &tables {
-            if ensure_table(&self.clients.dynamodb, spec).await? {
-                created.push(format!("table {}", spec.name));
+        let plan = plan(&self.config, routes);
+        for table in &plan.tables {
+            if ensure_table(&self.clients.dynamodb, table).await? {
+                created.push(format!("table {}", table.table_name));
+            }
+            if let Some(attribute) = table.time_to_live_attribute {
+                self.ensure_ttl(&table.table_name, attribute).await?;
             }
         }
-        self.ensure_ttl(&c.ledger_table, "expiresAt").await?;
         if self.ensure_bus().await? {
-            created.push(format!("event bus {}", c.event_bus));
+            created.push(format!("event bus {}", plan.event_bus));
+        }
+        // Each queue's URL and ARN, by name; dead-letter queues come first in the plan.
+        let mut made: HashMap<&str, (String, String)> = HashMap::new();
+        for queue in &plan.queues {
+            let redrive = match &queue.redrive_policy {
+                Some(r) => {
+                    let (_, dlq_arn) = made.get(r.dead_letter_queue.as_str()).ok_or_else(|| {
+                        StoreError::new(
+                            "creating a queue",
+                            format!("{}'s dead-letter queue is not planned before it", queue.queue_name),
+                        )
+                    })?;
+                    Some(serde_json::json!({
+                        "deadLetterTargetArn": dlq_arn,
+                        "maxReceiveCount": r.max_receive_count,
+                    }))
+                }
+                None => None,
+            };
+            let mut attributes = vec![(
+                QueueAttributeName::MessageRetentionPeriod,
+                queue.message_retention_period.to_string(),
+            )];
+            if let Some(seconds) = queue.visibility_timeout {
+                attributes.push((QueueAttributeName::VisibilityTimeout, seconds.to_string()));
+            }
+            if let Some(redrive) = redrive {
+                attributes.push((QueueAttributeName::RedrivePolicy, redrive.to_string()));
+            }
+            let (url, new) = self.ensure_queue(&queue.queue_name, attributes).await?;
+            if new {
+                created.push(format!("queue {}", queue.queue_name));
+            }
+            let arn = self.queue_arn(&url).await?;
+            made.insert(&queue.queue_name, (url, arn));
         }
         for route in &routes.routes {
-            created.extend(self.ensure_route(route).await?);
+            let queue_name = self.config.queue_name(&route.queue);
+            let (url, arn) = made.get(queue_name.as_str()).ok_or_else(|| {
+                StoreError::new("creating a rule", format!("{queue_name} is not planned"))
+            })?;
+            self.ensure_rule(route, &queue_name, url, arn).await?;
         }
         if self.ensure_bucket().await? {
-            created.push(format!("bucket {}", c.documents_bucket));
+            created.push(format!("bucket {}", plan.documents_bucket));
         }
         for what in &created {
             tracing::info!(created = %what, "bootstrap");
@@ -147,47 +302,16 @@ impl Aws {
         }
     }
 
-    /// The route's dead-letter queue, queue (redrive policy from the route table), rule
-    /// (the route's pattern with the configured source) and the queue as its target.
-    async fn ensure_route(&self, route: &Route) -> Result<Vec<String>, StoreError> {
-        let mut created = Vec::new();
+    /// The route's rule (the route's pattern with the configured source), its queue as the
+    /// target, and the queue policy that lets the rule send.
+    async fn ensure_rule(
+        &self,
+        route: &Route,
+        queue_name: &str,
+        queue_url: &str,
+        queue_arn: &str,
+    ) -> Result<(), StoreError> {
         let c = &self.config;
-        let dlq_name = c.queue_name(&route.dead_letter_queue);
-        let (dlq_url, new) = self
-            .ensure_queue(
-                &dlq_name,
-                vec![(
-                    QueueAttributeName::MessageRetentionPeriod,
-                    DLQ_RETENTION_SECONDS.to_string(),
-                )],
-            )
-            .await?;
-        if new {
-            created.push(format!("queue {dlq_name}"));
-        }
-        let dlq_arn = self.queue_arn(&dlq_url).await?;
-        let queue_name = c.queue_name(&route.queue);
-        let redrive = serde_json::json!({
-            "deadLetterTargetArn": dlq_arn,
-            "maxReceiveCount": route.max_receive_count,
-        });
-        let (queue_url, new) = self
-            .ensure_queue(
-                &queue_name,
-                vec![
-                    (
-                        QueueAttributeName::VisibilityTimeout,
-                        route.visibility_timeout_seconds.to_string(),
-                    ),
-                    (QueueAttributeName::RedrivePolicy, redrive.to_string()),
-                ],
-            )
-            .await?;
-        if new {
-            created.push(format!("queue {queue_name}"));
-        }
-        let queue_arn = self.queue_arn(&queue_url).await?;
-
         let mut pattern = route.event_pattern.clone();
         pattern["source"] = serde_json::json!([c.event_source]);
         let rule_name = c.queue_name(&route.rule);
@@ -209,7 +333,7 @@ impl Aws {
         let target = build(
             aws_sdk_eventbridge::types::Target::builder()
                 .id("queue")
-                .arn(&queue_arn)
+                .arn(queue_arn)
                 .build(),
         )?;
         let out = eb
@@ -242,12 +366,12 @@ impl Aws {
         self.clients
             .sqs
             .set_queue_attributes()
-            .queue_url(&queue_url)
+            .queue_url(queue_url)
             .attributes(QueueAttributeName::Policy, policy.to_string())
             .send()
             .await
             .map_err(|e| sdk_error("setting a queue policy", e))?;
-        Ok(created)
+        Ok(())
     }
 
     /// The queue's URL, creating it with `attributes` (plus SSE) if missing, else setting
@@ -350,40 +474,49 @@ impl Aws {
 }
 
 /// The read model table's shape (a rebuild creates its fresh tables with it too).
-pub(super) fn read_model_spec(name: &str) -> TableSpec<'_> {
-    use KeyType::Hash;
-    use ScalarAttributeType::S;
-    TableSpec {
-        name,
-        attributes: &[("orderId", S), ("status", S), ("createdKey", S)],
-        key: &[("orderId", Hash)],
-        stream: false,
-        status_index: true,
+pub(super) fn read_model_spec(name: &str) -> TablePlan {
+    TablePlan {
+        role: "ReadModelTable",
+        table_name: name.to_owned(),
+        key_schema: vec![key("orderId", "HASH")],
+        attribute_definitions: vec![
+            attribute("orderId", "S"),
+            attribute("status", "S"),
+            attribute("createdKey", "S"),
+        ],
+        global_secondary_indexes: vec![IndexPlan {
+            index_name: STATUS_INDEX,
+            key_schema: vec![key("status", "HASH"), key("createdKey", "RANGE")],
+            projection_type: "ALL",
+        }],
+        stream_view_type: None,
+        time_to_live_attribute: None,
     }
 }
 
 /// `true` if the table was created.
 pub(super) async fn ensure_table(
     db: &aws_sdk_dynamodb::Client,
-    spec: &TableSpec<'_>,
+    spec: &TablePlan,
 ) -> Result<bool, StoreError> {
     const CONTEXT: &str = "creating a table";
-    match db.describe_table().table_name(spec.name).send().await {
+    let stream = spec.stream_view_type.map(StreamViewType::from);
+    match db.describe_table().table_name(&spec.table_name).send().await {
         Ok(out) => {
             let streaming = out
                 .table
                 .as_ref()
                 .and_then(|t| t.stream_specification.as_ref())
                 .is_some_and(|s| s.stream_enabled);
-            if spec.stream && !streaming {
+            if let Some(view) = stream.filter(|_| !streaming) {
                 // The change feed needs it; turning it on loses nothing.
                 db.update_table()
-                    .table_name(spec.name)
-                    .stream_specification(new_image_stream()?)
+                    .table_name(&spec.table_name)
+                    .stream_specification(stream_of(view)?)
                     .send()
                     .await
                     .map_err(|e| sdk_error("enabling the event table's stream", e))?;
-                wait_for_table(db, spec.name).await?;
+                wait_for_table(db, &spec.table_name).await?;
             }
             return Ok(false);
         }
@@ -395,35 +528,34 @@ pub(super) async fn ensure_table(
     }
     let mut request = db
         .create_table()
-        .table_name(spec.name)
+        .table_name(&spec.table_name)
         .billing_mode(BillingMode::PayPerRequest);
-    for (name, kind) in spec.attributes {
+    for a in &spec.attribute_definitions {
         request = request.attribute_definitions(build(
             AttributeDefinition::builder()
-                .attribute_name(*name)
-                .attribute_type(kind.clone())
+                .attribute_name(a.attribute_name)
+                .attribute_type(ScalarAttributeType::from(a.attribute_type))
                 .build(),
         )?);
     }
-    for (name, kind) in spec.key {
-        request = request.key_schema(key(name, kind.clone())?);
+    for k in &spec.key_schema {
+        request = request.key_schema(key_element(k)?);
     }
-    if spec.stream {
-        request = request.stream_specification(new_image_stream()?);
+    if let Some(view) = stream {
+        request = request.stream_specification(stream_of(view)?);
     }
-    if spec.status_index {
-        request = request.global_secondary_indexes(build(
-            GlobalSecondaryIndex::builder()
-                .index_name(STATUS_INDEX)
-                .key_schema(key("status", KeyType::Hash)?)
-                .key_schema(key("createdKey", KeyType::Range)?)
-                .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::All)
-                        .build(),
-                )
-                .build(),
-        )?);
+    for index in &spec.global_secondary_indexes {
+        let mut gsi = GlobalSecondaryIndex::builder()
+            .index_name(index.index_name)
+            .projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::from(index.projection_type))
+                    .build(),
+            );
+        for k in &index.key_schema {
+            gsi = gsi.key_schema(key_element(k)?);
+        }
+        request = request.global_secondary_indexes(build(gsi.build())?);
     }
     match request.send().await {
         Ok(_) => {}
@@ -437,7 +569,7 @@ pub(super) async fn ensure_table(
         }
         Err(err) => return Err(sdk_error(CONTEXT, err)),
     }
-    wait_for_table(db, spec.name).await?;
+    wait_for_table(db, &spec.table_name).await?;
     Ok(true)
 }
 
@@ -475,20 +607,63 @@ pub(super) async fn wait_for_table(
     }
 }
 
-fn key(name: &str, kind: KeyType) -> Result<KeySchemaElement, StoreError> {
+fn key_element(k: &KeyPlan) -> Result<KeySchemaElement, StoreError> {
     build(
         KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(kind)
+            .attribute_name(k.attribute_name)
+            .key_type(KeyType::from(k.key_type))
             .build(),
     )
 }
 
-fn new_image_stream() -> Result<StreamSpecification, StoreError> {
+fn stream_of(view: StreamViewType) -> Result<StreamSpecification, StoreError> {
     build(
         StreamSpecification::builder()
             .stream_enabled(true)
-            .stream_view_type(StreamViewType::NewImage)
+            .stream_view_type(view)
             .build(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/aws-bootstrap-plan.json");
+
+    /// The plan of the default configuration is checked in for the CDK tests
+    /// (cdk/test/bootstrap-plan.test.ts), which compare it with the template. Regenerate
+    /// with `UPDATE_PLAN=1 cargo test -p backend --lib bootstrap`.
+    #[test]
+    fn the_checked_in_plan_is_the_one_bootstrap_carries_out() {
+        let plan = plan(&AwsConfig::default(), events_schema::route_table());
+        let generated = serde_json::to_string_pretty(&plan).expect("json") + "\n";
+        if std::env::var_os("UPDATE_PLAN").is_some() {
+            std::fs::write(PATH, &generated).expect("write the plan");
+        }
+        let checked_in = std::fs::read_to_string(PATH).unwrap_or_default();
+        assert!(
+            checked_in == generated,
+            "{PATH} is stale; run UPDATE_PLAN=1 cargo test -p backend --lib bootstrap"
+        );
+    }
+
+    #[test]
+    fn each_dead_letter_queue_is_planned_before_its_queue_and_queue_names_take_the_prefix() {
+        let config = AwsConfig::prefixed("t1-");
+        let plan = plan(&config, events_schema::route_table());
+        for (i, q) in plan.queues.iter().enumerate() {
+            assert!(q.queue_name.starts_with("t1-"), "{}", q.queue_name);
+            if let Some(r) = &q.redrive_policy {
+                assert!(
+                    plan.queues[..i]
+                        .iter()
+                        .any(|d| d.queue_name == r.dead_letter_queue),
+                    "{}",
+                    q.queue_name
+                );
+            }
+        }
+        assert_eq!(plan.tables[0].table_name, "t1-orders-events");
+    }
 }

@@ -150,6 +150,7 @@ impl StreamPoller {
         // entry), never loses it.
         match self.parked.park(&at, recorded, attempts, error).await {
             Ok(()) => {
+                backend::emf::parked(1, &at.to_string());
                 tracing::error!(at = %at, attempts, %error, "parked a stream record that keeps failing; `orders parked replay` projects it once fixed");
                 save(self.feed.as_ref(), &at).await;
             }
