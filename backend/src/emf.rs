@@ -298,7 +298,10 @@ mod tests {
             },
             7,
         ));
-        assert_eq!(doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([[]]));
+        assert_eq!(
+            doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([[]])
+        );
         assert_eq!(doc["ParkedRecords"], json!(3.0));
     }
 
@@ -321,7 +324,10 @@ mod tests {
             for set in directive["Dimensions"].as_array().expect("sets") {
                 for key in set.as_array().expect("keys") {
                     let key = key.as_str().expect("a key");
-                    assert!(doc[key].is_string(), "{metric:?}: {key} is not a string member");
+                    assert!(
+                        doc[key].is_string(),
+                        "{metric:?}: {key} is not a string member"
+                    );
                 }
             }
             for def in directive["Metrics"].as_array().expect("defs") {

@@ -11,8 +11,8 @@
 //! in the embedded metric format, in Lambda.
 
 pub mod aws;
-pub mod emf;
 pub mod embedded;
+pub mod emf;
 pub mod event_pattern;
 pub mod item;
 pub mod ports;

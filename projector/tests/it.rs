@@ -381,6 +381,9 @@ async fn the_lambda_edge_publishes_each_event_under_the_trace_header_it_was_writ
     let response = lambda::handle(&projector(&read_model, &bus), event(stream)).await;
     assert!(failures(&response).is_empty());
     let published = bus.published.lock().unwrap();
-    let traces: Vec<_> = published.iter().map(|e| e.trace_header.as_deref()).collect();
+    let traces: Vec<_> = published
+        .iter()
+        .map(|e| e.trace_header.as_deref())
+        .collect();
     assert_eq!(traces, [Some(TRACE), None, None]);
 }

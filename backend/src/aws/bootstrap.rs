@@ -18,13 +18,13 @@ use aws_sdk_dynamodb::types::{
     ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType, TableStatus,
     TimeToLiveSpecification, TimeToLiveStatus,
 };
-use serde::Serialize;
 use aws_sdk_s3::types::{
     BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration,
     VersioningConfiguration,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 use events_schema::{Route, RouteTable};
+use serde::Serialize;
 
 use super::{Aws, AwsConfig, dynamo::sdk_error, read_model::STATUS_INDEX};
 use crate::ports::StoreError;
@@ -199,7 +199,10 @@ impl Aws {
                     let (_, dlq_arn) = made.get(r.dead_letter_queue.as_str()).ok_or_else(|| {
                         StoreError::new(
                             "creating a queue",
-                            format!("{}'s dead-letter queue is not planned before it", queue.queue_name),
+                            format!(
+                                "{}'s dead-letter queue is not planned before it",
+                                queue.queue_name
+                            ),
                         )
                     })?;
                     Some(serde_json::json!({
@@ -501,7 +504,12 @@ pub(super) async fn ensure_table(
 ) -> Result<bool, StoreError> {
     const CONTEXT: &str = "creating a table";
     let stream = spec.stream_view_type.map(StreamViewType::from);
-    match db.describe_table().table_name(&spec.table_name).send().await {
+    match db
+        .describe_table()
+        .table_name(&spec.table_name)
+        .send()
+        .await
+    {
         Ok(out) => {
             let streaming = out
                 .table

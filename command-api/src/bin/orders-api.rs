@@ -84,7 +84,8 @@ mod tests {
             .with_request_context(RequestContext::ApiGatewayV2(context))
     }
 
-    const TRACE: &str = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
+    const TRACE: &str =
+        "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
     const FORWARDED: &str = "Root=1-67891233-abcdef012345678912345678";
 
     fn request_in_trace(lambda: Option<&str>, header: Option<&str>) -> Request {
@@ -129,7 +130,9 @@ mod tests {
     async fn the_caller_layer_inserts_the_trace_header_for_the_router() {
         let req = with_caller(request_in_trace(Some(TRACE), None)).await;
         assert_eq!(
-            req.extensions().get::<TraceHeader>().map(TraceHeader::as_str),
+            req.extensions()
+                .get::<TraceHeader>()
+                .map(TraceHeader::as_str),
             Some(TRACE)
         );
     }

@@ -37,7 +37,11 @@ async fn events_record_the_trace_header_the_entrypoint_gives_and_not_a_clients()
     let dir = tempfile::tempdir().expect("tempdir");
     let (app, _embedded) = app(dir.path());
 
-    let mut traced = post("/orders", r#"{"orderId":"ORD-TRACED","description":"d"}"#, "t-1");
+    let mut traced = post(
+        "/orders",
+        r#"{"orderId":"ORD-TRACED","description":"d"}"#,
+        "t-1",
+    );
     traced
         .extensions_mut()
         .insert(TraceHeader::new(TRACE).expect("a trace header"));
@@ -47,7 +51,11 @@ async fn events_record_the_trace_header_the_entrypoint_gives_and_not_a_clients()
     assert_eq!(events["items"][0]["metadata"]["traceHeader"], TRACE);
 
     // The router itself (orders dev) takes no trace from the client.
-    let mut untraced = post("/orders", r#"{"orderId":"ORD-UNTRACED","description":"d"}"#, "t-2");
+    let mut untraced = post(
+        "/orders",
+        r#"{"orderId":"ORD-UNTRACED","description":"d"}"#,
+        "t-2",
+    );
     untraced
         .headers_mut()
         .insert("x-amzn-trace-id", http::HeaderValue::from_static(TRACE));
@@ -89,22 +97,38 @@ async fn each_write_is_counted_by_command_and_outcome_and_replays_as_duplicates(
     let (app, _embedded) = app(dir.path());
     let place = r#"{"orderId":"ORD-EMF","description":"d"}"#;
 
-    let res = app.clone().oneshot(post("/orders", place, "emf-1")).await.expect("served");
+    let res = app
+        .clone()
+        .oneshot(post("/orders", place, "emf-1"))
+        .await
+        .expect("served");
     assert_eq!(res.status(), 201);
-    assert_eq!(counted("emf-1"), (vec![pair("PlaceOrder", "Accepted")], vec![]));
+    assert_eq!(
+        counted("emf-1"),
+        (vec![pair("PlaceOrder", "Accepted")], vec![])
+    );
 
     // The same placement again: answered with the order, and a duplicate.
-    let res = app.clone().oneshot(post("/orders", place, "emf-2")).await.expect("served");
+    let res = app
+        .clone()
+        .oneshot(post("/orders", place, "emf-2"))
+        .await
+        .expect("served");
     assert!(res.status().is_success(), "{}", res.status());
     assert_eq!(
         counted("emf-2"),
-        (vec![pair("PlaceOrder", "Accepted")], vec!["SamePlacement".to_owned()])
+        (
+            vec![pair("PlaceOrder", "Accepted")],
+            vec!["SamePlacement".to_owned()]
+        )
     );
 
     let start = || {
         let mut req = post("/orders/ORD-EMF/start", "", "emf-3");
-        req.headers_mut()
-            .insert("idempotency-key", http::HeaderValue::from_static("start-once"));
+        req.headers_mut().insert(
+            "idempotency-key",
+            http::HeaderValue::from_static("start-once"),
+        );
         req
     };
     let res = app.clone().oneshot(start()).await.expect("served");
@@ -114,7 +138,10 @@ async fn each_write_is_counted_by_command_and_outcome_and_replays_as_duplicates(
     assert_eq!(
         counted("emf-3"),
         (
-            vec![pair("StartOrder", "Accepted"), pair("StartOrder", "Replayed")],
+            vec![
+                pair("StartOrder", "Accepted"),
+                pair("StartOrder", "Replayed")
+            ],
             vec!["IdempotencyKey".to_owned()]
         )
     );
@@ -126,5 +153,8 @@ async fn each_write_is_counted_by_command_and_outcome_and_replays_as_duplicates(
         .await
         .expect("served");
     assert_eq!(res.status(), 409);
-    assert_eq!(counted("emf-4"), (vec![pair("StartOrder", "Rejected")], vec![]));
+    assert_eq!(
+        counted("emf-4"),
+        (vec![pair("StartOrder", "Rejected")], vec![])
+    );
 }
