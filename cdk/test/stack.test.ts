@@ -191,7 +191,14 @@ describe('projector event source', () => {
     assert.equal(p.MaximumRetryAttempts, 10);
     assert.ok(p.MaximumRetryAttempts >= 0 && p.MaximumRetryAttempts <= 10000, 'retries bounded (not -1)');
     assert.ok(p.MaximumRecordAgeInSeconds >= 60 && p.MaximumRecordAgeInSeconds <= 604800, 'record age bounded (not -1)');
+    assert.equal(p.MaximumRecordAgeInSeconds, 21600, '6 hours');
     assert.equal(p.ParallelizationFactor, 1);
+  });
+  it('parks what it gives up on in the queue `orders parked list --backend aws` reads', () => {
+    const dest = mappings[0][1].Properties.DestinationConfig.OnFailure.Destination;
+    const queue = json.Resources[refId(dest)!].Properties;
+    assert.equal(queue.QueueName, 'orders-projector-failures');
+    assert.equal(queue.MessageRetentionPeriod, 1209600, '14 days');
   });
   it('sends failed batches to an encrypted SQS queue', () => {
     const dest = mappings[0][1].Properties.DestinationConfig.OnFailure.Destination;
@@ -418,7 +425,7 @@ describe('least-privilege IAM', () => {
     }
     assert.equal(ofType(json, 'AWS::IAM::Role').length, fns.length + 1);
   });
-  it('no identity policy statement has a "*" in an action; "*" resource only for dynamodb:ListStreams and X-Ray', () => {
+  it('no identity policy statement has a "*" in an action; "*" resource only for dynamodb:ListStreams', () => {
     let count = 0;
     for (const [roleId] of ofType(json, 'AWS::IAM::Role')) {
       for (const s of roleStatements(json, roleId)) {
@@ -428,10 +435,7 @@ describe('least-privilege IAM', () => {
         assert.equal(s.NotAction, undefined);
         assert.equal(s.NotResource, undefined);
         for (const r of asArray(s.Resource)) {
-          if (r === '*') {
-            const unscoped = new Set(['dynamodb:ListStreams', 'xray:PutTelemetryRecords', 'xray:PutTraceSegments']);
-            assert.ok(asArray(s.Action).every((a) => unscoped.has(String(a))), `${roleId}: "*" resource for ${JSON.stringify(s.Action)}`);
-          }
+          if (r === '*') assert.deepEqual(asArray(s.Action), ['dynamodb:ListStreams'], `${roleId}: "*" resource`);
           else if (typeof r === 'string') assert.ok(!r.includes('*'), `${roleId}: literal resource ${r}`);
         }
       }
@@ -476,11 +480,6 @@ describe('least-privilege IAM', () => {
   const bucketId = ofType(json, 'AWS::S3::Bucket').find(([, b]) => b.Properties.VersioningConfiguration)![0];
   const busId = ofType(json, 'AWS::Events::EventBus')[0][0];
   const logsOf = (fnId: string) => refId(json.Resources[fnId].Properties.LoggingConfig.LogGroup)!;
-  // Active tracing (observability.test.ts): X-Ray's actions have no resource-level permissions.
-  const XRAY: [string, Set<string>][] = [
-    ['xray:PutTelemetryRecords', new Set(['*'])],
-    ['xray:PutTraceSegments', new Set(['*'])],
-  ];
   const asObj = (m: Map<string, Set<string>>) =>
     Object.fromEntries([...m.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([a, s]) => [a, [...s].sort()]));
 
@@ -495,7 +494,6 @@ describe('least-privilege IAM', () => {
       ['logs:PutLogEvents', new Set([logsOf(fnId)])],
       ['s3:GetObject', new Set([bucketId])],
       ['s3:ListBucket', new Set([bucketId])],
-      ...XRAY,
     ])));
     // The GSI is reachable by Query only, and only that index.
     const roleId = refId(json.Resources[fnId].Properties.Role)!;
@@ -526,7 +524,6 @@ describe('least-privilege IAM', () => {
       ['sqs:GetQueueAttributes', new Set([failureQueue])],
       ['sqs:GetQueueUrl', new Set([failureQueue])],
       ['sqs:SendMessage', new Set([failureQueue])],
-      ...XRAY,
     ])));
   });
   it('the read model functions reach the tables a rebuild creates, and the projector reads only the pointer item of the ledger', () => {
@@ -575,7 +572,6 @@ describe('least-privilege IAM', () => {
         ['sqs:GetQueueAttributes', new Set([queueId])],
         ['sqs:GetQueueUrl', new Set([queueId])],
         ['sqs:ReceiveMessage', new Set([queueId])],
-        ...XRAY,
       ])));
     });
   }
