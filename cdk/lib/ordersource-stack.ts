@@ -103,6 +103,30 @@ interface NagAck {
   readonly reason: string;
 }
 
+const WILDCARD_RESOURCE_ACK = 'AwsSolutions::AwsSolutions-IAM5[Resource::*]';
+const XRAY_ACK_REASON = 'Active tracing: xray:PutTraceSegments and xray:PutTelemetryRecords (added by Lambda for Tracing.ACTIVE) have no resource-level permissions, so IAM requires "*".';
+
+/** A function's acknowledgements with the X-Ray wildcard explained (one per finding id). */
+function withXrayAck(acks: NagAck[]): NagAck[] {
+  const out = acks.map((a) => (a.id === WILDCARD_RESOURCE_ACK ? { id: a.id, reason: `${a.reason} ${XRAY_ACK_REASON}` } : a));
+  if (!out.some((a) => a.id === WILDCARD_RESOURCE_ACK)) out.push({ id: WILDCARD_RESOURCE_ACK, reason: XRAY_ACK_REASON });
+  return out;
+}
+
+/**
+ * The CloudWatch namespace of the metrics the Rust Lambdas write in the embedded metric
+ * format (backend/src/emf.rs), and the SEARCH expression of one metric by its dimensions.
+ */
+const EMF_NAMESPACE = 'Ordersource';
+function emfSearch(metricName: string, dimensions: string[], label: string): cloudwatch.MathExpression {
+  const schema = [EMF_NAMESPACE, ...dimensions].join(',');
+  return new cloudwatch.MathExpression({
+    expression: `SEARCH('{${schema}} MetricName="${metricName}"', 'Sum', 60)`,
+    label,
+    period: Duration.minutes(1),
+  });
+}
+
 interface RouteResources {
   readonly route: Route;
   readonly rule: events.Rule;
@@ -443,7 +467,7 @@ export class OrdersourceStack extends Stack {
       resources: [logGroup.logGroupArn],
     }));
     for (const st of opts.statements) role.addToPrincipalPolicy(st);
-    for (const ack of opts.acknowledgements ?? []) Validations.of(role).acknowledge(ack);
+    for (const ack of withXrayAck(opts.acknowledgements ?? [])) Validations.of(role).acknowledge(ack);
 
     const fn = new RustFunction(this, id, {
       manifestPath: path.join(REPO_ROOT, opts.crate, 'Cargo.toml'),
@@ -461,6 +485,9 @@ export class OrdersourceStack extends Stack {
       // The Rust mains log JSON when Lambda says the format is JSON (AWS_LAMBDA_LOG_FORMAT).
       loggingFormat: lambda.LoggingFormat.JSON,
       environment: opts.environment,
+      // X-Ray: each invocation is a segment; the API main records its trace header in the
+      // events, which the projector hands to EventBridge and EventBridge to the queues.
+      tracing: lambda.Tracing.ACTIVE,
     });
     // Lambda's L2 makes the function depend on the whole role construct: the role itself
     // (already implied by the GetAtt of its ARN; cfn-lint W3005) and its default policy (which
@@ -866,6 +893,36 @@ export class OrdersourceStack extends Stack {
         left: [this.eventsTable.metricConsumedWriteCapacityUnits({ period: minute, statistic: 'Sum' })],
         right: [this.projectorFunction.metricInvocations({ period: minute, statistic: 'Sum' })],
         width: 12,
+      }),
+    );
+    // The service's own metrics (EMF, written by the Rust mains; backend/src/emf.rs).
+    dash.addWidgets(
+      new cloudwatch.GraphWidget({
+        title: 'Commands by command and outcome',
+        left: [emfSearch('Commands', ['Command', 'Outcome'], '')],
+        width: 6,
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Duplicates (idempotent replays, redeliveries)',
+        left: [emfSearch('Duplicates', ['Kind'], '')],
+        width: 6,
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Documents written by handler',
+        left: [emfSearch('DocumentsWritten', ['Handler'], '')],
+        width: 6,
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Parked stream records',
+        left: [
+          new cloudwatch.Metric({
+            namespace: EMF_NAMESPACE, metricName: 'ParkedRecords', period: minute, statistic: 'Sum',
+            label: 'parked (EMF)',
+          }),
+          // On AWS, Lambda itself parks a batch it gave up on: a message in the on-failure queue.
+          this.projectorFailureQueue.metricNumberOfMessagesSent({ period: minute, statistic: 'Sum', label: 'batches sent to the on-failure queue' }),
+        ],
+        width: 6,
       }),
     );
   }
