@@ -10,7 +10,7 @@ import Ajv2020 from 'ajv/dist/2020';
 import AjvDraft04 from 'ajv-draft-04';
 import addFormats from 'ajv-formats';
 import { DEFAULT_SETTINGS, resolveSettings } from '../lib/config';
-import { collectRefs, DETAIL_SCHEMA_FILE, DRAFT4_URI, eventSchemaDraft4, readDetailSchema, resolvePointer } from '../lib/event-schema';
+import { collectRefs, DETAIL_SCHEMA_FILE, eventSchemaDraft4, readDetailSchema, resolvePointer } from '../lib/event-schema';
 import { loadRouteTable, patternFor, ROUTES_FILE } from '../lib/routes';
 import { ofType, ROUTES, synth, tempDir } from './helpers';
 
@@ -85,7 +85,20 @@ describe('settings', () => {
     assert.deepEqual(s.corsOrigins, []);
     assert.equal(s.jwtIssuer, undefined);
     assert.equal(s.eventSource, undefined);
-    assert.deepEqual(s, { ...DEFAULT_SETTINGS, allowAnonymous: true });
+    assert.deepEqual(s, {
+      busName: 'ordersource',
+      throttleRateLimit: 100,
+      throttleBurstLimit: 200,
+      corsOrigins: [],
+      jwtAudience: [],
+      allowAnonymous: true,
+      jwtReadScope: 'orders/read',
+      jwtWriteScope: 'orders/write',
+      archiveRetentionDays: 365,
+      logRetentionDays: 30,
+      queueNamePrefix: '',
+      rustLog: 'info',
+    });
   });
   it('rejects values AWS would reject', () => {
     assert.throws(() => resolveSettings({ busName: 'default' }), /busName/);
@@ -134,7 +147,7 @@ describe('event schema (registry, JSON Schema draft 4)', () => {
   ];
 
   it('is draft 4: $schema draft-04, no $defs / const / $id left, every $ref resolves', () => {
-    assert.equal(doc.$schema, DRAFT4_URI);
+    assert.equal(doc.$schema, 'http://json-schema.org/draft-04/schema#');
     const text = JSON.stringify(doc);
     assert.ok(!text.includes('"$defs"'));
     assert.ok(!text.includes('"const"'));
