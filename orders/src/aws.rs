@@ -15,12 +15,33 @@ pub struct AwsArgs {
 #[derive(clap::Subcommand, Debug)]
 enum Action {
     /// Create the tables, bus, rules, queues and bucket that are missing.
-    Bootstrap(BackendArgs),
+    Bootstrap(BootstrapArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct BootstrapArgs {
+    #[command(flatten)]
+    backend: BackendArgs,
+    /// Print what would be created (tables, queues and their settings) as JSON, and stop:
+    /// the same plan the bootstrap carries out, and that the CDK tests compare with the
+    /// stack (backend/aws-bootstrap-plan.json is the default configuration's).
+    #[arg(long)]
+    print_plan: bool,
 }
 
 pub async fn run(args: AwsArgs) -> anyhow::Result<()> {
     match args.action {
-        Action::Bootstrap(backend) => {
+        Action::Bootstrap(BootstrapArgs {
+            print_plan: true, ..
+        }) => {
+            let plan = backend::aws::bootstrap::plan(
+                &backend::aws::AwsConfig::from_env(),
+                events_schema::route_table(),
+            );
+            println!("{}", serde_json::to_string_pretty(&plan)?);
+            Ok(())
+        }
+        Action::Bootstrap(BootstrapArgs { backend, .. }) => {
             let aws = backend.connect_aws().await?;
             let created = aws
                 .bootstrap(events_schema::route_table())
