@@ -3,11 +3,14 @@
 //! the `orders` command's output read, every document of a set of orders. The fan-out suite
 //! drains the pipeline and lists documents with them too.
 
-use std::{process::Output, time::Duration};
+use std::{
+    process::{Command, Output},
+    time::Duration,
+};
 
 use serde_json::{Value, json};
 
-use crate::{TestApp, wait_until};
+use crate::{TestApp, moto, orders_bin, wait_until};
 
 /// The lifecycles the orders go through (after placement).
 pub const PATHS: [&[&str]; 5] = [
@@ -141,4 +144,55 @@ pub fn count_in_log(app: &TestApp, needle: &str) -> usize {
         .unwrap_or_default()
         .matches(needle)
         .count()
+}
+
+/// A fresh prefix for one test's AWS resource names on the shared moto server.
+pub fn aws_prefix() -> String {
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    format!("e{}-", &id[20..])
+}
+
+/// `orders aws bootstrap` on the moto server with `env`: every resource, under the env's
+/// names.
+pub fn bootstrap_aws(env: &[(&str, &str)]) {
+    let bootstrap = Command::new(orders_bin())
+        .args(["aws", "bootstrap", "--endpoint", moto::endpoint()])
+        .envs(env.iter().copied())
+        .output()
+        .expect("orders aws bootstrap runs");
+    assert!(bootstrap.status.success(), "{}", explain(&bootstrap));
+    let created = stdout(&bootstrap);
+    assert!(
+        created.contains("orders-events") && created.contains("order-received"),
+        "{created}"
+    );
+}
+
+/// Runs `orders <args> --backend aws --endpoint <moto>` with `env` to completion.
+pub async fn orders_on_aws(args: &[&str], env: &[(String, String)]) -> Output {
+    let mut command = Command::new(orders_bin());
+    command
+        .args(args)
+        .args(["--backend", "aws", "--endpoint", moto::endpoint()])
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env_remove("ORDERS_BACKEND")
+        .env("RUST_LOG", "warn");
+    tokio::task::spawn_blocking(move || command.output().expect("orders runs"))
+        .await
+        .expect("the command's thread")
+}
+
+/// The root an `orders audit digest --out FILE` run printed (its `root <hex>` line).
+pub fn printed_root(o: &Output) -> String {
+    stdout(o)
+        .lines()
+        .find_map(|l| l.strip_prefix("root "))
+        .unwrap_or_else(|| panic!("no root line\n{}", explain(o)))
+        .to_owned()
+}
+
+/// A digest file's JSON, to edit it as a tamperer would.
+pub fn read_digest(path: &std::path::Path) -> Value {
+    let text = std::fs::read_to_string(path).expect("the digest file");
+    serde_json::from_str(&text).expect("the digest file is JSON")
 }

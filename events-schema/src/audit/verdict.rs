@@ -194,39 +194,43 @@ fn fast_chain(order_id: &str, events: &[RawEvent]) -> Option<Vec<Envelope>> {
 /// compact object), each with the same bytes, plus one `hash` member holding a plain
 /// 64-character string.
 /// Whether `stored` is a JSON object with exactly the members of `canonical` (a compact
-/// object), each value with the same bytes, plus one `hash` member holding a plain
-/// 64-character string. Whitespace between members does not matter (RFC 8785 drops it);
-/// an escaped member name, a repeated member or any other difference is a `false`.
+/// object, members in RFC 8785 order), each value with the same bytes, plus one `hash`
+/// member holding a plain 64-character string. Whitespace between members does not matter
+/// (RFC 8785 drops it); an escaped member name, a repeated member or any other difference
+/// is a `false`.
 fn is_canonical_with_hash(stored: &str, canonical: &[u8]) -> bool {
-    let Ok(canonical) = std::str::from_utf8(canonical) else {
+    let Ok(Members(mut members)) = serde_json::from_str::<Members>(stored) else {
         return false;
     };
-    let (Ok(Members(stored)), Ok(Members(expected))) = (
-        serde_json::from_str::<Members>(stored),
-        serde_json::from_str::<Members>(canonical),
-    ) else {
+    let Some(at) = members.iter().position(|(name, _)| *name == "hash") else {
         return false;
     };
-    if stored.len() != expected.len() + 1 {
+    let hash = members.swap_remove(at).1.get();
+    if hash.len() != 66 || hash.contains('\\') {
         return false;
     }
-    let mut hashes = 0;
-    let mut seen = vec![false; expected.len()];
-    for (key, value) in &stored {
-        let value = value.get();
-        if *key == "hash" {
-            hashes += 1;
-            if value.len() != 66 || value.contains('\\') {
-                return false;
-            }
-            continue;
+    // The rest, in RFC 8785 order (for the ASCII names an envelope has, byte order), written
+    // compactly, must be the canonical bytes: compared piece by piece, without a copy. A
+    // second `hash` or any other repeated name makes it longer than the canonical form.
+    members.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let mut rest = canonical;
+    let mut eat = |piece: &[u8]| match rest.strip_prefix(piece) {
+        Some(after) => {
+            rest = after;
+            true
         }
-        match expected.iter().position(|(k, _)| k == key) {
-            Some(at) if !seen[at] && expected[at].1.get() == value => seen[at] = true,
-            _ => return false, // unknown, repeated or different
+        None => false,
+    };
+    if !eat(b"{") {
+        return false;
+    }
+    for (i, (name, value)) in members.iter().enumerate() {
+        let separator: &[u8] = if i == 0 { b"\"" } else { b",\"" };
+        if !(eat(separator) && eat(name.as_bytes()) && eat(b"\":") && eat(value.get().as_bytes())) {
+            return false;
         }
     }
-    hashes == 1 && seen.iter().all(|s| *s)
+    eat(b"}") && rest.is_empty()
 }
 
 /// A JSON object's members in document order, repeats kept, each value's text as written.

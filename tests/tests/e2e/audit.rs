@@ -434,3 +434,296 @@ async fn replay_shows_each_event_with_the_state_after_it_and_stops_at_a_version_
     let past = orders_async(&["replay", "--order", id, "--version", "9"], &data).await;
     assert!(!past.status.success(), "{}", explain(&past));
 }
+
+/// `orders audit digest` and `orders audit verify --digest`: a store sealed by a Merkle root
+/// over every order's head; deleting the last event of an order, changing a byte or editing
+/// the digest file is named afterwards, appending is not a problem. On the embedded backend
+/// here, and on the AWS APIs of a moto server.
+mod digest {
+    use std::path::Path;
+
+    use e2e::{
+        TestApp,
+        audit::{
+            aws_prefix, bootstrap_aws, explain, fill, json_lines, orders_on_aws, printed_root,
+            read_digest, stdout,
+        },
+        moto, spawn_app,
+    };
+    use events_schema::audit::{DigestFile, Leaf};
+    use serde_json::{Value, json};
+
+    use super::{change_one_byte_of_data, orders_async};
+
+    fn problems(o: &std::process::Output) -> Vec<Value> {
+        json_lines(o)
+            .into_iter()
+            .filter(|l| l.get("summary").is_none())
+            .collect()
+    }
+
+    fn summary(o: &std::process::Output) -> Value {
+        json_lines(o).last().expect("a summary line")["summary"].clone()
+    }
+
+    fn path(p: &Path) -> &str {
+        p.to_str().expect("a UTF-8 path")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn verify_with_a_digest_names_a_deleted_last_event_and_a_changed_byte_but_not_appends() {
+        let app = spawn_app();
+        // DG-00: 3 events, DG-01: 2, DG-02: 4 (placed, revised, started, canceled),
+        // DG-03: 2 (placed, revised), DG-04: 1.
+        let ids = fill(&app, "DG", 5).await;
+        let data = app.data_dir();
+        let file = data.with_file_name("digest.json");
+
+        let sealed = orders_async(&["audit", "digest", "--out", path(&file)], &data).await;
+        assert!(sealed.status.success(), "{}", explain(&sealed));
+        assert!(
+            stdout(&sealed).contains("5 order(s), 12 event(s)"),
+            "{}",
+            explain(&sealed)
+        );
+        let root = printed_root(&sealed);
+        let only = orders_async(&["audit", "digest", "--root-only"], &data).await;
+        assert_eq!(stdout(&only).trim(), root, "{}", explain(&only));
+        let digest = read_digest(&file);
+        assert_eq!(digest["formatVersion"], 1);
+        assert_eq!(digest["root"], root.as_str());
+        assert_eq!(
+            digest["leaves"][2],
+            json!({"orderId": "DG-02", "version": 4, "hash": app.events("DG-02").await[3]["hash"]})
+        );
+
+        let clean = orders_async(
+            &["audit", "verify", "--digest", path(&file), "--root", &root],
+            &data,
+        )
+        .await;
+        assert!(clean.status.success(), "{}", explain(&clean));
+
+        // Appended since: an event to a sealed order, a new order. Still clean, counted.
+        app.post("/orders/DG-04/start", json!({}))
+            .await
+            .expect_status(200);
+        app.place("DG-NEW", "after the digest").await;
+        let appended = orders_async(
+            &["audit", "verify", "--digest", path(&file), "--json"],
+            &data,
+        )
+        .await;
+        assert!(appended.status.success(), "{}", explain(&appended));
+        let s = summary(&appended);
+        assert_eq!(
+            (
+                &s["appendedEvents"],
+                &s["newOrders"],
+                &s["newOrderEvents"],
+                &s["clean"]
+            ),
+            (&json!(1), &json!(1), &json!(1), &json!(true)),
+            "{s}"
+        );
+
+        // The last event of DG-02 deleted: every remaining link is still valid.
+        let conn = rusqlite::Connection::open(data.join("orders.db")).expect("opens orders.db");
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .expect("busy timeout");
+        let deleted = conn
+            .execute(
+                "DELETE FROM events WHERE order_id = 'DG-02' AND version = 4",
+                [],
+            )
+            .expect("deletes");
+        assert_eq!(deleted, 1);
+        let truncated = orders_async(&["audit", "verify", "--digest", path(&file)], &data).await;
+        assert_eq!(truncated.status.code(), Some(1), "{}", explain(&truncated));
+        let out = stdout(&truncated);
+        assert!(
+            out.contains("order DG-02: version 4 missing (digest covers 1..=4)"),
+            "{}",
+            explain(&truncated)
+        );
+        assert!(
+            out.contains("1 problem(s) in 1 order(s)"),
+            "{}",
+            explain(&truncated)
+        );
+
+        // One byte of DG-03's revision changed as well.
+        change_one_byte_of_data(&data, &ids[3], 2);
+        let both = orders_async(
+            &["audit", "verify", "--digest", path(&file), "--json"],
+            &data,
+        )
+        .await;
+        assert_eq!(both.status.code(), Some(1), "{}", explain(&both));
+        let found: Vec<(Value, Value, Value)> = problems(&both)
+            .into_iter()
+            .map(|p| {
+                (
+                    p["orderId"].clone(),
+                    p["version"].clone(),
+                    p["problem"].clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                (json!("DG-02"), json!(4), json!("missing")),
+                (json!("DG-03"), json!(2), json!("changed")),
+            ],
+            "{}",
+            explain(&both)
+        );
+        assert!(
+            stdout(&orders_async(&["audit", "verify", "--digest", path(&file)], &data).await)
+                .contains("order DG-03: version 2 changed: hash:"),
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_edited_digest_file_fails_its_root_check_before_the_store_is_read() {
+        let app = spawn_app();
+        fill(&app, "DF", 3).await;
+        let data = app.data_dir();
+        let file = data.with_file_name("digest.json");
+        let sealed = orders_async(&["audit", "digest", "--out", path(&file)], &data).await;
+        assert!(sealed.status.success(), "{}", explain(&sealed));
+        let root = printed_root(&sealed);
+
+        // A tamperer who truncates DF-00 (3 events) lowers its leaf to version 2 and that
+        // version's hash, and the count to match.
+        let mut digest = read_digest(&file);
+        digest["leaves"][0]["version"] = json!(2);
+        digest["leaves"][0]["hash"] = app.events("DF-00").await[1]["hash"].clone();
+        digest["events"] = json!(digest["events"].as_u64().expect("events") - 1);
+        let edited = data.with_file_name("edited.json");
+        std::fs::write(&edited, digest.to_string()).expect("writes");
+        let refused = orders_async(&["audit", "verify", "--digest", path(&edited)], &data).await;
+        assert_eq!(refused.status.code(), Some(1), "{}", explain(&refused));
+        let err = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            err.contains("hash to root") && err.contains("the file was changed"),
+            "{}",
+            explain(&refused)
+        );
+        assert!(stdout(&refused).is_empty(), "{}", explain(&refused));
+
+        // Root recomputed too (the forger has the encoding): the file is consistent and the
+        // store still holds all it now covers; only the root kept elsewhere tells.
+        let leaves: Vec<Leaf> =
+            serde_json::from_value(digest["leaves"].clone()).expect("the leaves");
+        let forged = DigestFile::new(leaves, chrono::Utc::now(), "embedded", 0.0);
+        std::fs::write(&edited, serde_json::to_string(&forged).expect("JSON")).expect("writes");
+        let unkept = orders_async(&["audit", "verify", "--digest", path(&edited)], &data).await;
+        assert!(unkept.status.success(), "{}", explain(&unkept));
+        let kept = orders_async(
+            &[
+                "audit",
+                "verify",
+                "--digest",
+                path(&edited),
+                "--root",
+                &root,
+            ],
+            &data,
+        )
+        .await;
+        assert_eq!(kept.status.code(), Some(1), "{}", explain(&kept));
+        assert!(
+            String::from_utf8_lossy(&kept.stderr).contains("is not the root"),
+            "{}",
+            explain(&kept)
+        );
+        let bad = orders_async(
+            &["audit", "verify", "--digest", path(&file), "--root", "xyz"],
+            &data,
+        )
+        .await;
+        assert!(!bad.status.success(), "{}", explain(&bad));
+        assert!(
+            String::from_utf8_lossy(&bad.stderr).contains("64 lowercase hex digits"),
+            "{}",
+            explain(&bad)
+        );
+    }
+
+    fn event_key(order_id: &str, version: u64) -> Value {
+        json!({"orderId": {"S": order_id}, "version": {"N": version.to_string()}})
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_aws_verify_with_a_digest_names_a_deleted_last_event_and_a_changed_byte() {
+        let prefix = aws_prefix();
+        let env = moto::env(&prefix);
+        let env_refs: Vec<(&str, &str)> =
+            env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        bootstrap_aws(&env_refs);
+        let table = format!("{prefix}orders-events");
+        let app = TestApp::spawn_with(
+            &["--backend", "aws", "--endpoint", moto::endpoint()],
+            &env_refs,
+        );
+        fill(&app, "AD", 4).await; // AD-02: 4 events, AD-03: 2 (placed, revised)
+        let file = app.data_dir().with_file_name("digest.json");
+
+        let sealed = orders_on_aws(&["audit", "digest", "--out", path(&file)], &env).await;
+        assert!(sealed.status.success(), "{}", explain(&sealed));
+        assert!(
+            stdout(&sealed).contains("4 order(s), 11 event(s)"),
+            "{}",
+            explain(&sealed)
+        );
+        assert_eq!(read_digest(&file)["backend"], "aws");
+        let root = printed_root(&sealed);
+        app.post("/orders/AD-03/start", json!({}))
+            .await
+            .expect_status(200);
+        let appended = orders_on_aws(
+            &[
+                "audit",
+                "verify",
+                "--digest",
+                path(&file),
+                "--root",
+                &root,
+                "--json",
+            ],
+            &env,
+        )
+        .await;
+        assert!(appended.status.success(), "{}", explain(&appended));
+        assert_eq!(summary(&appended)["appendedEvents"], 1);
+
+        moto::dynamodb(
+            "DeleteItem",
+            json!({"TableName": table, "Key": event_key("AD-02", 4)}),
+        )
+        .await;
+        moto::dynamodb(
+            "UpdateItem",
+            json!({
+                "TableName": table,
+                "Key": event_key("AD-03", 2),
+                "UpdateExpression": "SET #data.#description = :v",
+                "ExpressionAttributeNames": {"#data": "data", "#description": "description"},
+                "ExpressionAttributeValues": {":v": {"S": "Xevised order 3"}},
+            }),
+        )
+        .await;
+        let found = orders_on_aws(&["audit", "verify", "--digest", path(&file)], &env).await;
+        assert_eq!(found.status.code(), Some(1), "{}", explain(&found));
+        let out = stdout(&found);
+        assert!(
+            out.contains("order AD-02: version 4 missing (digest covers 1..=4)")
+                && out.contains("order AD-03: version 2 changed: hash:")
+                && out.contains("2 problem(s) in 2 order(s)"),
+            "{}",
+            explain(&found)
+        );
+    }
+}

@@ -5,46 +5,20 @@
 //! `republish`, `replay` with `--backend aws --endpoint URL`), with stored items changed
 //! directly through DynamoDB's API.
 
-use std::{
-    process::{Command, Output},
-    time::Duration,
-};
+use std::time::Duration;
 
 use e2e::{
     TestApp,
     audit::{
-        count_in_log, document_count, document_names, documents, events_of, explain, fill,
-        json_lines, stdout, wait_drained,
+        aws_prefix as prefix, bootstrap_aws as bootstrap, count_in_log, document_count,
+        document_names, documents, events_of, explain, fill, json_lines, orders_on_aws, stdout,
+        wait_drained,
     },
-    moto, orders_bin, wait_for, wait_until,
+    moto, wait_for, wait_until,
 };
 use serde_json::{Value, json};
 
 const PIPELINE_TIMEOUT: Duration = Duration::from_secs(60);
-
-fn prefix() -> String {
-    let id = uuid::Uuid::now_v7().simple().to_string();
-    format!("e{}-", &id[20..])
-}
-
-/// `orders aws bootstrap` with `env`: every resource, under the env's names.
-fn bootstrap(env: &[(&str, &str)]) {
-    let bootstrap = Command::new(orders_bin())
-        .args(["aws", "bootstrap", "--endpoint", moto::endpoint()])
-        .envs(env.iter().copied())
-        .output()
-        .expect("orders aws bootstrap runs");
-    assert!(
-        bootstrap.status.success(),
-        "{}",
-        String::from_utf8_lossy(&bootstrap.stderr)
-    );
-    let created = String::from_utf8_lossy(&bootstrap.stdout);
-    assert!(
-        created.contains("orders-events") && created.contains("order-received"),
-        "{created}"
-    );
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_whole_pipeline_runs_on_the_aws_apis() {
@@ -141,20 +115,6 @@ async fn the_whole_pipeline_runs_on_the_aws_apis() {
     })
     .await;
     assert_eq!(listed, vec!["AWS-1"]);
-}
-
-/// Runs `orders <args> --backend aws --endpoint <moto>` with `env` to completion.
-async fn orders_on_aws(args: &[&str], env: &[(String, String)]) -> Output {
-    let mut command = Command::new(orders_bin());
-    command
-        .args(args)
-        .args(["--backend", "aws", "--endpoint", moto::endpoint()])
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .env_remove("ORDERS_BACKEND")
-        .env("RUST_LOG", "warn");
-    tokio::task::spawn_blocking(move || command.output().expect("orders runs"))
-        .await
-        .expect("the command's thread")
 }
 
 /// The key of one stored event, in DynamoDB's JSON.
