@@ -162,6 +162,13 @@ pub fn plan(config: &AwsConfig, routes: &RouteTable) -> Plan {
             }),
         });
     }
+    // The projector's on-failure destination: where its stream records are parked.
+    queues.push(QueuePlan {
+        queue_name: config.queue_name(super::parked::PROJECTOR_FAILURES),
+        visibility_timeout: None,
+        message_retention_period: RETENTION_SECONDS,
+        redrive_policy: None,
+    });
     Plan {
         tables,
         queues,

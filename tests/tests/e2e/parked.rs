@@ -6,12 +6,13 @@ use std::{process::Output, time::Duration};
 
 use e2e::{
     TestApp,
-    audit::{document_names, explain, json_lines},
-    orders_bin, wait_until,
+    audit::{aws_prefix, bootstrap_aws, document_names, explain, json_lines, orders_on_aws},
+    moto, orders_bin, wait_until,
 };
 use serde_json::Value;
 
 const PIPELINE_TIMEOUT: Duration = Duration::from_secs(30);
+const AWS_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn parked(app: &TestApp, args: &[&str]) -> Output {
     std::process::Command::new(orders_bin())
@@ -135,4 +136,71 @@ async fn replaying_an_unknown_or_unnamed_parked_record_fails_with_one_clear_line
         "{}",
         explain(&unnamed)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_aws_a_parked_record_goes_to_the_on_failure_queue_and_replays_from_the_stream() {
+    let env = moto::env(&aws_prefix());
+    let names: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    bootstrap_aws(&names);
+    let mut service = names.clone();
+    service.extend([
+        ("ORDERS_PROJECTOR_FAIL_MARKER", "POISON"),
+        ("ORDERS_PROJECTOR_MAX_ATTEMPTS", "3"),
+    ]);
+    let app = TestApp::spawn_with(
+        &["--backend", "aws", "--endpoint", moto::endpoint()],
+        &service,
+    );
+    app.place("AP-1", "a POISON order").await;
+    app.place("AG-1", "a good order").await;
+    wait_until(AWS_TIMEOUT, "one parked record", || async {
+        health(&app).await["parkedRecords"] == 1
+    })
+    .await;
+    wait_until(AWS_TIMEOUT, "AG-1's acknowledgement", || async {
+        document_names(&app, "AG-1").await == ["000001-acknowledgement.json"]
+    })
+    .await;
+    assert!(document_names(&app, "AP-1").await.is_empty());
+
+    // Lambda's on-failure record names the shard and the sequence numbers; the local
+    // poller's adds the order, the version and the error.
+    let list = orders_on_aws(&["parked", "list"], &env).await;
+    assert!(list.status.success(), "{}", explain(&list));
+    let lines = json_lines(&list);
+    assert_eq!(lines.len(), 1, "{}", explain(&list));
+    let record = &lines[0];
+    assert_eq!(record["orderId"], "AP-1");
+    assert_eq!(record["version"], 1);
+    assert_eq!(record["attempts"], 3);
+    assert!(
+        record["position"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("shardId-")),
+        "{record}"
+    );
+    assert!(
+        record["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("injected failure for order AP-1")),
+        "{record}"
+    );
+    // Listing leaves the message in the queue.
+    assert_eq!(health(&app).await["parkedRecords"], 1);
+
+    let replay = orders_on_aws(&["parked", "replay", "--all"], &env).await;
+    assert!(replay.status.success(), "{}", explain(&replay));
+    wait_until(AWS_TIMEOUT, "AP-1's acknowledgement", || async {
+        document_names(&app, "AP-1").await == ["000001-acknowledgement.json"]
+    })
+    .await;
+    wait_until(AWS_TIMEOUT, "AP-1 in the read model", || async {
+        listed_ids(&app).await.contains(&"AP-1".to_owned())
+    })
+    .await;
+    wait_until(AWS_TIMEOUT, "no parked record", || async {
+        health(&app).await["parkedRecords"] == 0
+    })
+    .await;
 }
