@@ -48,7 +48,13 @@ pub fn bus_entry(
         detail_type: recorded.envelope.event.type_name().to_owned(),
         detail,
         time: recorded.envelope.occurred_at,
-        trace_header: recorded.envelope.metadata.trace_header.clone(),
+        // A re-publication is an operator's action, not the original request's: it is not
+        // attached to that request's (by then possibly expired) trace.
+        trace_header: if replayed {
+            None
+        } else {
+            recorded.envelope.metadata.trace_header.clone()
+        },
     })
 }
 

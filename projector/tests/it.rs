@@ -386,4 +386,7 @@ async fn the_lambda_edge_publishes_each_event_under_the_trace_header_it_was_writ
         .map(|e| e.trace_header.as_deref())
         .collect();
     assert_eq!(traces, [Some(TRACE), None, None]);
+    // Re-published history is not attached to the original request's trace.
+    let republished = projector::bus_entry("s", &records[0], true).expect("an entry");
+    assert_eq!(republished.trace_header, None);
 }
