@@ -558,10 +558,39 @@ async fn each_step_of_an_order_costs_the_aws_requests_in_the_docs_table() {
     .await;
     m.step("command: complete, head cached", &[(PUT_ITEM, 1)]);
 
-    // A strongly consistent read folds the order's history.
+    // A strongly consistent read is one Query of the order's latest event; a past version
+    // one Query of that event; a page of events one Query, never the whole history.
     let (status, order) = call(&api, Method::GET, &format!("/orders/{a}"), None, &[]).await;
     assert_eq!((status, order["status"].as_str()), (200, Some("completed")));
-    m.step("read: GET /orders/{id} (its history)", &[(QUERY, 1)]);
+    m.step("read: GET /orders/{id} (its latest event)", &[(QUERY, 1)]);
+    let (status, first) = call(
+        &api,
+        Method::GET,
+        &format!("/orders/{a}?version=1"),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!((status, first["version"].as_u64()), (200, Some(1)));
+    m.step(
+        "read: GET /orders/{id}?version=1 (that event)",
+        &[(QUERY, 1)],
+    );
+    let (status, page) = call(
+        &api,
+        Method::GET,
+        &format!("/orders/{a}/events?limit=2"),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(2));
+    assert!(page["nextCursor"].is_string(), "{page}");
+    m.step(
+        "read: GET /orders/{id}/events?limit=2 (one page)",
+        &[(QUERY, 1)],
+    );
 
     // ---- The projector over what the commands appended, as the feed hands it out: one
     // batch of everything so far (the busy case), then a batch of one (the quiet case).

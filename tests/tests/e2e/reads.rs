@@ -474,3 +474,147 @@ async fn openapi_document_is_json_and_documents_every_served_path() {
     let text = &r.text;
     assert!(text.contains("application/problem+json"));
 }
+
+/// Places `id` and revises it until it has `versions` events.
+async fn revised_order(app: &TestApp, id: &str, versions: u64) {
+    app.post("/orders", json!({"orderId": id, "description": "v1"}))
+        .await
+        .expect_write(201);
+    for v in 2..=versions {
+        app.put(
+            &format!("/orders/{id}"),
+            json!({"description": format!("v{v}")}),
+        )
+        .await
+        .expect_write(200);
+    }
+}
+
+#[tokio::test]
+async fn events_are_paged_with_limit_and_next_cursor_each_once_in_version_order() {
+    let app = spawn_app();
+    revised_order(&app, "E-pages", 250).await;
+    let mut pages: Vec<Vec<Value>> = Vec::new();
+    let mut path = "/orders/E-pages/events?limit=100".to_owned();
+    loop {
+        let r = app.get(&path).await.expect_status(200);
+        pages.push(r.json["items"].as_array().expect("items").clone());
+        match r.json["nextCursor"].as_str() {
+            Some(cursor) => path = format!("/orders/E-pages/events?limit=100&cursor={cursor}"),
+            None => {
+                assert!(r.json["nextCursor"].is_null(), "{}", r.text);
+                break;
+            }
+        }
+        assert!(pages.len() < 10, "paging does not end");
+    }
+    assert_eq!(
+        pages.iter().map(Vec::len).collect::<Vec<_>>(),
+        [100, 100, 50]
+    );
+    let events = pages.concat();
+    let versions: Vec<u64> = events
+        .iter()
+        .map(|e| e["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(versions, (1..=250).collect::<Vec<u64>>());
+    // The pages join into one unbroken chain.
+    e2e::assert_chain("E-pages", &events);
+
+    // Without a limit, a page is as long as allowed: clients that read `items` alone see
+    // every event of an order of up to 100.
+    let first = app.get("/orders/E-pages/events").await.expect_status(200);
+    assert_eq!(first.json["items"].as_array().map(Vec::len), Some(100));
+    assert!(first.json["nextCursor"].is_string(), "{}", first.text);
+    revised_order(&app, "E-short", 3).await;
+    let short = app.get("/orders/E-short/events").await.expect_status(200);
+    assert_eq!(short.json["items"].as_array().map(Vec::len), Some(3));
+    assert!(short.json["nextCursor"].is_null(), "{}", short.text);
+    app.get("/orders/E-none/events").await.expect_problem(404);
+}
+
+#[tokio::test]
+async fn bad_event_page_parameters_are_400_naming_the_parameter() {
+    let app = spawn_app();
+    revised_order(&app, "E-bad", 3).await;
+    revised_order(&app, "E-other", 3).await;
+    let next = app
+        .get("/orders/E-other/events?limit=1")
+        .await
+        .expect_status(200);
+    let others = next.json["nextCursor"]
+        .as_str()
+        .expect("a cursor")
+        .to_owned();
+    for (query, field) in [
+        ("limit=0", "limit"),
+        ("limit=101", "limit"),
+        ("limit=x", "limit"),
+        ("limit=", "limit"),
+        ("cursor=not-a-cursor", "cursor"),
+        ("cursor=", "cursor"),
+        ("cursor=%00%01", "cursor"),
+        (&format!("cursor={others}"), "cursor"),
+        ("after=1", "after"),
+    ] {
+        let r = app.get(&format!("/orders/E-bad/events?{query}")).await;
+        r.expect_field_error(400, field);
+    }
+    let own = app
+        .get("/orders/E-bad/events?limit=1")
+        .await
+        .expect_status(200);
+    let cursor = own.json["nextCursor"].as_str().expect("a cursor");
+    let rest = app
+        .get(&format!("/orders/E-bad/events?cursor={cursor}"))
+        .await
+        .expect_status(200);
+    assert_eq!(rest.json["items"].as_array().map(Vec::len), Some(2));
+}
+
+#[tokio::test]
+async fn an_order_at_its_event_limit_refuses_revisions_with_a_409_and_can_still_finish() {
+    let app = spawn_app();
+    app.post("/orders", json!({"orderId": "E-full", "description": "v1"}))
+        .await
+        .expect_write(201);
+    let mut refused = None;
+    for v in 2..=1_001 {
+        let r = app
+            .put("/orders/E-full", json!({"description": format!("v{v}")}))
+            .await;
+        if r.status != 200 {
+            refused = Some((v, r));
+            break;
+        }
+    }
+    let (v, r) = refused.expect("a revision is refused before 1,001 events");
+    // Room is kept for starting and completing: 998 events, not 1,000.
+    assert_eq!(v, 999, "the revision that would have been version {v}");
+    let problem = r.expect_problem(409);
+    assert_eq!(
+        problem["type"],
+        "https://ordersource.dev/problems/order-history-full"
+    );
+    assert!(
+        r.detail().contains("limit of 1000 events") && r.detail().contains("place a new order"),
+        "{}",
+        r.text
+    );
+    let order = app.order("E-full").await;
+    assert_eq!(
+        (order["version"].as_u64(), &order["description"]),
+        (Some(998), &json!("v998"))
+    );
+    // Nothing was appended.
+    let r = app.get("/orders/E-full?version=999").await;
+    r.expect_problem(404);
+
+    app.post("/orders/E-full/start", ()).await.expect_write(200);
+    let done = app
+        .post("/orders/E-full/complete", ())
+        .await
+        .expect_write(200);
+    assert_eq!(done["version"], 1000);
+    assert_eq!(done["status"], "completed");
+}
