@@ -165,7 +165,7 @@ pub struct SavedResponse {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyRecord {
-    pub key: String,
+    pub key: crate::LedgerKey,
     pub fingerprint: String,
     pub response: SavedResponse,
     pub expires_at: DateTime<Utc>,
@@ -199,17 +199,18 @@ pub fn claim_holds(since: DateTime<Utc>, now: DateTime<Utc>) -> bool {
 
 /// Idempotency keys, in the style of Powertools: one record per key with the request's
 /// fingerprint, in progress until the response is saved (for `IN_PROGRESS_EXPIRY` at most,
-/// by the `now` given to `claim`), expiring after a while.
+/// by the `now` given to `claim`), expiring after a while. The API's keys and the handlers'
+/// claims share the store, each in its namespace ([`crate::LedgerKey`]).
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync {
     async fn claim(
         &self,
-        key: &str,
+        key: &crate::LedgerKey,
         fingerprint: &str,
         now: DateTime<Utc>,
     ) -> Result<Claim, StoreError>;
     /// Gives up a claim whose request failed, so that the client may retry.
-    async fn release(&self, key: &str) -> Result<(), StoreError>;
+    async fn release(&self, key: &crate::LedgerKey) -> Result<(), StoreError>;
     /// Saves the response of a request that appended nothing.
     async fn complete(&self, record: IdempotencyRecord) -> Result<(), StoreError>;
 }

@@ -63,6 +63,14 @@ export const REBUILT_TABLES_SUFFIX = '-rebuild-*';
 /** The ledger item that names the live read model table (backend/src/aws/live_table.rs). */
 export const LIVE_TABLE_POINTER_PK = 'read-model#live';
 
+/**
+ * The ledger keys each function may touch (`dynamodb:LeadingKeys`), from the namespaces of
+ * backend/src/ledger_key.rs: the API its clients' idempotency keys, each handler its own
+ * claims. A function cannot read or overwrite another's records, whatever key it is given.
+ */
+export const API_LEDGER_KEYS = 'api/*';
+export const handlerLedgerKeys = (handler: string) => `handler/${handler}/*`;
+
 /** Projector stream settings (pinned by the tests). */
 export const PROJECTOR_STREAM = {
   batchSize: 100,
@@ -280,9 +288,18 @@ export class OrdersourceStack extends Stack {
         }),
         new iam.PolicyStatement({
           sid: 'IdempotencyLedger',
-          // backend/src/aws/idempotency.rs: claim/complete PutItem, lookup GetItem, release DeleteItem.
+          // backend/src/aws/idempotency.rs: claim/complete PutItem (also as a Put of the append's
+          // TransactWriteItems, authorized as PutItem), lookup GetItem, release DeleteItem.
           actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:DeleteItem'],
           resources: [this.ledgerTable.tableArn],
+          conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [API_LEDGER_KEYS] } },
+        }),
+        new iam.PolicyStatement({
+          sid: 'LiveTablePointer',
+          // Reads of the read model go to the table the pointer names (live_table.rs), read-only.
+          actions: ['dynamodb:GetItem'],
+          resources: [this.ledgerTable.tableArn],
+          conditions: { 'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': [LIVE_TABLE_POINTER_PK] } },
         }),
         new iam.PolicyStatement({
           sid: 'DocumentsRead',
@@ -583,6 +600,7 @@ export class OrdersourceStack extends Stack {
           // DeleteItem: a handler that fails after claiming an event releases its claim.
           actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:DeleteItem'],
           resources: [this.ledgerTable.tableArn],
+          conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [handlerLedgerKeys(route.handler)] } },
         }),
         new iam.PolicyStatement({
           sid: 'DocumentsWrite',

@@ -1,10 +1,11 @@
-//! Idempotency keys around a write: claim the key, hand back a saved response to replay,
-//! refuse a reused or busy key, and release the claim when the request fails or is dropped.
-//! What a replayed response looks like on the wire is the routes' business.
+//! Idempotency keys around a write: claim the key (in the API's namespace, scoped to the
+//! caller), hand back a saved response to replay, refuse a reused or busy key, and release
+//! the claim when the request fails or is dropped. What a replayed response looks like on
+//! the wire is the routes' business.
 
 use std::sync::Arc;
 
-use backend::{Claim, IdempotencyStore, SavedResponse};
+use backend::{Claim, IdempotencyKey, IdempotencyStore, LedgerKey, SavedResponse};
 use sha2::{Digest, Sha256};
 
 use crate::service::{Claimed, CommandError};
@@ -59,15 +60,18 @@ pub(crate) enum Begin {
     Replay(SavedResponse),
 }
 
-/// `fingerprint` is only computed when the request carries a key.
+/// `fingerprint` is only computed when the request carries a key. The same key from two
+/// actors (or from an actor and an anonymous caller) is two keys.
 pub(crate) async fn begin(
     store: &Arc<dyn IdempotencyStore>,
-    key: Option<String>,
+    actor: Option<&str>,
+    key: Option<&IdempotencyKey>,
     fingerprint: impl FnOnce() -> String,
 ) -> Result<Begin, CommandError> {
     let Some(key) = key else {
         return Ok(Begin::Proceed(None));
     };
+    let key = LedgerKey::api(actor, key);
     let fingerprint = fingerprint();
     match store
         .claim(&key, &fingerprint, crate::service::now())

@@ -35,6 +35,9 @@ pub(crate) enum ApiError {
         detail: String,
         errors: Vec<FieldError>,
     },
+    /// The `Idempotency-Key` header is not one the service accepts.
+    #[error("{0}")]
+    InvalidIdempotencyKey(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -87,7 +90,9 @@ impl ApiError {
 
     pub(crate) fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest { .. } | ApiError::InvalidIdempotencyKey(_) => {
+                StatusCode::BAD_REQUEST
+            }
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) | ApiError::HistoryFull(_) => StatusCode::CONFLICT,
@@ -103,6 +108,10 @@ impl ApiError {
     fn slug_and_title(&self) -> (&'static str, &'static str) {
         match self {
             ApiError::BadRequest { .. } => ("invalid-request", "The request is invalid"),
+            ApiError::InvalidIdempotencyKey(_) => (
+                "invalid-idempotency-key",
+                "The Idempotency-Key header is not valid",
+            ),
             ApiError::NotFound(_) => ("not-found", "Not found"),
             ApiError::MethodNotAllowed(_) => ("method-not-allowed", "Method not allowed"),
             ApiError::Conflict(_) => ("conflict", "The request conflicts with the order's state"),
@@ -161,6 +170,9 @@ impl IntoResponse for ApiError {
             detail,
             errors: match self {
                 ApiError::BadRequest { errors, .. } => errors,
+                ApiError::InvalidIdempotencyKey(message) => {
+                    vec![FieldError::new("Idempotency-Key", message)]
+                }
                 _ => Vec::new(),
             },
         };

@@ -1,6 +1,7 @@
 //! What each endpoint accepts, parsed into domain commands and validated values.
 
 use axum::http::{HeaderMap, HeaderName};
+use backend::IdempotencyKey;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use events_schema::{Command, OrderId, OrderPlaced, PlaceOrder, Status, UpdateOrder};
@@ -178,22 +179,22 @@ impl IfMatch {
 pub(crate) const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 pub(crate) const CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
 
-/// `Idempotency-Key`: 1..=255 visible ASCII characters.
-pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+/// What the OpenAPI document says of `Idempotency-Key` on every write.
+pub(crate) const IDEMPOTENCY_KEY_DOC: &str = "Makes retries safe: the same key and body get \
+    the first answer for 24 h. 1 to 255 characters of A-Z, a-z, 0-9 and - . _ ~ : + = (a UUID \
+    fits), bare or as a quoted string; anything else is a 400 (type invalid-idempotency-key). \
+    Keys are scoped to the authenticated caller: two callers' equal keys are different keys.";
+
+/// `Idempotency-Key`, as [`IdempotencyKey`] allows it.
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
     let Some(raw) = headers.get(IDEMPOTENCY_KEY) else {
         return Ok(None);
     };
-    match raw.to_str() {
-        Ok(key)
-            if !key.is_empty() && key.len() <= 255 && key.bytes().all(|b| b.is_ascii_graphic()) =>
-        {
-            Ok(Some(key.to_owned()))
-        }
-        _ => Err(ApiError::field(
-            "Idempotency-Key",
-            "Idempotency-Key must be 1 to 255 visible ASCII characters",
-        )),
-    }
+    // Not visible ASCII: refused by the charset in any case, named by the same message.
+    let raw = String::from_utf8_lossy(raw.as_bytes());
+    IdempotencyKey::parse(&raw)
+        .map(Some)
+        .map_err(|e| ApiError::InvalidIdempotencyKey(e.to_string()))
 }
 
 /// Query parameters, with unknown or repeated ones rejected.

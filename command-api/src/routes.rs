@@ -255,14 +255,20 @@ async fn apply_write(
     let if_match = IfMatch::from_headers(&ctx.headers)?;
     let key = request::idempotency_key(&ctx.headers)?;
     let fingerprint = || idempotency::fingerprint(ctx.method.as_str(), &ctx.path, raw_body);
-    let guard =
-        match idempotency::begin(&app.commands.idempotency, key.clone(), fingerprint).await? {
-            Begin::Replay(saved) => {
-                backend::emf::duplicate(Duplicate::IdempotencyKey, &ctx.correlation_id);
-                return Ok(Reply::replayed(saved).into_response());
-            }
-            Begin::Proceed(guard) => guard,
-        };
+    let guard = match idempotency::begin(
+        &app.commands.idempotency,
+        ctx.actor.as_deref(),
+        key.as_ref(),
+        fingerprint,
+    )
+    .await?
+    {
+        Begin::Replay(saved) => {
+            backend::emf::duplicate(Duplicate::IdempotencyKey, &ctx.correlation_id);
+            return Ok(Reply::replayed(saved).into_response());
+        }
+        Begin::Proceed(guard) => guard,
+    };
     let saved_reply = |order: &Order| Reply::order(success, order).saved();
     let run = Write {
         order_id,
@@ -273,7 +279,7 @@ async fn apply_write(
             correlation_id: ctx.correlation_id.clone(),
             causation_id: None,
             actor: ctx.actor.clone(),
-            idempotency_key: key,
+            idempotency_key: key.map(|k| k.as_str().to_owned()),
             trace_header: ctx.trace_header.clone(),
         },
         idempotent: guard.as_ref().map(|g| Idempotent {
@@ -410,7 +416,7 @@ fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Response {
 #[utoipa::path(post, path = "/orders", tag = "orders",
     request_body(content = PlaceOrderBody, description = "The new order"),
     params(
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key and body get the first answer"),
+        ("Idempotency-Key" = Option<String>, Header, description = request::IDEMPOTENCY_KEY_DOC),
         ("X-Correlation-Id" = Option<String>, Header, description = "Carried into every event's metadata"),
     ),
     responses(
@@ -446,7 +452,7 @@ async fn place_order(
     params(
         ("orderId" = String, Path, description = "The order"),
         ("If-Match" = Option<String>, Header, description = "The ETag read last: 412 if the order changed since"),
-        ("Idempotency-Key" = Option<String>, Header),
+        ("Idempotency-Key" = Option<String>, Header, description = request::IDEMPOTENCY_KEY_DOC),
     ),
     request_body(content = UpdateOrderBody),
     responses(
@@ -483,7 +489,7 @@ macro_rules! transition_endpoint {
             params(
                 ("orderId" = String, Path),
                 ("If-Match" = Option<String>, Header),
-                ("Idempotency-Key" = Option<String>, Header),
+                ("Idempotency-Key" = Option<String>, Header, description = request::IDEMPOTENCY_KEY_DOC),
             ),
             responses(
                 (status = 200, body = WriteResponse),

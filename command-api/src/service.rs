@@ -93,7 +93,7 @@ impl From<Rejection> for CommandError {
 /// A claimed idempotency key, to be completed with the response to replay.
 #[derive(Debug, Clone)]
 pub(crate) struct Claimed {
-    pub(crate) key: String,
+    pub(crate) key: backend::LedgerKey,
     pub(crate) fingerprint: String,
 }
 

@@ -13,7 +13,9 @@ pub mod reactions;
 
 use std::sync::Arc;
 
-use backend::{Claim, Document, DocumentStore, IdempotencyRecord, IdempotencyStore, SavedResponse};
+use backend::{
+    Claim, Document, DocumentStore, IdempotencyRecord, IdempotencyStore, LedgerKey, SavedResponse,
+};
 use chrono::Utc;
 use events_schema::EventDetail;
 use futures_util::future::join_all;
@@ -126,8 +128,8 @@ impl Handler {
             tracing::debug!(event_type = detail.event.event.type_name(), "nothing to do");
             return Ok(());
         };
+        let key = LedgerKey::handler(self.reaction.name(), detail.event.event_id);
         let event_id = detail.event.event_id.to_string();
-        let key = format!("handled:{}:{event_id}", self.reaction.name());
         let now = Utc::now();
         match self.ledger.claim(&key, &event_id, now).await? {
             Claim::Replay(_) => {
@@ -152,7 +154,7 @@ impl Handler {
         &self,
         detail: &EventDetail,
         document: &Document,
-        key: String,
+        key: LedgerKey,
         event_id: String,
         now: chrono::DateTime<Utc>,
     ) -> Result<(), Failure> {

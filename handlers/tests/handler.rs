@@ -171,7 +171,7 @@ async fn a_redelivered_event_is_handled_once_in_effect() {
         .expect("list");
     assert_eq!(docs.len(), 1);
     // The ledger remembers the event: the key is now a replay, not a fresh claim.
-    let key = format!("handled:received:{}", events[0].envelope.event_id);
+    let key = backend::LedgerKey::handler("received", events[0].envelope.event_id);
     let claim = backend::IdempotencyStore::claim(
         s.embedded.events.as_ref(),
         &key,

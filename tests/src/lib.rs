@@ -140,6 +140,11 @@ impl TestApp {
         self.dir.path().join("data")
     }
 
+    /// Leaves `name` out of the environment of the next starts (e.g. a test hook).
+    pub fn remove_env(&mut self, name: &str) {
+        self.env.retain(|(k, _)| k != name);
+    }
+
     /// The service's stderr (all starts), for failure messages.
     pub fn log_path(&self) -> PathBuf {
         self.dir.path().join("orders.log")

@@ -3,8 +3,16 @@
 //! conditional put of an INPROGRESS record; a completed request leaves a COMPLETED record
 //! with its response until the record expires.
 //!
-//! Keys are stored as `idem#<key>`, apart from the change feed's checkpoints in the same
-//! table, so that no client key can ever name one.
+//! The partition key is the [`LedgerKey`] itself (`api/...`, `handler/...`): the table's
+//! other items (the live-table pointer `read-model#live`, the rebuild lease, the local
+//! change feed's `checkpoint#...`) are outside every namespace, and each function's IAM role
+//! is held to its own prefix by `dynamodb:LeadingKeys`.
+//!
+//! Items written before the namespaces (`idem#<key>`) are never read again and need no
+//! migration: a client's expire within a day (the API keeps keys 24 h), and a handler's
+//! only stood for "this event's document is written": a redelivery of such an event after
+//! the upgrade writes the same document under the same name again, which changes nothing.
+//! DynamoDB's TTL deletes them all in time.
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::{
@@ -13,6 +21,7 @@ use aws_sdk_dynamodb::{
 use chrono::{DateTime, Utc};
 
 use super::dynamo::{Item, condition_failed, get_n, get_s, n, s, sdk_error};
+use crate::LedgerKey;
 use crate::ports::{
     Claim, IN_PROGRESS_EXPIRY, IdempotencyRecord, IdempotencyStore, SavedResponse, StoreError,
 };
@@ -30,16 +39,12 @@ pub struct DynamoLedger {
     table: String,
 }
 
-fn pk(key: &str) -> String {
-    format!("idem#{key}")
-}
-
 /// The COMPLETED record of `record`: also what an append writes in its transaction.
 pub(super) fn completed_item(record: &IdempotencyRecord) -> Result<Item, StoreError> {
     let response = serde_json::to_string(&record.response)
         .map_err(|e| StoreError::new("serializing a saved response", e))?;
     Ok(Item::from([
-        ("pk".to_owned(), s(pk(&record.key))),
+        ("pk".to_owned(), s(record.key.as_str())),
         ("status".to_owned(), s(COMPLETED)),
         ("fingerprint".to_owned(), s(&record.fingerprint)),
         ("response".to_owned(), s(response)),
@@ -56,7 +61,7 @@ impl DynamoLedger {
     /// failure, so no second read is needed).
     async fn try_claim(
         &self,
-        key: &str,
+        key: &LedgerKey,
         fingerprint: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<Item>, StoreError> {
@@ -65,7 +70,7 @@ impl DynamoLedger {
             .client
             .put_item()
             .table_name(&self.table)
-            .item("pk", s(pk(key)))
+            .item("pk", s(key.as_str()))
             .item("status", s(IN_PROGRESS))
             .item("fingerprint", s(fingerprint))
             .item("inProgressUntil", n(until))
@@ -94,11 +99,11 @@ impl DynamoLedger {
         }
     }
 
-    async fn read(&self, key: &str) -> Result<Option<Item>, StoreError> {
+    async fn read(&self, key: &LedgerKey) -> Result<Option<Item>, StoreError> {
         self.client
             .get_item()
             .table_name(&self.table)
-            .key("pk", s(pk(key)))
+            .key("pk", s(key.as_str()))
             .consistent_read(true)
             .send()
             .await
@@ -127,7 +132,7 @@ fn outcome(existing: &Item, fingerprint: &str) -> Result<Claim, StoreError> {
 impl IdempotencyStore for DynamoLedger {
     async fn claim(
         &self,
-        key: &str,
+        key: &LedgerKey,
         fingerprint: &str,
         now: DateTime<Utc>,
     ) -> Result<Claim, StoreError> {
@@ -149,17 +154,17 @@ impl IdempotencyStore for DynamoLedger {
         }
         Err(StoreError::new(
             "claiming an idempotency key",
-            format!("key {key:?} keeps changing hands"),
+            format!("key {key} keeps changing hands"),
         ))
     }
 
-    async fn release(&self, key: &str) -> Result<(), StoreError> {
+    async fn release(&self, key: &LedgerKey) -> Result<(), StoreError> {
         // Only an in-progress claim is given up; a saved response stays.
         let result = self
             .client
             .delete_item()
             .table_name(&self.table)
-            .key("pk", s(pk(key)))
+            .key("pk", s(key.as_str()))
             .condition_expression("#status = :inprogress")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":inprogress", s(IN_PROGRESS))

@@ -11,8 +11,10 @@ use rusqlite::Connection;
 use super::sqlite::{self, Durability};
 use crate::ports::StoreError;
 
-/// What `PRAGMA user_version` says of a database in this layout.
-const LAYOUT_VERSION: i64 = 1;
+/// What `PRAGMA user_version` says of a database in this layout. Layout 2 keeps the
+/// idempotency keys in namespaces (`api/...`, `handler/...`); a database of layout 1 has its
+/// keys moved once, on the first start of this release.
+const LAYOUT_VERSION: i64 = 2;
 
 /// Every table of `orders.db`. The read model's indexes are made by
 /// `read_model::ensure_indexes` (a rebuild may have renamed them). Small tables keyed by
@@ -212,6 +214,10 @@ impl DataDir {
                 ),
             ));
         }
+        if version == 1 {
+            namespace_idempotency_keys(&conn)
+                .map_err(|e| StoreError::new("moving idempotency keys into namespaces", e))?;
+        }
         create_schema(&conn).map_err(|e| StoreError::new("creating the database", e))?;
         Ok(conn)
     }
@@ -256,6 +262,7 @@ impl DataDir {
             conn.execute("DETACH DATABASE legacy", []).map_err(err)?;
             result.map_err(err)?;
         }
+        namespace_idempotency_keys(&conn).map_err(err)?;
         conn.pragma_update(None, "wal_checkpoint", "TRUNCATE")
             .map_err(err)?;
         drop(conn);
@@ -291,6 +298,21 @@ impl DataDir {
         }
         Ok(())
     }
+}
+
+/// Moves the idempotency keys of an earlier layout into their namespaces and marks the
+/// database as of this layout, in one transaction: keys already moved are never moved again.
+fn namespace_idempotency_keys(conn: &Connection) -> rusqlite::Result<()> {
+    let tx = conn.unchecked_transaction()?;
+    let done = super::idempotency::namespace_legacy_keys(&tx)?;
+    tx.pragma_update(None, "user_version", LAYOUT_VERSION)?;
+    tx.commit()?;
+    tracing::info!(
+        moved = done.moved,
+        dropped = done.dropped,
+        "moved the idempotency keys of an earlier layout into their namespaces"
+    );
+    Ok(())
 }
 
 fn create_schema(conn: &Connection) -> rusqlite::Result<()> {
@@ -361,6 +383,42 @@ mod tests {
         let empty = tempfile::tempdir().unwrap();
         let err = DataDir::new(empty.path()).existing_database().unwrap_err();
         assert!(err.to_string().contains("no orders.db"), "{err}");
+    }
+
+    #[test]
+    fn a_database_of_layout_1_has_its_idempotency_keys_moved_into_namespaces_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::new(dir.path());
+        let event = "0193a0b4-7c5e-7d2a-9f1e-3b4c5d6e7f80";
+        let conn = data.open_for_writing().unwrap();
+        conn.execute_batch(&format!(
+            "PRAGMA user_version = 1;
+             INSERT INTO idempotency VALUES ('handled:received:{event}', '{event}', '{{}}', 0),
+                                            ('key-1', 'fp', '{{}}', 0);"
+        ))
+        .unwrap();
+        drop(conn);
+        let keys = |conn: &Connection| -> Vec<String> {
+            conn.prepare("SELECT key FROM idempotency ORDER BY key")
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        let moved = vec![
+            "api/anonymous/key-1".to_owned(),
+            format!("handler/received/{event}"),
+        ];
+        let conn = data.open_for_writing().unwrap();
+        assert_eq!(keys(&conn), moved);
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, LAYOUT_VERSION);
+        drop(conn);
+        // Moved keys are not taken for keys of layout 1 again (a `/` would drop them).
+        assert_eq!(keys(&data.open_for_writing().unwrap()), moved);
     }
 
     #[test]

@@ -18,6 +18,7 @@ use super::{
     sqlite::{ReadPool, micros, parse_json},
     writer::Writer,
 };
+use crate::LedgerKey;
 use crate::ports::{
     Append, AppendError, Claim, EventPage, EventStore, Head, IdempotencyRecord, IdempotencyStore,
     StoreError, claim_holds,
@@ -48,7 +49,7 @@ type SavedRow = (String, String, String, i64);
 /// The claims that running requests hold: key → (fingerprint, the `now` of the claim). A
 /// claim holds for `IN_PROGRESS_EXPIRY` by the `now` of later claims, as on DynamoDB; older
 /// ones are presumed abandoned.
-type InProgress = Arc<Mutex<HashMap<String, (String, DateTime<Utc>)>>>;
+type InProgress = Arc<Mutex<HashMap<LedgerKey, (String, DateTime<Utc>)>>>;
 
 pub struct SqliteEventStore {
     writer: Writer,
@@ -65,21 +66,12 @@ impl SqliteEventStore {
         }
     }
 
-    fn forget_claim(&self, key: &str) {
+    fn forget_claim(&self, key: &LedgerKey) {
         self.in_progress
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(key);
     }
-}
-
-/// Drops idempotency records past their expiry (at start).
-pub(super) fn expire_idempotency(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute(
-        "DELETE FROM idempotency WHERE expires_at < ?1",
-        [micros(Utc::now())],
-    )
-    .map(|_| ())
 }
 
 /// The latest version of each order the writer has seen lately: what an append is checked
@@ -129,7 +121,7 @@ fn idempotency_row(rec: &IdempotencyRecord) -> Result<SavedRow, StoreError> {
     let response = serde_json::to_string(&rec.response)
         .map_err(|e| StoreError::new("serializing a saved response", e))?;
     Ok((
-        rec.key.clone(),
+        rec.key.as_str().to_owned(),
         rec.fingerprint.clone(),
         response,
         micros(rec.expires_at),
@@ -353,7 +345,7 @@ fn envelope_hash(envelope: &str) -> rusqlite::Result<ChainHash> {
 impl IdempotencyStore for SqliteEventStore {
     async fn claim(
         &self,
-        key: &str,
+        key: &LedgerKey,
         fingerprint: &str,
         now: DateTime<Utc>,
     ) -> Result<Claim, StoreError> {
@@ -361,14 +353,14 @@ impl IdempotencyStore for SqliteEventStore {
         claim(
             &self.in_progress,
             &self.reads,
-            key.to_owned(),
+            key.clone(),
             fingerprint.to_owned(),
             now,
         )
         .map_err(|e| StoreError::new("claiming an idempotency key", e))
     }
 
-    async fn release(&self, key: &str) -> Result<(), StoreError> {
+    async fn release(&self, key: &LedgerKey) -> Result<(), StoreError> {
         self.forget_claim(key);
         Ok(())
     }
@@ -392,7 +384,7 @@ impl IdempotencyStore for SqliteEventStore {
 fn claim(
     in_progress: &InProgress,
     reads: &ReadPool,
-    key: String,
+    key: LedgerKey,
     fingerprint: String,
     now: DateTime<Utc>,
 ) -> rusqlite::Result<Claim> {
@@ -410,7 +402,9 @@ fn claim(
         conn.prepare_cached(
             "SELECT fingerprint, response FROM idempotency WHERE key = ?1 AND expires_at >= ?2",
         )?
-        .query_row(params![key, micros(now)], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row(params![key.as_str(), micros(now)], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .optional()
     })?;
     if let Some((saved_fp, response)) = saved {

@@ -9,6 +9,7 @@ mod change_feed;
 mod data_dir;
 mod documents;
 mod event_store;
+mod idempotency;
 mod parked;
 mod queues;
 mod read_model;
@@ -59,7 +60,7 @@ impl Embedded {
         let lock = data.lock()?;
         let conn = data.open_for_writing()?;
         let start = |e: rusqlite::Error| StoreError::new("opening the database", e);
-        event_store::expire_idempotency(&conn).map_err(start)?;
+        idempotency::expire(&conn).map_err(start)?;
         let committed = last_position(&conn).map_err(start)?;
         let checkpoint = change_feed::load_checkpoint(&conn).map_err(start)?;
         let path = data.database();

@@ -8,8 +8,8 @@ use std::{sync::Arc, time::Duration};
 
 use backend::{
     Append, AppendError, BusEntry, ChangeFeed, Claim, Document, DocumentStore, EventPublisher,
-    EventStore, Head, IN_PROGRESS_EXPIRY, IdempotencyRecord, IdempotencyStore, ListQuery,
-    QueueMessage, Queues, ReadModel, SavedResponse,
+    EventStore, Head, IN_PROGRESS_EXPIRY, IdempotencyKey, IdempotencyRecord, IdempotencyStore,
+    LedgerKey, ListQuery, QueueMessage, Queues, ReadModel, SavedResponse,
 };
 use chrono::{TimeZone, Utc};
 use events_schema::{
@@ -347,6 +347,11 @@ pub async fn concurrent_appends_to_different_orders_all_commit(f: Fixture) {
     }
 }
 
+/// An anonymous client's key in the API's namespace.
+fn api_key(raw: &str) -> LedgerKey {
+    LedgerKey::api(None, &IdempotencyKey::parse(raw).expect("valid key"))
+}
+
 fn saved(body: &str) -> SavedResponse {
     SavedResponse {
         status: 201,
@@ -358,45 +363,46 @@ fn saved(body: &str) -> SavedResponse {
 pub async fn idempotency_keys_claim_replay_mismatch_and_release(f: Fixture) {
     let now = Utc::now();
     let store = &f.idempotency;
+    let k1 = api_key("k1");
     assert_eq!(
-        store.claim("k1", "fp", now).await.expect("claim"),
+        store.claim(&k1, "fp", now).await.expect("claim"),
         Claim::Acquired
     );
     assert_eq!(
-        store.claim("k1", "fp", now).await.expect("claim"),
+        store.claim(&k1, "fp", now).await.expect("claim"),
         Claim::InProgress
     );
     assert_eq!(
-        store.claim("k1", "other", now).await.expect("claim"),
+        store.claim(&k1, "other", now).await.expect("claim"),
         Claim::Mismatch
     );
-    store.release("k1").await.expect("release");
+    store.release(&k1).await.expect("release");
     assert_eq!(
-        store.claim("k1", "fp", now).await.expect("claim"),
+        store.claim(&k1, "fp", now).await.expect("claim"),
         Claim::Acquired
     );
 
     let id = oid("ORD-F");
     let mut append = next_append(&f, &id, place("x")).await;
     append.idempotency = Some(IdempotencyRecord {
-        key: "k1".into(),
+        key: k1.clone(),
         fingerprint: "fp".into(),
         response: saved("first"),
         expires_at: now + chrono::Duration::hours(1),
     });
     f.events.append(append).await.expect("appends");
     assert_eq!(
-        store.claim("k1", "fp", now).await.expect("claim"),
+        store.claim(&k1, "fp", now).await.expect("claim"),
         Claim::Replay(saved("first"))
     );
     assert_eq!(
-        store.claim("k1", "changed", now).await.expect("claim"),
+        store.claim(&k1, "changed", now).await.expect("claim"),
         Claim::Mismatch
     );
     // After expiry the key is free again.
     let later = now + chrono::Duration::hours(2);
     assert_eq!(
-        store.claim("k1", "fp", later).await.expect("claim"),
+        store.claim(&k1, "fp", later).await.expect("claim"),
         Claim::Acquired
     );
 }
@@ -412,23 +418,25 @@ pub async fn an_abandoned_claim_is_taken_over_after_its_expiry_by_the_given_cloc
     let t =
         Utc.with_ymd_and_hms(2031, 3, 4, 5, 6, 7).unwrap() + chrono::Duration::milliseconds(700);
     let store = &f.idempotency;
+    let k3 = api_key("k3");
+    let k4 = api_key("k4");
     assert_eq!(
-        store.claim("k3", "fp", t).await.expect("claim"),
+        store.claim(&k3, "fp", t).await.expect("claim"),
         Claim::Acquired
     );
     assert_eq!(
-        store.claim("k3", "fp", t + second).await.expect("claim"),
+        store.claim(&k3, "fp", t + second).await.expect("claim"),
         Claim::InProgress,
         "held at T+1s"
     );
     assert_eq!(
-        store.claim("k3", "fp", t + expiry).await.expect("claim"),
+        store.claim(&k3, "fp", t + expiry).await.expect("claim"),
         Claim::InProgress,
         "held at T+expiry"
     );
     assert_eq!(
         store
-            .claim("k3", "fp", t + expiry + second)
+            .claim(&k3, "fp", t + expiry + second)
             .await
             .expect("claim"),
         Claim::Acquired,
@@ -437,20 +445,17 @@ pub async fn an_abandoned_claim_is_taken_over_after_its_expiry_by_the_given_cloc
     // The new claim holds from its own time.
     let t2 = t + expiry + second;
     assert_eq!(
-        store.claim("k3", "fp", t2 + second).await.expect("claim"),
+        store.claim(&k3, "fp", t2 + second).await.expect("claim"),
         Claim::InProgress
     );
     assert_eq!(
-        store
-            .claim("k3", "other", t2 + second)
-            .await
-            .expect("claim"),
+        store.claim(&k3, "other", t2 + second).await.expect("claim"),
         Claim::Mismatch
     );
     // An abandoned claim is free to any request once expired, whatever its fingerprint.
     assert_eq!(
         store
-            .claim("k3", "other", t2 + expiry + second)
+            .claim(&k3, "other", t2 + expiry + second)
             .await
             .expect("claim"),
         Claim::Acquired
@@ -458,24 +463,25 @@ pub async fn an_abandoned_claim_is_taken_over_after_its_expiry_by_the_given_cloc
     // A claim at the wall clock's time is not expired by it: it holds against its own clock.
     let now = Utc::now();
     assert_eq!(
-        store.claim("k4", "fp", now).await.expect("claim"),
+        store.claim(&k4, "fp", now).await.expect("claim"),
         Claim::Acquired
     );
     assert_eq!(
-        store.claim("k4", "fp", now + expiry).await.expect("claim"),
+        store.claim(&k4, "fp", now + expiry).await.expect("claim"),
         Claim::InProgress
     );
 }
 
 pub async fn a_response_saved_without_events_is_replayed(f: Fixture) {
     let now = Utc::now();
+    let k2 = api_key("k2");
     assert_eq!(
-        f.idempotency.claim("k2", "fp", now).await.expect("claim"),
+        f.idempotency.claim(&k2, "fp", now).await.expect("claim"),
         Claim::Acquired
     );
     f.idempotency
         .complete(IdempotencyRecord {
-            key: "k2".into(),
+            key: k2.clone(),
             fingerprint: "fp".into(),
             response: saved("no change"),
             expires_at: now + chrono::Duration::hours(1),
@@ -483,8 +489,75 @@ pub async fn a_response_saved_without_events_is_replayed(f: Fixture) {
         .await
         .expect("complete");
     assert_eq!(
-        f.idempotency.claim("k2", "fp", now).await.expect("claim"),
+        f.idempotency.claim(&k2, "fp", now).await.expect("claim"),
         Claim::Replay(saved("no change"))
+    );
+}
+
+/// One store keeps the API's keys and the handlers' claims: a client's key spelled like a
+/// handler's claim, or sent by another actor, is another key.
+pub async fn ledger_namespaces_and_caller_scopes_never_collide(f: Fixture) {
+    let now = Utc::now();
+    let store = &f.idempotency;
+    let event = uuid::Uuid::now_v7();
+    let handler = LedgerKey::handler("completed", event);
+    let spelled = IdempotencyKey::parse(&format!("handled:completed:{event}")).expect("key");
+    let anonymous = LedgerKey::api(None, &spelled);
+    let alice = LedgerKey::api(Some("alice"), &spelled);
+    let bob = LedgerKey::api(Some("bob"), &spelled);
+    for key in [&anonymous, &alice, &bob] {
+        assert_eq!(
+            store.claim(key, "client", now).await.expect("claim"),
+            Claim::Acquired,
+            "{key}"
+        );
+    }
+    store
+        .complete(IdempotencyRecord {
+            key: anonymous.clone(),
+            fingerprint: "client".into(),
+            response: saved("client's"),
+            expires_at: now + chrono::Duration::hours(1),
+        })
+        .await
+        .expect("complete");
+    assert_eq!(
+        store
+            .claim(&handler, &event.to_string(), now)
+            .await
+            .expect("claim"),
+        Claim::Acquired,
+        "the client's record does not stand in the handler's way"
+    );
+    store
+        .complete(IdempotencyRecord {
+            key: handler.clone(),
+            fingerprint: event.to_string(),
+            response: saved("handler's"),
+            expires_at: now + chrono::Duration::hours(1),
+        })
+        .await
+        .expect("complete");
+    assert_eq!(
+        store
+            .claim(&handler, &event.to_string(), now)
+            .await
+            .expect("claim"),
+        Claim::Replay(saved("handler's"))
+    );
+    assert_eq!(
+        store.claim(&anonymous, "client", now).await.expect("claim"),
+        Claim::Replay(saved("client's"))
+    );
+    // Alice's claim is still in progress, whatever the others did with the same text.
+    assert_eq!(
+        store.claim(&alice, "client", now).await.expect("claim"),
+        Claim::InProgress
+    );
+    store.release(&bob).await.expect("release");
+    assert_eq!(
+        store.claim(&alice, "other", now).await.expect("claim"),
+        Claim::Mismatch
     );
 }
 
@@ -1004,6 +1077,7 @@ macro_rules! every_backend {
             idempotency_keys_claim_replay_mismatch_and_release,
             an_abandoned_claim_is_taken_over_after_its_expiry_by_the_given_clock,
             a_response_saved_without_events_is_replayed,
+            ledger_namespaces_and_caller_scopes_never_collide,
             the_change_feed_delivers_every_event_in_order_once_checkpointed,
             the_read_model_never_moves_an_order_back_a_version,
             the_read_model_lists_by_status_in_creation_order_across_pages,

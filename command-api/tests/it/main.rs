@@ -5,6 +5,7 @@ mod support;
 
 mod actor;
 mod hardening;
+mod idempotency;
 mod metrics;
 mod openapi;
 mod placement;

@@ -13,6 +13,7 @@ mod hardening;
 mod lambda_edge;
 mod lambda_runtime;
 mod lifecycle;
+mod namespaces;
 mod parked;
 mod published_schema;
 mod reads;
