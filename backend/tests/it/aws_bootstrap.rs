@@ -87,3 +87,145 @@ async fn rules_match_the_configured_event_source() {
         .collect();
     assert_eq!(sources, ["acme.orders"]);
 }
+
+/// The plan is what bootstrap creates: every table and queue of the plan, read back from
+/// the emulator, has the planned keys, attributes, index, stream view, TTL, visibility
+/// timeout, retention and redrive policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_bootstrap_creates_is_its_plan() {
+    use aws_sdk_sqs::types::QueueAttributeName as Q;
+    let config = AwsConfig::prefixed(&support::moto::fresh_prefix());
+    let aws = support::moto::connect(config.clone()).await;
+    aws.bootstrap(route_table()).await.expect("bootstrap");
+    let plan = backend::aws::bootstrap::plan(&config, route_table());
+    let db = &aws.clients.dynamodb;
+    let keys = |ks: &[aws_sdk_dynamodb::types::KeySchemaElement]| -> Vec<(String, String)> {
+        ks.iter()
+            .map(|k| (k.attribute_name.clone(), k.key_type.as_str().to_owned()))
+            .collect()
+    };
+    for t in &plan.tables {
+        let table = db
+            .describe_table()
+            .table_name(&t.table_name)
+            .send()
+            .await
+            .expect("describe table")
+            .table
+            .expect("a table");
+        let planned = |ks: &[backend::aws::bootstrap::KeyPlan]| -> Vec<(String, String)> {
+            ks.iter()
+                .map(|k| (k.attribute_name.to_owned(), k.key_type.to_owned()))
+                .collect()
+        };
+        assert_eq!(
+            keys(table.key_schema()),
+            planned(&t.key_schema),
+            "{}",
+            t.role
+        );
+        let mut attributes: Vec<(String, String)> = table
+            .attribute_definitions()
+            .iter()
+            .map(|a| {
+                (
+                    a.attribute_name.clone(),
+                    a.attribute_type.as_str().to_owned(),
+                )
+            })
+            .collect();
+        let mut expected: Vec<(String, String)> = t
+            .attribute_definitions
+            .iter()
+            .map(|a| (a.attribute_name.to_owned(), a.attribute_type.to_owned()))
+            .collect();
+        attributes.sort();
+        expected.sort();
+        assert_eq!(attributes, expected, "{}", t.role);
+        let indexes: Vec<(String, Vec<(String, String)>)> = table
+            .global_secondary_indexes()
+            .iter()
+            .map(|i| {
+                (
+                    i.index_name().unwrap_or_default().to_owned(),
+                    keys(i.key_schema()),
+                )
+            })
+            .collect();
+        let planned_indexes: Vec<(String, Vec<(String, String)>)> = t
+            .global_secondary_indexes
+            .iter()
+            .map(|i| (i.index_name.to_owned(), planned(&i.key_schema)))
+            .collect();
+        assert_eq!(indexes, planned_indexes, "{}", t.role);
+        let view = table
+            .stream_specification()
+            .filter(|s| s.stream_enabled)
+            .and_then(|s| s.stream_view_type())
+            .map(|v| v.as_str().to_owned());
+        assert_eq!(view.as_deref(), t.stream_view_type, "{}", t.role);
+        let ttl = db
+            .describe_time_to_live()
+            .table_name(&t.table_name)
+            .send()
+            .await
+            .expect("describe TTL")
+            .time_to_live_description
+            .filter(|d| {
+                d.time_to_live_status()
+                    .is_some_and(|s| s.as_str() == "ENABLED")
+            })
+            .and_then(|d| d.attribute_name);
+        assert_eq!(ttl.as_deref(), t.time_to_live_attribute, "{}", t.role);
+    }
+    let sqs = &aws.clients.sqs;
+    for q in &plan.queues {
+        let url = sqs
+            .get_queue_url()
+            .queue_name(&q.queue_name)
+            .send()
+            .await
+            .expect("queue url")
+            .queue_url
+            .expect("a url");
+        let attributes = sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(Q::All)
+            .send()
+            .await
+            .expect("queue attributes")
+            .attributes
+            .unwrap_or_default();
+        let get = |name: Q| attributes.get(&name).cloned().unwrap_or_default();
+        let visibility = q.visibility_timeout.unwrap_or(30).to_string();
+        assert_eq!(get(Q::VisibilityTimeout), visibility, "{}", q.queue_name);
+        let retention = q.message_retention_period.to_string();
+        assert_eq!(
+            get(Q::MessageRetentionPeriod),
+            retention,
+            "{}",
+            q.queue_name
+        );
+        let redrive = attributes.get(&Q::RedrivePolicy);
+        match &q.redrive_policy {
+            None => assert!(redrive.is_none(), "{}: {redrive:?}", q.queue_name),
+            Some(planned) => {
+                let redrive: serde_json::Value =
+                    serde_json::from_str(redrive.expect("a redrive policy")).expect("json");
+                assert_eq!(
+                    redrive["maxReceiveCount"].to_string().trim_matches('"'),
+                    planned.max_receive_count.to_string(),
+                    "{}",
+                    q.queue_name
+                );
+                let target = redrive["deadLetterTargetArn"].as_str().expect("an ARN");
+                assert!(
+                    target.ends_with(&format!(":{}", planned.dead_letter_queue)),
+                    "{}: {target}",
+                    q.queue_name
+                );
+            }
+        }
+    }
+}
