@@ -9,7 +9,7 @@ use std::{sync::Arc, time::Duration};
 use backend::{
     Append, AppendError, BusEntry, ChangeFeed, Claim, Document, DocumentStore, EventPublisher,
     EventStore, Head, IN_PROGRESS_EXPIRY, IdempotencyKey, IdempotencyRecord, IdempotencyStore,
-    LedgerKey, ListQuery, QueueMessage, Queues, ReadModel, SavedResponse,
+    LedgerKey, ListQuery, ParkedRecords, QueueMessage, Queues, ReadModel, SavedResponse,
 };
 use chrono::{TimeZone, Utc};
 use events_schema::{
@@ -27,6 +27,7 @@ pub struct Fixture {
     pub publisher: Arc<dyn EventPublisher>,
     pub queues: Arc<dyn Queues>,
     pub documents: Arc<dyn DocumentStore>,
+    pub parked: Arc<dyn ParkedRecords>,
     /// The EventBridge `Source` the backend's rules match.
     pub source: String,
     /// Keeps whatever the backend needs alive (a temp dir, a server).
@@ -617,6 +618,40 @@ fn order_at(f_id: &str, version: u64, status: Status, created_second: u32) -> Or
     }
 }
 
+pub async fn a_parked_record_is_listed_counted_read_back_from_the_feed_and_removed(f: Fixture) {
+    placed(&f, "ORD-P-0").await;
+    placed(&f, "ORD-P-1").await;
+    let wait = Duration::from_secs(5);
+    let batch = f.feed.next_batch(1, wait).await.expect("batch");
+    let change = batch.first().expect("a change").clone();
+    assert_eq!(f.parked.count().await.expect("count"), 0);
+    f.parked
+        .park(&change.at, Some(&change.recorded), 3, "boom")
+        .await
+        .expect("parks");
+    f.feed.checkpoint(&change.at).await.expect("checkpoint");
+    let listed = f.parked.list().await.expect("list");
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let parked = &listed[0];
+    let envelope = &change.recorded.envelope;
+    assert_eq!(parked.order_id.as_deref(), Some(envelope.order_id.as_str()));
+    assert_eq!(parked.version, Some(envelope.version));
+    assert_eq!(parked.event_id, Some(envelope.event_id.to_string()));
+    assert_eq!(parked.attempts, 3);
+    assert!(parked.error.contains("boom"), "{parked:?}");
+    // Listing leaves it parked; the record comes back from the feed itself.
+    assert_eq!(f.parked.count().await.expect("count"), 1);
+    assert_eq!(
+        f.parked.records(parked).await.expect("reads back"),
+        vec![change.recorded.clone()]
+    );
+    let next = f.feed.next_batch(1, wait).await.expect("batch");
+    assert_ne!(next.first().map(|c| &c.at), Some(&change.at), "the feed moved on");
+    assert!(f.parked.remove(parked).await.expect("removes"));
+    assert_eq!(f.parked.count().await.expect("count"), 0);
+    assert!(f.parked.list().await.expect("list").is_empty());
+}
+
 pub async fn the_read_model_never_moves_an_order_back_a_version(f: Fixture) {
     let rm = &f.read_model;
     rm.apply(&[order_at("ORD-H", 2, Status::Inprocess, 1)])
@@ -1036,6 +1071,7 @@ mod backends {
                 publisher: e.bus.clone(),
                 queues: e.queues.clone(),
                 documents: e.documents.clone(),
+                parked: e.parked.clone(),
                 source: routes.source.clone(),
                 _guard: Box::new((Arc::new(e), dir)),
             }
@@ -1054,6 +1090,7 @@ mod backends {
                 publisher: ports.publisher,
                 queues: ports.queues,
                 documents: ports.documents,
+                parked: ports.parked,
                 source: aws.config.event_source.clone(),
                 _guard: Box::new(()),
             }
@@ -1079,6 +1116,7 @@ macro_rules! every_backend {
             a_response_saved_without_events_is_replayed,
             ledger_namespaces_and_caller_scopes_never_collide,
             the_change_feed_delivers_every_event_in_order_once_checkpointed,
+            a_parked_record_is_listed_counted_read_back_from_the_feed_and_removed,
             the_read_model_never_moves_an_order_back_a_version,
             the_read_model_lists_by_status_in_creation_order_across_pages,
             publishing_routes_each_entry_to_its_status_queue_and_no_other,
