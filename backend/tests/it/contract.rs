@@ -646,7 +646,11 @@ pub async fn a_parked_record_is_listed_counted_read_back_from_the_feed_and_remov
         vec![change.recorded.clone()]
     );
     let next = f.feed.next_batch(1, wait).await.expect("batch");
-    assert_ne!(next.first().map(|c| &c.at), Some(&change.at), "the feed moved on");
+    assert_ne!(
+        next.first().map(|c| &c.at),
+        Some(&change.at),
+        "the feed moved on"
+    );
     assert!(f.parked.remove(parked).await.expect("removes"));
     assert_eq!(f.parked.count().await.expect("count"), 0);
     assert!(f.parked.list().await.expect("list").is_empty());
