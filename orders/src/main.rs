@@ -34,7 +34,8 @@ enum Cmd {
     Aws(aws::AwsArgs),
     /// Show an order's event trail, with its state after each event.
     Replay(audit::ReplayArgs),
-    /// Check the stored history: versions, hash chain, stored states, read model.
+    /// Check the stored history (versions, hash chain, stored states, read model), or seal
+    /// it with a digest whose root makes a later truncation evident.
     Audit(audit::AuditArgs),
     /// Recompute the read model from the events alone and swap it in atomically.
     Rebuild(audit::RebuildArgs),
