@@ -336,7 +336,7 @@ impl StreamsChangeFeed {
         state
             .shards
             .iter()
-            .find(|s| s.delivered.iter().any(|d| *d == at.0))
+            .find(|s| s.delivered.contains(&at.0))
             .map(|s| (arn, s.id.clone()))
             .ok_or_else(|| {
                 StoreError::new(
