@@ -244,6 +244,9 @@ async fn every_detail_the_bus_delivers_validates_against_the_published_schema() 
     }
 }
 
+/// A named change to a valid detail.
+type Drift = (&'static str, fn(&mut Value));
+
 #[test]
 fn a_detail_that_drifts_from_the_schema_is_caught() {
     let (validator, _) = validator();
@@ -273,7 +276,7 @@ fn a_detail_that_drifts_from_the_schema_is_caught() {
         },
     });
     assert_eq!(violations(&validator, &detail), Vec::<String>::new());
-    let drifts: [(&str, fn(&mut Value)); 4] = [
+    let drifts: [Drift; 4] = [
         ("a renamed data field", |d| {
             d["event"]["data"] = json!({"reason": "no longer needed"});
         }),
