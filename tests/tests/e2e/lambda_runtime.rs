@@ -2,7 +2,8 @@
 //! `lambda_runtime` main) polls inside a Lambda sandbox, served on a local port, and a
 //! function process started as Lambda starts one: `AWS_LAMBDA_RUNTIME_API` pointing at the
 //! emulator, the function's name, memory and log settings, the deployment's `ORDERS_*`
-//! names, nothing else of this process's environment.
+//! names, nothing else of this process's environment (but `LLVM_PROFILE_FILE` under
+//! coverage).
 //!
 //! Implemented (Runtime API 2018-06-01): `GET /runtime/invocation/next` (the event, with
 //! `Lambda-Runtime-Aws-Request-Id`, `-Deadline-Ms`, `-Invoked-Function-Arn`, `-Trace-Id`),
@@ -338,6 +339,11 @@ impl Function {
             .stderr(Stdio::from(err));
         for (key, value) in env {
             command.env(key, value);
+        }
+        // Under `cargo llvm-cov` (scripts/test) the binaries are instrumented: their
+        // coverage counts only if they write it where the report looks.
+        if let Some(profile) = std::env::var_os("LLVM_PROFILE_FILE") {
+            command.env("LLVM_PROFILE_FILE", profile);
         }
         let spawned = Instant::now();
         let child = command
