@@ -124,7 +124,7 @@ struct MetricDefinition<'a> {
 }
 
 /// The EMF document of `sample` at `timestamp_ms`, as one line of JSON. A dimension
-/// without a value gets an empty one (CloudWatch needs every referenced member).
+/// without a value is `unknown` (CloudWatch needs every referenced member, non-empty).
 pub fn document(sample: &Sample<'_>, timestamp_ms: u64) -> String {
     let keys = sample.metric.dimensions();
     let mut members = serde_json::Map::new();
@@ -132,7 +132,12 @@ pub fn document(sample: &Sample<'_>, timestamp_ms: u64) -> String {
         members.insert((*key).to_owned(), (*value).into());
     }
     for (i, key) in keys.iter().enumerate() {
-        let value = sample.dimension_values.get(i).copied().unwrap_or_default();
+        let value = sample
+            .dimension_values
+            .get(i)
+            .copied()
+            .filter(|v| !v.is_empty())
+            .unwrap_or("unknown");
         members.insert((*key).to_owned(), value.into());
     }
     members.insert(sample.metric.name().to_owned(), sample.value.into());
@@ -340,17 +345,18 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_dimension_value_is_empty_not_absent() {
+    fn a_missing_or_empty_dimension_value_is_unknown_not_absent() {
         let doc = parse(&document(
             &Sample {
                 metric: Metric::Commands,
-                dimension_values: &["StartOrder"],
+                dimension_values: &["", "Accepted"][..1],
                 value: 1.0,
                 properties: &[],
             },
             1,
         ));
-        assert_eq!(doc["Outcome"], "");
+        assert_eq!(doc["Command"], "unknown");
+        assert_eq!(doc["Outcome"], "unknown");
     }
 
     #[test]
