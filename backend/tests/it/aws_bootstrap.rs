@@ -44,6 +44,11 @@ async fn every_resource_is_created_and_named_from_the_config() {
             config.queue_name(&route.dead_letter_queue)
         ));
     }
+    // The projector's on-failure destination, where the stream's records are parked.
+    expected.push(format!(
+        "queue {}",
+        config.queue_name("orders-projector-failures")
+    ));
     let (mut created, mut expected) = (created, expected);
     created.sort();
     expected.sort();
