@@ -234,3 +234,66 @@ async fn what_bootstrap_creates_is_its_plan() {
         }
     }
 }
+
+/// The `PutEvents` request bodies sent, as JSON.
+#[derive(Debug, Default, Clone)]
+struct PutEventsBodies(std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>);
+
+impl aws_sdk_dynamodb::config::Intercept for PutEventsBodies {
+    fn name(&self) -> &'static str {
+        "PutEventsBodies"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef<'_>,
+        _: &aws_sdk_dynamodb::config::RuntimeComponents,
+        cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let put_events = cfg
+            .load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
+            .is_some_and(|m| m.name() == "PutEvents");
+        if let Some(body) = context.request().body().bytes().filter(|_| put_events) {
+            let json = serde_json::from_slice(body).unwrap_or_default();
+            self.0.lock().unwrap_or_else(|p| p.into_inner()).push(json);
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_events_trace_header_is_sent_as_the_entrys_trace_header_and_the_event_still_routed() {
+    const TRACE: &str =
+        "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
+    let bodies = PutEventsBodies::default();
+    let config = AwsConfig {
+        interceptor: Some(aws_sdk_dynamodb::config::SharedInterceptor::new(
+            bodies.clone(),
+        )),
+        ..AwsConfig::prefixed(&support::moto::fresh_prefix())
+    };
+    let aws = support::moto::connect(config).await;
+    aws.bootstrap(route_table()).await.expect("bootstrap");
+    let entry = BusEntry {
+        source: route_table().source.clone(),
+        detail_type: "OrderPlaced".into(),
+        detail: serde_json::json!({ "order": { "status": "received" } }).to_string(),
+        time: chrono::Utc::now(),
+        trace_header: Some(TRACE.to_owned()),
+    };
+    let failed = aws.publisher.publish(&[entry]).await.expect("publish");
+    assert!(
+        failed.is_empty(),
+        "moto accepts an entry with a TraceHeader"
+    );
+    let sent = bodies.0.lock().expect("bodies").clone();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0]["Entries"][0]["TraceHeader"], TRACE);
+    let queue = &route_table().route(Status::Received).expect("route").queue;
+    let got = aws
+        .queues
+        .receive(queue, 10, Duration::from_secs(30), Duration::from_secs(1))
+        .await
+        .expect("receive");
+    assert_eq!(got.len(), 1, "routed to the received queue");
+}
