@@ -640,3 +640,40 @@ async fn cold_start_and_peak_memory_per_function() {
     }
     println!("(medians of {RUNS} cold starts each, moto on the same machine)");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_function_records_its_invocations_trace_and_writes_emf_metrics() {
+    let aws = deployment().await;
+    let mut api = api_function(&aws).await;
+    let placed = api
+        .invoke(http_event(
+            "POST",
+            "/orders",
+            &[("content-type", "application/json")],
+            Some(r#"{"orderId":"ORD-LAMBDA-TRACE","description":"traced"}"#),
+        ))
+        .await
+        .response();
+    assert_eq!(placed["statusCode"], 201, "{placed}");
+    // The runtime API's Lambda-Runtime-Trace-Id of the invocation, in the event's metadata.
+    let id = OrderId::parse("ORD-LAMBDA-TRACE").expect("an id");
+    let page = aws.events.events(&id, 0, 10).await.expect("reads");
+    let trace = page.items[0]
+        .metadata
+        .trace_header
+        .clone()
+        .expect("the invocation's trace header");
+    assert!(
+        trace.starts_with("Root=1-") && trace.contains(";Parent="),
+        "{trace}"
+    );
+    // One EMF document on stdout for the command.
+    let log = api.log();
+    let counted = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|d| d["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Ordersource")
+        .filter(|d| d["Command"] == "PlaceOrder" && d["Outcome"] == "Accepted")
+        .count();
+    assert_eq!(counted, 1, "{log}");
+}
