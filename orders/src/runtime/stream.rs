@@ -209,3 +209,217 @@ impl ReadModel for Refusing {
         self.inner.list(query).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{
+        Mutex,
+        atomic::{AtomicBool, AtomicU32, Ordering},
+    };
+
+    use backend::{BusEntry, Change, ParkedRecord, embedded::SqliteChangeFeed};
+    use events_schema::{Command, Description, EventContext, Metadata, PlaceOrder};
+
+    use super::*;
+
+    fn placed(n: usize, description: &str) -> Change {
+        let id = OrderId::parse(&format!("O-{n}")).expect("an id");
+        let command = Command::Place(PlaceOrder {
+            description: Description::parse(description).expect("a description"),
+            register_date: chrono::Utc::now(),
+            delivery_date: None,
+            customer_id: None,
+        });
+        let events = events_schema::decide(&id, None, &command).expect("decides");
+        let ctx = EventContext {
+            occurred_at: chrono::Utc::now(),
+            metadata: Metadata::default(),
+        };
+        let recorded = events_schema::record(&id, None, events, &ctx, uuid::Uuid::now_v7)
+            .expect("records")
+            .remove(0);
+        Change {
+            at: SqliteChangeFeed::at(n as u64),
+            recorded,
+        }
+    }
+
+    /// A feed over a fixed list; checks on every checkpoint that no poison record is
+    /// passed before it is parked.
+    struct Feed {
+        changes: Vec<Change>,
+        done: Mutex<usize>,
+        parked: Arc<Parked>,
+        poison: usize,
+        skipped: AtomicBool,
+    }
+
+    #[async_trait]
+    impl ChangeFeed for Feed {
+        async fn next_batch(&self, max: usize, wait: Duration) -> Result<Vec<Change>, FeedError> {
+            let done = *self.done.lock().expect("lock");
+            let batch: Vec<Change> = self.changes[done..].iter().take(max).cloned().collect();
+            if batch.is_empty() {
+                tokio::time::sleep(wait.min(Duration::from_millis(10))).await;
+            }
+            Ok(batch)
+        }
+
+        async fn checkpoint(&self, at: &Checkpoint) -> Result<(), StoreError> {
+            let position: usize = at.to_string().parse().expect("a position");
+            if position >= self.poison && self.parked.parked.lock().expect("lock").is_empty() {
+                self.skipped.store(true, Ordering::SeqCst);
+            }
+            let mut done = self.done.lock().expect("lock");
+            *done = (*done).max(position);
+            Ok(())
+        }
+
+        async fn lag(&self) -> Result<u64, StoreError> {
+            Ok((self.changes.len() - *self.done.lock().expect("lock")) as u64)
+        }
+    }
+
+    #[derive(Default)]
+    struct Applied(Mutex<Vec<String>>);
+
+    #[async_trait]
+    impl ReadModel for Applied {
+        async fn apply(&self, orders: &[Order]) -> Result<(), StoreError> {
+            let mut applied = self.0.lock().expect("lock");
+            applied.extend(orders.iter().map(|o| o.order_id.to_string()));
+            Ok(())
+        }
+
+        async fn get(&self, _: &OrderId) -> Result<Option<Order>, StoreError> {
+            Ok(None)
+        }
+
+        async fn list(&self, _: &ListQuery) -> Result<Page, StoreError> {
+            Ok(Page::from_overfetch(Vec::new(), 1))
+        }
+    }
+
+    struct Bus;
+
+    #[async_trait]
+    impl EventPublisher for Bus {
+        async fn publish(&self, _: &[BusEntry]) -> Result<Vec<usize>, StoreError> {
+            Ok(Vec::new())
+        }
+    }
+
+    /// Parks in memory; refuses the first `refusals` parks.
+    #[derive(Default)]
+    struct Parked {
+        parked: Mutex<Vec<(Checkpoint, u32, String)>>,
+        refusals: AtomicU32,
+    }
+
+    #[async_trait]
+    impl ParkedRecords for Parked {
+        async fn park(
+            &self,
+            at: &Checkpoint,
+            _: Option<&Recorded>,
+            attempts: u32,
+            error: &str,
+        ) -> Result<(), StoreError> {
+            if self
+                .refusals
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                return Err(StoreError::new("parking a record", "refused by the test"));
+            }
+            self.parked
+                .lock()
+                .expect("lock")
+                .push((at.clone(), attempts, error.to_owned()));
+            Ok(())
+        }
+
+        async fn list(&self) -> Result<Vec<ParkedRecord>, StoreError> {
+            Ok(Vec::new())
+        }
+
+        async fn count(&self) -> Result<u64, StoreError> {
+            Ok(self.parked.lock().expect("lock").len() as u64)
+        }
+
+        async fn records(&self, _: &ParkedRecord) -> Result<Vec<Recorded>, StoreError> {
+            Ok(Vec::new())
+        }
+
+        async fn remove(&self, _: &ParkedRecord) -> Result<bool, StoreError> {
+            Ok(false)
+        }
+    }
+
+    /// Runs a poller over five records, the third of them poison, until all are
+    /// checkpointed.
+    async fn run_over_a_poisoned_batch(refusals: u32) -> (Arc<Feed>, Arc<Applied>, Arc<Parked>) {
+        let parked = Arc::new(Parked {
+            refusals: AtomicU32::new(refusals),
+            ..Parked::default()
+        });
+        let feed = Arc::new(Feed {
+            changes: (1..=5)
+                .map(|n| placed(n, if n == 3 { "a POISON order" } else { "fine" }))
+                .collect(),
+            done: Mutex::new(0),
+            parked: parked.clone(),
+            poison: 3,
+            skipped: AtomicBool::new(false),
+        });
+        let applied = Arc::new(Applied::default());
+        let poller = StreamPoller {
+            feed: feed.clone(),
+            read_model: applied.clone(),
+            publisher: Arc::new(Bus),
+            parked: parked.clone(),
+            source: "test".into(),
+            max_attempts: 2,
+            fail_marker: Some("POISON".into()),
+        };
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(poller.run(stopped));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while feed.lag().await.expect("lag") > 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the feed never got past the poison record"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let _ = stop.send(true);
+        task.await.expect("the poller stops");
+        (feed, applied, parked)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_record_inside_a_batch_is_found_parked_alone_and_the_rest_projected() {
+        let (feed, applied, parked) = run_over_a_poisoned_batch(0).await;
+        let parked = parked.parked.lock().expect("lock").clone();
+        assert_eq!(parked.len(), 1, "{parked:?}");
+        let (at, attempts, error) = &parked[0];
+        assert_eq!(at, &SqliteChangeFeed::at(3));
+        assert_eq!(*attempts, 2);
+        assert!(error.contains("injected failure for order O-3"), "{error}");
+        let mut applied = applied.0.lock().expect("lock").clone();
+        applied.sort();
+        applied.dedup();
+        assert_eq!(applied, ["O-1", "O-2", "O-4", "O-5"]);
+        assert!(!feed.skipped.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_record_whose_parking_fails_is_not_checkpointed_past_until_it_is_parked() {
+        let (feed, _, parked) = run_over_a_poisoned_batch(2).await;
+        assert_eq!(parked.parked.lock().expect("lock").len(), 1);
+        assert!(
+            !feed.skipped.load(Ordering::SeqCst),
+            "the poison record was checkpointed past before it was parked"
+        );
+    }
+}
