@@ -212,23 +212,43 @@ pub fn emit(sample: &Sample<'_>) {
     }
 }
 
-/// A command the API ran: its kind and outcome, with the request's correlation id.
-pub fn command(kind: &str, outcome: &str, correlation_id: &str) {
+/// The request a value comes from: its correlation id and, where it ran traced, its X-Ray
+/// trace header. Written beside the value (not as dimensions), so that Logs Insights finds
+/// a request's metrics and X-Ray's trace leads to them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Origin<'a> {
+    pub correlation_id: &'a str,
+    pub trace_header: Option<&'a str>,
+}
+
+impl<'a> Origin<'a> {
+    fn properties(&self, more: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        let mut properties = more.to_vec();
+        properties.push(("correlationId", self.correlation_id));
+        if let Some(trace) = self.trace_header {
+            properties.push(("traceHeader", trace));
+        }
+        properties
+    }
+}
+
+/// A command the API ran: its kind and outcome.
+pub fn command(kind: &str, outcome: &str, origin: Origin<'_>) {
     emit(&Sample {
         metric: Metric::Commands,
         dimension_values: &[kind, outcome],
         value: 1.0,
-        properties: &[("correlationId", correlation_id)],
+        properties: &origin.properties(&[]),
     });
 }
 
-/// Work recognised as already done; `id` names it (correlation id, event id).
-pub fn duplicate(kind: Duplicate, id: &str) {
+/// Work recognised as already done; `id` names it (the order, the event).
+pub fn duplicate(kind: Duplicate, id: &str, origin: Origin<'_>) {
     emit(&Sample {
         metric: Metric::Duplicates,
         dimension_values: &[kind.name()],
         value: 1.0,
-        properties: &[("id", id)],
+        properties: &origin.properties(&[("id", id)]),
     });
 }
 
@@ -243,12 +263,12 @@ pub fn parked(count: u64, position: &str) {
 }
 
 /// A document a handler wrote for an event.
-pub fn documents_written(handler: &str, event_id: &str) {
+pub fn documents_written(handler: &str, event_id: &str, origin: Origin<'_>) {
     emit(&Sample {
         metric: Metric::DocumentsWritten,
         dimension_values: &[handler],
         value: 1.0,
-        properties: &[("eventId", event_id)],
+        properties: &origin.properties(&[("eventId", event_id)]),
     });
 }
 
@@ -357,6 +377,27 @@ mod tests {
         ));
         assert_eq!(doc["Command"], "unknown");
         assert_eq!(doc["Outcome"], "unknown");
+    }
+
+    #[test]
+    fn the_origin_is_written_beside_the_value_with_the_trace_header_only_when_known() {
+        let traced = Origin {
+            correlation_id: "c-9",
+            trace_header: Some("Root=1-a-b;Parent=c;Sampled=1"),
+        };
+        assert_eq!(
+            traced.properties(&[("eventId", "e-1")]),
+            [
+                ("eventId", "e-1"),
+                ("correlationId", "c-9"),
+                ("traceHeader", "Root=1-a-b;Parent=c;Sampled=1")
+            ]
+        );
+        let untraced = Origin {
+            correlation_id: "c-9",
+            trace_header: None,
+        };
+        assert_eq!(untraced.properties(&[]), [("correlationId", "c-9")]);
     }
 
     #[test]

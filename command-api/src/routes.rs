@@ -9,7 +9,7 @@ use axum::{
     middleware::{self, Next},
     response::{IntoResponse, Response},
 };
-use backend::emf::Duplicate;
+use backend::emf::{Duplicate, Origin};
 use events_schema::{Command, Envelope, Metadata, Order, OrderId};
 use serde::Serialize;
 use tracing::Instrument;
@@ -210,6 +210,16 @@ impl<S: Send + Sync> FromRequestParts<S> for WriteContext {
     }
 }
 
+impl WriteContext {
+    /// The request, for the metrics it causes.
+    fn origin(&self) -> Origin<'_> {
+        Origin {
+            correlation_id: &self.correlation_id,
+            trace_header: self.trace_header.as_deref(),
+        }
+    }
+}
+
 /// Runs one write and counts it in the `Commands` metric by kind and outcome.
 async fn write(
     app: &App,
@@ -227,7 +237,7 @@ async fn write(
         Err(e) if e.status().is_server_error() => "Failed",
         Err(_) => "Rejected",
     };
-    backend::emf::command(command_kind(command), outcome, &ctx.correlation_id);
+    backend::emf::command(command_kind(command), outcome, ctx.origin());
     result
 }
 
@@ -264,7 +274,7 @@ async fn apply_write(
     .await?
     {
         Begin::Replay(saved) => {
-            backend::emf::duplicate(Duplicate::IdempotencyKey, &ctx.correlation_id);
+            backend::emf::duplicate(Duplicate::IdempotencyKey, order_id.as_str(), ctx.origin());
             return Ok(Reply::replayed(saved).into_response());
         }
         Begin::Proceed(guard) => guard,

@@ -209,7 +209,11 @@ impl Commands {
                 self.save(write.idempotent.as_ref(), &first).await?;
                 backend::emf::duplicate(
                     backend::emf::Duplicate::SamePlacement,
-                    &write.metadata.correlation_id,
+                    write.order_id.as_str(),
+                    backend::emf::Origin {
+                        correlation_id: &write.metadata.correlation_id,
+                        trace_header: write.metadata.trace_header.as_deref(),
+                    },
                 );
                 Ok(first)
             }

@@ -115,10 +115,18 @@ impl Handler {
         if let Some(trace) = &delivery.trace_header {
             span.record("trace_header", trace.as_str());
         }
-        self.react(&detail).instrument(span).await
+        let origin = backend::emf::Origin {
+            correlation_id: &detail.event.metadata.correlation_id,
+            trace_header: delivery.trace_header.as_deref(),
+        };
+        self.react(&detail, origin).instrument(span).await
     }
 
-    async fn react(&self, detail: &EventDetail) -> Result<(), Failure> {
+    async fn react(
+        &self,
+        detail: &EventDetail,
+        origin: backend::emf::Origin<'_>,
+    ) -> Result<(), Failure> {
         if let Some(marker) = &self.fail_marker
             && detail.order.description.as_str().contains(marker.as_str())
         {
@@ -133,7 +141,11 @@ impl Handler {
         let now = Utc::now();
         match self.ledger.claim(&key, &event_id, now).await? {
             Claim::Replay(_) => {
-                backend::emf::duplicate(backend::emf::Duplicate::HandlerDelivery, &event_id);
+                backend::emf::duplicate(
+                    backend::emf::Duplicate::HandlerDelivery,
+                    &event_id,
+                    origin,
+                );
                 tracing::debug!("already handled");
                 return Ok(());
             }
@@ -141,7 +153,7 @@ impl Handler {
             Claim::Acquired => {}
         }
         let result = self
-            .write(detail, &document, key.clone(), event_id, now)
+            .write(detail, &document, key.clone(), event_id, now, origin)
             .await;
         if result.is_err() {
             // The document is written under a fixed name, so a retry rewrites it identically.
@@ -157,10 +169,11 @@ impl Handler {
         key: LedgerKey,
         event_id: String,
         now: chrono::DateTime<Utc>,
+        origin: backend::emf::Origin<'_>,
     ) -> Result<(), Failure> {
         self.documents.put(&detail.event.order_id, document).await?;
         backend::telemetry::document_written();
-        backend::emf::documents_written(self.reaction.name(), &event_id);
+        backend::emf::documents_written(self.reaction.name(), &event_id, origin);
         self.ledger
             .complete(IdempotencyRecord {
                 key,

@@ -243,13 +243,26 @@ async fn emf_counts_the_document_once_and_the_redelivery_as_a_duplicate() {
     let events = history("ORD-EMF", &[place("a")]);
     let event_id = events[0].envelope.event_id.to_string();
     let h = handler(&s, "received", None);
+    let trace = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
     for round in 0..2 {
-        let response =
-            handlers::lambda::handle(&h, batch(vec![message(&format!("e{round}"), &events[0])]))
-                .await;
+        let mut m = message(&format!("e{round}"), &events[0]);
+        m.attributes
+            .insert("AWSTraceHeader".to_owned(), trace.to_owned());
+        let response = handlers::lambda::handle(&h, batch(vec![m])).await;
         assert!(response.batch_item_failures.is_empty());
     }
     let docs = backend::emf::captured();
+    // Each names the event's correlation id and the trace the message came in.
+    for d in docs
+        .iter()
+        .filter(|d| d["eventId"] == event_id.as_str() || d["id"] == event_id.as_str())
+    {
+        assert_eq!(
+            (&d["correlationId"], &d["traceHeader"]),
+            (&serde_json::json!("c"), &serde_json::json!(trace)),
+            "{d}"
+        );
+    }
     let written = docs
         .iter()
         .filter(|d| d["eventId"] == event_id.as_str() && d["Handler"] == "received")

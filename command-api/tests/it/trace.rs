@@ -34,6 +34,7 @@ fn post(path: &str, body: &str, correlation_id: &str) -> http::Request<Body> {
 
 #[tokio::test]
 async fn events_record_the_trace_header_the_entrypoint_gives_and_not_a_clients() {
+    backend::emf::capture_in_memory();
     let dir = tempfile::tempdir().expect("tempdir");
     let (app, _embedded) = app(dir.path());
 
@@ -49,6 +50,13 @@ async fn events_record_the_trace_header_the_entrypoint_gives_and_not_a_clients()
     assert_eq!(res.status(), 201);
     let events = events_of(app.clone(), "ORD-TRACED").await;
     assert_eq!(events["items"][0]["metadata"]["traceHeader"], TRACE);
+    // The command's metric names the trace too.
+    let traced_metrics: Vec<_> = backend::emf::captured()
+        .into_iter()
+        .filter(|d| d["correlationId"] == "t-1")
+        .map(|d| d["traceHeader"].clone())
+        .collect();
+    assert_eq!(traced_metrics, [serde_json::json!(TRACE)]);
 
     // The router itself (orders dev) takes no trace from the client.
     let mut untraced = post(
@@ -69,9 +77,7 @@ async fn events_record_the_trace_header_the_entrypoint_gives_and_not_a_clients()
 /// `Kind` of each `Duplicates` one.
 fn counted(correlation_id: &str) -> (Vec<(String, String)>, Vec<String>) {
     let docs = backend::emf::captured();
-    let mine = docs
-        .iter()
-        .filter(|d| d["correlationId"] == correlation_id || d["id"] == correlation_id);
+    let mine = docs.iter().filter(|d| d["correlationId"] == correlation_id);
     let mut commands = Vec::new();
     let mut duplicates = Vec::new();
     for d in mine {
