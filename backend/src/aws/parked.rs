@@ -417,3 +417,77 @@ impl ParkedRecords for SqsParked {
             .map_err(|e| sdk_error("removing a parked record", e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shape AWS documents for a DynamoDB stream batch Lambda gave up on.
+    const LAMBDA_RECORD: &str = r#"{
+        "requestContext": {
+            "requestId": "316aa6d0-8154-xmpl-9af7-85d5f4a6bc81",
+            "functionArn": "arn:aws:lambda:us-east-2:123456789012:function:orders-projector",
+            "condition": "RetryAttemptsExhausted",
+            "approximateInvokeCount": 11
+        },
+        "responseContext": {
+            "statusCode": 200,
+            "executedVersion": "$LATEST",
+            "functionError": "Unhandled"
+        },
+        "version": "1.0",
+        "timestamp": "2019-11-14T00:13:49.717Z",
+        "DDBStreamBatchInfo": {
+            "shardId": "shardId-00000001573689847184-864758bb",
+            "startSequenceNumber": "800000000003126276362",
+            "endSequenceNumber": "800000000003126276363",
+            "approximateArrivalOfFirstRecord": "2019-11-14T00:13:19Z",
+            "approximateArrivalOfLastRecord": "2019-11-14T00:13:19Z",
+            "batchSize": 2,
+            "streamArn": "arn:aws:dynamodb:us-east-2:123456789012:table/orders-events/stream/2019-11-14T00:04:06.388"
+        }
+    }"#;
+
+    #[test]
+    fn lambdas_on_failure_record_is_listed_by_its_shard_and_range() {
+        let record: OnFailureRecord = serde_json::from_str(LAMBDA_RECORD).expect("parses");
+        let parked = record.parked("m-1".into());
+        assert_eq!(parked.id, "m-1");
+        assert_eq!(
+            parked.position,
+            "shardId-00000001573689847184-864758bb 800000000003126276362..800000000003126276363 (2 records)"
+        );
+        assert_eq!(parked.attempts, 11);
+        assert_eq!(
+            parked.error,
+            "RetryAttemptsExhausted (function error: Unhandled)"
+        );
+        assert_eq!(parked.order_id, None);
+        assert_eq!(
+            parked.parked_at.to_rfc3339(),
+            "2019-11-14T00:13:49.717+00:00"
+        );
+    }
+
+    #[test]
+    fn the_local_pollers_record_reads_back_as_lambdas_with_what_it_knew() {
+        let mut record: OnFailureRecord = serde_json::from_str(LAMBDA_RECORD).expect("parses");
+        record.ordersource = Some(LocalDetail {
+            error: "updating the read model: boom".into(),
+            order_id: Some("ORD-1".into()),
+            version: Some(2),
+            event_id: Some("e-1".into()),
+        });
+        let json = serde_json::to_value(&record).expect("serializes");
+        assert!(json["DDBStreamBatchInfo"]["startSequenceNumber"].is_string());
+        assert_eq!(
+            json["requestContext"]["condition"],
+            "RetryAttemptsExhausted"
+        );
+        let back: OnFailureRecord = serde_json::from_value(json).expect("parses");
+        let parked = back.parked("m-2".into());
+        assert_eq!(parked.order_id.as_deref(), Some("ORD-1"));
+        assert_eq!(parked.version, Some(2));
+        assert_eq!(parked.error, "updating the read model: boom");
+    }
+}
