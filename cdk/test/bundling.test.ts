@@ -12,7 +12,7 @@ import { REPO_ROOT } from '../lib/routes';
 import { tempDir } from './helpers';
 
 describe('Lambda bundling with cargo-lambda', () => {
-  it('builds orders-api, orders-projector and orders-handler (arm64, release) from their crates', () => {
+  it('builds orders-api, orders-projector and orders-handler (arm64, the size profile lambda) from their crates', () => {
     const bin = tempDir('fake-cargo-');
     const log = path.join(bin, 'calls.log');
     fs.writeFileSync(path.join(bin, 'cargo'), `#!/usr/bin/env bash
@@ -49,7 +49,8 @@ exit 1
     assert.equal(byBinary.get('orders-handler')!.cwd, path.join(REPO_ROOT, 'handlers'));
     for (const { words } of byBinary.values()) {
       assert.ok(words.includes('--arm64'));
-      assert.ok(words.includes('--release'));
+      assert.equal(words[words.indexOf('--profile') + 1], 'lambda');
+      assert.ok(!words.includes('--release'));
     }
     // Every function's code is a staged asset holding the bootstrap.
     const template = JSON.parse(fs.readFileSync(path.join(outdir, `${STACK_NAME}.template.json`), 'utf-8'));
