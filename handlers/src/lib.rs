@@ -8,25 +8,38 @@
 //! SQS event into deliveries and the failures into Lambda's partial batch response.
 //! Adding a reaction is one [`Reaction`] impl in [`reactions`] and one route entry.
 
+pub mod invoice_pdf;
 pub mod lambda;
 pub mod reactions;
 
 use std::sync::Arc;
 
 use backend::{
-    Claim, Document, DocumentStore, IdempotencyRecord, IdempotencyStore, LedgerKey, SavedResponse,
+    Claim, Document, DocumentStore, EventStore, IdempotencyRecord, IdempotencyStore, LedgerKey,
+    SavedResponse,
 };
 use chrono::Utc;
-use events_schema::EventDetail;
+use events_schema::{Envelope, EventDetail};
 use futures_util::future::join_all;
 use tracing::Instrument;
 
-/// What a handler does with an event: the document it calls for, if any. Pure, so that
-/// handling the same event twice produces the same document.
+/// What a handler does with an event: the documents it calls for, if any. Pure, so that
+/// handling the same event twice produces the same documents.
 pub trait Reaction: Send + Sync {
     /// The handler's name, as in the route table's `handler`.
     fn name(&self) -> &'static str;
-    fn react(&self, detail: &EventDetail) -> Option<Document>;
+    /// Whether [`Reaction::react`] needs the order's events up to the one it reacts to (one
+    /// more read per event, so only the reactions that use them ask).
+    fn needs_history(&self) -> bool {
+        false
+    }
+    /// `history` is the order's events up to and including `detail`'s, if
+    /// [`Reaction::needs_history`], else empty.
+    fn react(
+        &self,
+        detail: &EventDetail,
+        history: &[Envelope],
+    ) -> Result<Vec<Document>, reactions::ReactionError>;
 }
 
 /// One message for a handler: the bus event (EventBridge's envelope around the published
@@ -69,12 +82,18 @@ enum Failure {
     Store(#[from] backend::StoreError),
     #[error("test hook: the order's description contains the failure marker")]
     Injected,
+    #[error("the event store has the order only up to version {found}, not yet {wanted}")]
+    HistoryBehind { wanted: u64, found: u64 },
+    #[error(transparent)]
+    Reaction(#[from] reactions::ReactionError),
 }
 
 pub struct Handler {
     pub reaction: Box<dyn Reaction>,
     pub ledger: Arc<dyn IdempotencyStore>,
     pub documents: Arc<dyn DocumentStore>,
+    /// Where the order's history comes from, for the reactions that need it.
+    pub events: Arc<dyn EventStore>,
     /// Test hook (`ORDERS_HANDLER_FAIL_MARKER`): fail every event whose order description
     /// contains this text, to exercise retries and dead-lettering end to end.
     pub fail_marker: Option<String>,
@@ -132,10 +151,16 @@ impl Handler {
         {
             return Err(Failure::Injected);
         }
-        let Some(document) = self.reaction.react(detail) else {
+        let history = if self.reaction.needs_history() {
+            self.history(&detail.event).await?
+        } else {
+            Vec::new()
+        };
+        let documents = self.reaction.react(detail, &history)?;
+        if documents.is_empty() {
             tracing::debug!(event_type = detail.event.event.type_name(), "nothing to do");
             return Ok(());
-        };
+        }
         let key = LedgerKey::handler(self.reaction.name(), detail.event.event_id);
         let event_id = detail.event.event_id.to_string();
         let now = Utc::now();
@@ -153,27 +178,55 @@ impl Handler {
             Claim::Acquired => {}
         }
         let result = self
-            .write(detail, &document, key.clone(), event_id, now, origin)
+            .write(detail, &documents, key.clone(), event_id, now, origin)
             .await;
         if result.is_err() {
-            // The document is written under a fixed name, so a retry rewrites it identically.
+            // Documents are written under fixed names, so a retry rewrites them identically.
             let _ = self.ledger.release(&key).await;
         }
         result
     }
 
+    /// The order's events from the first up to `event`, read until that one is there.
+    async fn history(&self, event: &Envelope) -> Result<Vec<Envelope>, Failure> {
+        let mut history: Vec<Envelope> = Vec::new();
+        loop {
+            let after = history.last().map_or(0, |e| e.version);
+            let page = self
+                .events
+                .events(&event.order_id, after, (event.version - after) as usize)
+                .await?;
+            let more = page.next.is_some() && !page.items.is_empty();
+            history.extend(page.items);
+            if !more || history.last().is_some_and(|e| e.version >= event.version) {
+                break;
+            }
+        }
+        history.retain(|e| e.version <= event.version);
+        match history.last() {
+            Some(last) if last.version == event.version => Ok(history),
+            last => Err(Failure::HistoryBehind {
+                wanted: event.version,
+                found: last.map_or(0, |e| e.version),
+            }),
+        }
+    }
+
     async fn write(
         &self,
         detail: &EventDetail,
-        document: &Document,
+        documents: &[Document],
         key: LedgerKey,
         event_id: String,
         now: chrono::DateTime<Utc>,
         origin: backend::emf::Origin<'_>,
     ) -> Result<(), Failure> {
-        self.documents.put(&detail.event.order_id, document).await?;
-        backend::telemetry::document_written();
-        backend::emf::documents_written(self.reaction.name(), &event_id, origin);
+        for document in documents {
+            self.documents.put(&detail.event.order_id, document).await?;
+            backend::telemetry::document_written();
+            backend::emf::documents_written(self.reaction.name(), &event_id, origin);
+        }
+        let names: Vec<&str> = documents.iter().map(|d| d.name.as_str()).collect();
         self.ledger
             .complete(IdempotencyRecord {
                 key,
@@ -181,12 +234,12 @@ impl Handler {
                 response: SavedResponse {
                     status: 200,
                     headers: Vec::new(),
-                    body: document.name.clone(),
+                    body: names.join(", "),
                 },
                 expires_at: now + LEDGER_TTL,
             })
             .await?;
-        tracing::debug!(document = %document.name, "document written");
+        tracing::debug!(documents = ?names, "documents written");
         Ok(())
     }
 }
@@ -207,12 +260,14 @@ pub fn handler(
     name: &str,
     ledger: Arc<dyn IdempotencyStore>,
     documents: Arc<dyn DocumentStore>,
+    events: Arc<dyn EventStore>,
     fail_marker: Option<String>,
 ) -> Option<Handler> {
     reactions::by_name(name).map(|reaction| Handler {
         reaction,
         ledger,
         documents,
+        events,
         fail_marker,
     })
 }

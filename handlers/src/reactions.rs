@@ -1,12 +1,18 @@
-//! The reference reactions, one per status: acknowledgement, work-started notice, invoice,
-//! cancellation notice. Each names its document after the event's version, so an order's
-//! documents list in the order of its events.
+//! The reference reactions, one per status: acknowledgement, work-started notice, invoice
+//! (JSON and PDF), cancellation notice. Each names its documents after the event's version,
+//! so an order's documents list in the order of its events.
 
 use backend::Document;
-use events_schema::{EventDetail, OrderEvent};
+use events_schema::{Envelope, EventDetail, OrderEvent};
 use serde_json::json;
 
-use crate::Reaction;
+use crate::{Reaction, invoice_pdf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReactionError {
+    #[error("rendering the invoice PDF: {0}")]
+    InvoicePdf(#[from] invoice_pdf::InvoicePdfError),
+}
 
 pub fn by_name(name: &str) -> Option<Box<dyn Reaction>> {
     let all: [Box<dyn Reaction>; 4] = [
@@ -45,14 +51,17 @@ impl Reaction for Acknowledgement {
     fn name(&self) -> &'static str {
         "received"
     }
-    fn react(&self, detail: &EventDetail) -> Option<Document> {
-        matches!(detail.event.event, OrderEvent::OrderPlaced(_)).then(|| {
-            document(
-                "acknowledgement",
-                detail,
-                json!({ "text": format!("We have received order {}.", detail.order.order_id) }),
-            )
-        })
+    fn react(&self, detail: &EventDetail, _: &[Envelope]) -> Result<Vec<Document>, ReactionError> {
+        Ok(matches!(detail.event.event, OrderEvent::OrderPlaced(_))
+            .then(|| {
+                document(
+                    "acknowledgement",
+                    detail,
+                    json!({ "text": format!("We have received order {}.", detail.order.order_id) }),
+                )
+            })
+            .into_iter()
+            .collect())
     }
 }
 
@@ -61,14 +70,17 @@ impl Reaction for WorkStarted {
     fn name(&self) -> &'static str {
         "inprocess"
     }
-    fn react(&self, detail: &EventDetail) -> Option<Document> {
-        matches!(detail.event.event, OrderEvent::OrderStarted {}).then(|| {
-            document(
-                "work-started",
-                detail,
-                json!({ "text": format!("Work on order {} has started.", detail.order.order_id) }),
-            )
-        })
+    fn react(&self, detail: &EventDetail, _: &[Envelope]) -> Result<Vec<Document>, ReactionError> {
+        Ok(matches!(detail.event.event, OrderEvent::OrderStarted {})
+            .then(|| {
+                document(
+                    "work-started",
+                    detail,
+                    json!({ "text": format!("Work on order {} has started.", detail.order.order_id) }),
+                )
+            })
+            .into_iter()
+            .collect())
     }
 }
 
@@ -77,18 +89,33 @@ impl Reaction for Invoice {
     fn name(&self) -> &'static str {
         "completed"
     }
-    fn react(&self, detail: &EventDetail) -> Option<Document> {
-        matches!(detail.event.event, OrderEvent::OrderCompleted {}).then(|| {
-            document(
-                "invoice",
-                detail,
-                json!({
-                    "invoiceNumber": format!("INV-{}-{}", detail.order.order_id, detail.event.version),
-                    "customerId": detail.order.customer_id,
-                    "lines": [{ "description": detail.order.description, "quantity": 1 }],
-                }),
-            )
-        })
+    fn needs_history(&self) -> bool {
+        true
+    }
+    /// The JSON invoice for machines and the PDF for people, from the same event.
+    fn react(
+        &self,
+        detail: &EventDetail,
+        history: &[Envelope],
+    ) -> Result<Vec<Document>, ReactionError> {
+        if !matches!(detail.event.event, OrderEvent::OrderCompleted {}) {
+            return Ok(Vec::new());
+        }
+        let json = document(
+            "invoice",
+            detail,
+            json!({
+                "invoiceNumber": invoice_pdf::invoice_number(detail),
+                "customerId": detail.order.customer_id,
+                "lines": [{ "description": detail.order.description, "quantity": 1 }],
+            }),
+        );
+        let pdf = Document {
+            name: format!("{:06}-invoice.pdf", detail.event.version),
+            content_type: "application/pdf".into(),
+            body: invoice_pdf::render(detail, history)?,
+        };
+        Ok(vec![json, pdf])
     }
 }
 
@@ -97,14 +124,14 @@ impl Reaction for CancellationNotice {
     fn name(&self) -> &'static str {
         "canceled"
     }
-    fn react(&self, detail: &EventDetail) -> Option<Document> {
-        match &detail.event.event {
-            OrderEvent::OrderCanceled(c) => Some(document(
+    fn react(&self, detail: &EventDetail, _: &[Envelope]) -> Result<Vec<Document>, ReactionError> {
+        Ok(match &detail.event.event {
+            OrderEvent::OrderCanceled(c) => vec![document(
                 "cancellation-notice",
                 detail,
                 json!({ "reason": c.reason_for_cancellation }),
-            )),
-            _ => None,
-        }
+            )],
+            _ => Vec::new(),
+        })
     }
 }

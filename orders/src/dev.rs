@@ -236,6 +236,7 @@ fn start_pipeline(
             &route.handler,
             ports.idempotency.clone(),
             ports.documents.clone(),
+            ports.events.clone(),
             args.handler_fail_marker.clone(),
         )
         .with_context(|| format!("route {}: no handler named {:?}", route.rule, route.handler))?;

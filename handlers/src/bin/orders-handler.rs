@@ -12,8 +12,14 @@ async fn main() -> Result<(), Error> {
     let name = std::env::var("ORDERS_HANDLER")
         .map_err(|_| "ORDERS_HANDLER is not set; it names the route's handler, e.g. received")?;
     let aws = Aws::connect(AwsConfig::from_env()).await?;
-    let handler = handlers::handler(&name, aws.ledger.clone(), aws.documents.clone(), None)
-        .ok_or_else(|| format!("no handler named {name:?}"))?;
+    let handler = handlers::handler(
+        &name,
+        aws.ledger.clone(),
+        aws.documents.clone(),
+        aws.events.clone(),
+        None,
+    )
+    .ok_or_else(|| format!("no handler named {name:?}"))?;
     let handler = &handler;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         Ok::<SqsBatchResponse, Error>(handlers::lambda::handle(handler, event.payload).await)

@@ -260,6 +260,7 @@ impl HandlerTurn {
                 &route.handler,
                 ports.idempotency.clone(),
                 ports.documents.clone(),
+                ports.events.clone(),
                 None,
             )
             .expect("a handler per route"),
