@@ -30,6 +30,9 @@ pub struct Projector<'a> {
 pub struct Failed {
     pub first: usize,
     pub reason: String,
+    /// The store or bus was unavailable (busy, throttled, unreachable), not this record at
+    /// fault: a runtime retries it without counting towards parking it.
+    pub transient: bool,
 }
 
 /// The bus entry for a recorded event (`replayed` marks re-publication of history).
@@ -70,6 +73,7 @@ impl Projector<'_> {
             return Err(Failed {
                 first: 0,
                 reason: format!("updating the read model: {e}"),
+                transient: e.is_retryable(),
             });
         }
         let mut entries = Vec::with_capacity(records.len());
@@ -82,6 +86,7 @@ impl Projector<'_> {
                     return Err(Failed {
                         first: i,
                         reason: format!("encoding the event for the bus: {e}"),
+                        transient: false,
                     });
                 }
             }
@@ -110,11 +115,13 @@ impl Projector<'_> {
                 Some(first) => Err(Failed {
                     first,
                     reason: "the bus refused the entry".into(),
+                    transient: false,
                 }),
             },
             Err(e) => Err(Failed {
                 first: 0,
                 reason: format!("publishing: {e}"),
+                transient: e.is_retryable(),
             }),
         }
     }

@@ -7,7 +7,9 @@
 //! (batches of one), retries it with a growing backoff, and once it has failed
 //! `max_attempts` times parks it ([`ParkedRecords`]) with its error and only then
 //! checkpoints past it. Nothing is skipped: `orders parked replay` projects it later. If
-//! parking itself fails, the record is not checkpointed and is tried again.
+//! parking itself fails, the record is not checkpointed and is tried again. An outage of
+//! the read model or the bus (a retryable store error) is waited out without counting
+//! towards parking: it is not the record's fault.
 
 use std::{sync::Arc, time::Duration};
 
@@ -65,6 +67,7 @@ impl StreamPoller {
         // After a failure, batches of one until the failing record is done or parked.
         let mut isolate = false;
         let mut suspect: Option<Suspect> = None;
+        let mut outage = 0u32;
         loop {
             if *shutdown.borrow() {
                 break;
@@ -98,6 +101,7 @@ impl StreamPoller {
                     }
                     isolate = false;
                     suspect = None;
+                    outage = 0;
                 }
                 Err(failed) => {
                     let first = failed.first.min(positions.len() - 1);
@@ -105,6 +109,15 @@ impl StreamPoller {
                         save(self.feed.as_ref(), done).await;
                     }
                     let at = positions[first].clone();
+                    if failed.transient {
+                        // An outage (busy database, throttling, unreachable bus) is not
+                        // the record's fault: wait it out without moving towards parking,
+                        // or every record would be parked during a long outage.
+                        outage = outage.saturating_add(1);
+                        tracing::warn!(at = %at, error = %failed, "the read model or the bus is unavailable; retrying");
+                        backoff(outage, &mut shutdown).await;
+                        continue;
+                    }
                     if positions.len() - first > 1 {
                         // Any of the rest may be the cause: retry them one at a time.
                         tracing::warn!(at = %at, error = %failed, "projecting a batch failed; retrying its records one at a time");
@@ -421,5 +434,82 @@ mod tests {
             !feed.skipped.load(Ordering::SeqCst),
             "the poison record was checkpointed past before it was parked"
         );
+    }
+
+    /// A read model that is unavailable (a retryable error) for its first `outages` calls.
+    struct Unavailable {
+        outages: AtomicU32,
+        inner: Applied,
+    }
+
+    #[async_trait]
+    impl ReadModel for Unavailable {
+        async fn apply(&self, orders: &[Order]) -> Result<(), StoreError> {
+            if self
+                .outages
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                return Err(StoreError::caused_by(
+                    "updating the read model",
+                    "the database is busy",
+                    std::io::Error::other("busy"),
+                    true,
+                ));
+            }
+            self.inner.apply(orders).await
+        }
+
+        async fn get(&self, _: &OrderId) -> Result<Option<Order>, StoreError> {
+            Ok(None)
+        }
+
+        async fn list(&self, _: &ListQuery) -> Result<Page, StoreError> {
+            Ok(Page::from_overfetch(Vec::new(), 1))
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_outage_longer_than_the_attempts_parks_nothing_and_projects_everything_after_it() {
+        let parked = Arc::new(Parked::default());
+        let feed = Arc::new(Feed {
+            changes: (1..=3).map(|n| placed(n, "fine")).collect(),
+            done: Mutex::new(0),
+            parked: parked.clone(),
+            poison: usize::MAX,
+            skipped: AtomicBool::new(false),
+        });
+        // Four failed calls against two attempts: counted as record failures, the first
+        // record would be parked twice over.
+        let read_model = Arc::new(Unavailable {
+            outages: AtomicU32::new(4),
+            inner: Applied::default(),
+        });
+        let poller = StreamPoller {
+            feed: feed.clone(),
+            read_model: read_model.clone(),
+            publisher: Arc::new(Bus),
+            parked: parked.clone(),
+            source: "test".into(),
+            max_attempts: 2,
+            fail_marker: None,
+        };
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(poller.run(stopped));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while feed.lag().await.expect("lag") > 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the feed never caught up after the outage"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let _ = stop.send(true);
+        task.await.expect("the poller stops");
+        assert!(parked.parked.lock().expect("lock").is_empty());
+        let mut applied = read_model.inner.0.lock().expect("lock").clone();
+        applied.sort();
+        applied.dedup();
+        assert_eq!(applied, ["O-1", "O-2", "O-3"]);
     }
 }
