@@ -414,6 +414,16 @@ pub trait DocumentStore: Send + Sync {
     /// The order's documents, by name.
     async fn list(&self, order_id: &OrderId) -> Result<Vec<DocumentInfo>, StoreError>;
     async fn get(&self, order_id: &OrderId, name: &str) -> Result<Option<Document>, StoreError>;
+    /// A URL from which a client downloads the document itself for `expires` (a presigned
+    /// S3 GET), so that the bytes never pass through the API; `None` when the document is
+    /// to be served from [`DocumentStore::get`]: always on a store without such links, and
+    /// when the store has no such document (so that `get` answers that).
+    async fn link(
+        &self,
+        order_id: &OrderId,
+        name: &str,
+        expires: std::time::Duration,
+    ) -> Result<Option<String>, StoreError>;
 }
 
 /// What a metric sample counts: a running total, or a level that goes up and down.

@@ -34,6 +34,8 @@ pub struct App {
     commands: service::Commands,
     read_model: Arc<dyn ReadModel>,
     documents: Arc<dyn DocumentStore>,
+    /// How long a document link the API hands out (S3: a presigned GET) stays valid.
+    document_link_expiry: std::time::Duration,
     /// The backend's own counters, for `/metrics`.
     telemetry: Arc<dyn Telemetry>,
     /// For `/health` and `/metrics`: the pipeline this process drives (none when Lambda's
@@ -80,6 +82,7 @@ impl App {
             commands: service::Commands::new(ports.events.clone(), ports.idempotency.clone()),
             read_model: ports.read_model.clone(),
             documents: ports.documents.clone(),
+            document_link_expiry: DEFAULT_DOCUMENT_LINK_EXPIRY,
             telemetry: ports.telemetry.clone(),
             pipeline: Some(Pipeline {
                 feed: ports.feed.clone(),
@@ -90,11 +93,59 @@ impl App {
         }
     }
 
+    /// See [`parse_document_link_expiry`] for where it comes from.
+    pub fn with_document_link_expiry(self, expiry: std::time::Duration) -> Self {
+        Self {
+            document_link_expiry: expiry,
+            ..self
+        }
+    }
+
     /// For a process that serves the API only (the API Lambda).
     pub fn without_pipeline(self) -> Self {
         Self {
             pipeline: None,
             ..self
+        }
+    }
+}
+
+/// How long a document link stays valid unless configured otherwise.
+pub const DEFAULT_DOCUMENT_LINK_EXPIRY: std::time::Duration =
+    std::time::Duration::from_secs(15 * 60);
+
+/// The environment variable (and `orders dev` flag's) setting of the document link expiry,
+/// in whole seconds.
+pub const ENV_DOCUMENT_LINK_EXPIRY: &str = "ORDERS_DOCUMENT_LINK_EXPIRY_SECONDS";
+
+/// A document link expiry in whole seconds, 1 up to S3's limit for presigned URLs (7 days).
+pub fn parse_document_link_expiry(seconds: &str) -> Result<std::time::Duration, String> {
+    const MAX: u64 = 7 * 24 * 60 * 60;
+    match seconds.trim().parse::<u64>() {
+        Ok(s) if (1..=MAX).contains(&s) => Ok(std::time::Duration::from_secs(s)),
+        _ => Err(format!(
+            "the document link expiry must be a whole number of seconds from 1 to {MAX} (7 days), not {seconds:?}"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod link_expiry_tests {
+    use super::*;
+
+    #[test]
+    fn the_document_link_expiry_is_whole_seconds_from_one_up_to_seven_days() {
+        assert_eq!(
+            parse_document_link_expiry("2"),
+            Ok(std::time::Duration::from_secs(2))
+        );
+        assert_eq!(
+            parse_document_link_expiry("604800"),
+            Ok(std::time::Duration::from_secs(604_800))
+        );
+        for bad in ["0", "604801", "-1", "1.5", "15m", ""] {
+            let err = parse_document_link_expiry(bad).expect_err(bad);
+            assert!(err.contains("1 to 604800"), "{err}");
         }
     }
 }

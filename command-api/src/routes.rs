@@ -688,15 +688,31 @@ async fn order_documents(
 }
 
 #[utoipa::path(get, path = "/orders/{orderId}/documents/{name}", tag = "orders",
+    description = "The document as written (JSON, or the invoice as application/pdf); on AWS a redirect to a presigned S3 URL that expires, so the document never passes through the API.",
     params(("orderId" = String, Path), ("name" = String, Path)),
     responses(
-        (status = 200, description = "The document", content_type = "application/json"),
+        (status = 200, description = "The document, with the content type it was written with", content_type = "application/pdf"),
+        (status = 307, description = "AWS: download it from the presigned S3 URL in Location (valid for the configured expiry, 15 minutes by default)"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 async fn order_document(
     State(app): State<App>,
     DocumentPath(order_id, name): DocumentPath,
 ) -> Result<Response, ApiError> {
+    if let Some(url) = app
+        .documents
+        .link(&order_id, &name, app.document_link_expiry)
+        .await?
+    {
+        let mut r = StatusCode::TEMPORARY_REDIRECT.into_response();
+        let location = HeaderValue::from_str(&url)
+            .map_err(|e| backend::StoreError::new("presigning a document link", e))?;
+        r.headers_mut().insert(header::LOCATION, location);
+        // The link expires: a cached redirect would outlive it.
+        r.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        return Ok(r);
+    }
     let Some(doc) = app.documents.get(&order_id, &name).await? else {
         return Err(ApiError::NotFound(format!(
             "order {order_id} has no document {name:?}"

@@ -34,6 +34,16 @@ pub struct DevArgs {
     pub pipeline: PipelineArgs,
     #[command(flatten)]
     pub http: HttpArgs,
+    /// Seconds a document link stays valid: with `--backend aws`, GET
+    /// /orders/{id}/documents/{name} redirects to a presigned S3 URL that expires after
+    /// this long, 900 (15 minutes) by default; the embedded backend serves documents itself.
+    #[arg(
+        long,
+        env = command_api::ENV_DOCUMENT_LINK_EXPIRY,
+        value_name = "SECONDS",
+        value_parser = command_api::parse_document_link_expiry
+    )]
+    pub document_link_expiry: Option<Duration>,
 }
 
 /// How the local HTTP server guards itself: any web page the user visits can send requests
@@ -126,7 +136,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         allow_origins: args.http.allow_origins.clone(),
         request_timeout: Duration::from_secs(args.http.request_timeout.max(1)),
     }
-    .wrap(command_api::router(App::new(&ports, routes)));
+    .wrap(command_api::router(
+        App::new(&ports, routes).with_document_link_expiry(
+            args.document_link_expiry
+                .unwrap_or(command_api::DEFAULT_DOCUMENT_LINK_EXPIRY),
+        ),
+    ));
     let (signalled, on_signal) = watch::channel(false);
     let server = serve(listener, router, &args.http, on_signal);
     tokio::pin!(server);

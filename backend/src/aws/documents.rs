@@ -3,7 +3,11 @@
 //! app and the bootstrap set them), so a put is a plain `PutObject`.
 
 use async_trait::async_trait;
-use aws_sdk_s3::{operation::get_object::GetObjectError, primitives::ByteStream};
+use aws_sdk_s3::{
+    operation::{get_object::GetObjectError, head_object::HeadObjectError},
+    presigning::PresigningConfig,
+    primitives::ByteStream,
+};
 use events_schema::OrderId;
 
 use super::dynamo::sdk_error;
@@ -118,6 +122,46 @@ impl DocumentStore for S3Documents {
             content_type,
             body,
         }))
+    }
+
+    /// A presigned `GetObject` of the document, after a `HeadObject` that tells a missing
+    /// document (the API then answers 404 itself instead of redirecting to S3's error).
+    /// Presigning is local signing with the caller's credentials: the link works only
+    /// while those credentials may `s3:GetObject` the key, and for `expires` at most.
+    async fn link(
+        &self,
+        order_id: &OrderId,
+        name: &str,
+        expires: std::time::Duration,
+    ) -> Result<Option<String>, StoreError> {
+        if !Document::valid_name(name) {
+            return Ok(None);
+        }
+        let key = format!("{}{name}", prefix(order_id));
+        let head = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await;
+        if let Err(err) = head {
+            return match err.into_service_error() {
+                HeadObjectError::NotFound(_) => Ok(None),
+                other => Err(sdk_error("looking up a document", other)),
+            };
+        }
+        let config = PresigningConfig::expires_in(expires)
+            .map_err(|e| StoreError::new("presigning a document link", e))?;
+        let presigned = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .presigned(config)
+            .await
+            .map_err(|e| sdk_error("presigning a document link", e))?;
+        Ok(Some(presigned.uri().to_owned()))
     }
 }
 

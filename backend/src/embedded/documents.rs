@@ -86,4 +86,14 @@ impl DocumentStore for SqliteDocuments {
             .optional()
         })
     }
+
+    /// The rows are only reachable through this process: the API serves them.
+    async fn link(
+        &self,
+        _: &OrderId,
+        _: &str,
+        _: std::time::Duration,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(None)
+    }
 }

@@ -11,9 +11,16 @@ async fn main() -> Result<(), lambda_http::Error> {
     // JSON when the function's log format is JSON (AWS_LAMBDA_LOG_FORMAT); metrics as EMF.
     lambda_http::tracing::init_default_subscriber();
     backend::emf::emit_to_stdout();
+    let link_expiry = match std::env::var(command_api::ENV_DOCUMENT_LINK_EXPIRY) {
+        Ok(seconds) => command_api::parse_document_link_expiry(&seconds)
+            .map_err(|e| format!("{}: {e}", command_api::ENV_DOCUMENT_LINK_EXPIRY))?,
+        Err(_) => command_api::DEFAULT_DOCUMENT_LINK_EXPIRY,
+    };
     let aws = Aws::connect(AwsConfig::from_env()).await?;
     // Lambda's event source mappings drive the projector and handlers, not this process.
-    let app = App::new(&aws.ports(), events_schema::route_table()).without_pipeline();
+    let app = App::new(&aws.ports(), events_schema::route_table())
+        .without_pipeline()
+        .with_document_link_expiry(link_expiry);
     let router = router(app).layer(axum::middleware::map_request(with_caller));
     lambda_http::run(router).await
 }
