@@ -225,6 +225,7 @@ impl Handler {
             self.documents.put(&detail.event.order_id, document).await?;
             backend::telemetry::document_written();
             backend::emf::documents_written(self.reaction.name(), &event_id, origin);
+            tracing::debug!(document = %document.name, "document written");
         }
         let names: Vec<&str> = documents.iter().map(|d| d.name.as_str()).collect();
         self.ledger
@@ -239,7 +240,6 @@ impl Handler {
                 expires_at: now + LEDGER_TTL,
             })
             .await?;
-        tracing::debug!(documents = ?names, "documents written");
         Ok(())
     }
 }

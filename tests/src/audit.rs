@@ -127,8 +127,7 @@ pub async fn documents(app: &TestApp, ids: &[String]) -> Vec<(String, String, Ve
     let mut all = Vec::new();
     for id in ids {
         for name in document_names(app, id).await {
-            let body = app
-                .get(&format!("/orders/{id}/documents/{name}"))
+            let body = crate::follow(app.get(&format!("/orders/{id}/documents/{name}")).await)
                 .await
                 .expect_status(200)
                 .body;

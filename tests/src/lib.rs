@@ -557,6 +557,33 @@ impl From<Vec<u8>> for Payload {
     }
 }
 
+/// A GET of an absolute `http://IP:PORT/...` URL (a presigned S3 link on moto), with the
+/// same bounds as any other request.
+pub async fn get_url(url: &str) -> Resp {
+    let rest = url
+        .strip_prefix("http://")
+        .unwrap_or_else(|| panic!("not an http:// URL: {url}"));
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let addr: SocketAddr = authority
+        .parse()
+        .unwrap_or_else(|e| panic!("{url}: not IP:PORT ({e})"));
+    Client { addr }
+        .get(if path.is_empty() { "/" } else { path })
+        .await
+}
+
+/// `r`, or where its redirect (the AWS backend's presigned document link) leads.
+pub async fn follow(r: Resp) -> Resp {
+    if r.status != 307 {
+        return r;
+    }
+    let location = r
+        .header("location")
+        .unwrap_or_else(|| panic!("{}: a 307 without Location", r.request))
+        .to_owned();
+    get_url(&location).await
+}
+
 /// An HTTP/1.1 client for one service address: a fresh connection per request, every
 /// exchange bounded by [`REQUEST_TIMEOUT`]. `Copy`, so tasks can each take one.
 #[derive(Debug, Clone, Copy)]

@@ -73,6 +73,7 @@ async fn the_whole_pipeline_runs_on_the_aws_apis() {
                 "000001-acknowledgement.json",
                 "000002-work-started.json",
                 "000003-invoice.json",
+                "000003-invoice.pdf",
             ],
         ),
         (
@@ -94,10 +95,12 @@ async fn the_whole_pipeline_runs_on_the_aws_apis() {
         .await;
         assert_eq!(got, expected, "documents of {order}");
     }
-    let notice = app
-        .get("/orders/AWS-2/documents/000002-cancellation-notice.json")
-        .await
-        .expect_status(200);
+    let notice = e2e::follow(
+        app.get("/orders/AWS-2/documents/000002-cancellation-notice.json")
+            .await,
+    )
+    .await
+    .expect_status(200);
     assert_eq!(notice.json["reason"], "changed plans");
     // The read model (DynamoDB, GSI by status) catches up too.
     let listed = wait_for(PIPELINE_TIMEOUT, "the read model", || async {
@@ -156,9 +159,9 @@ async fn audit_verify_rebuild_republish_and_replay_run_on_the_aws_tables() {
     let from = chrono::Utc::now() - chrono::Duration::seconds(1);
     let ids = fill(&app, "AA", 10).await;
     let events = events_of(10);
-    // Placed 10, started 4, completed 2, canceled 4: a document each.
+    // Placed 10, started 4, completed 2 (a JSON and a PDF invoice each), canceled 4.
     wait_until(PIPELINE_TIMEOUT, "every handler's document", || async {
-        document_count(&app, &ids).await >= 20
+        document_count(&app, &ids).await >= 22
     })
     .await;
     wait_drained(&app, PIPELINE_TIMEOUT).await;
@@ -271,7 +274,7 @@ async fn audit_verify_rebuild_republish_and_replay_run_on_the_aws_tables() {
     let mut all_ids = ids.clone();
     all_ids.push("AA-NEW".into());
     wait_until(PIPELINE_TIMEOUT, "the new order's document", || async {
-        document_count(&app, &all_ids).await >= 21
+        document_count(&app, &all_ids).await >= 23
     })
     .await;
     wait_drained(&app, PIPELINE_TIMEOUT).await;
@@ -279,7 +282,7 @@ async fn audit_verify_rebuild_republish_and_replay_run_on_the_aws_tables() {
     // Republish the window through EventBridge: each event reaches its handler again,
     // which repeats nothing.
     let docs = documents(&app, &all_ids).await;
-    assert_eq!(docs.len(), 21);
+    assert_eq!(docs.len(), 23);
     let written = count_in_log(&app, "document written");
     // Every event reaches a handler, which either has done its work already or has none
     // for that event (a revision, say).

@@ -698,8 +698,8 @@ async fn each_step_of_an_order_costs_the_aws_requests_in_the_docs_table() {
     m.step("handler completed: receive (2 messages)", &[(RECEIVE, 1)]);
     completed.handle(deliveries).await;
     m.step(
-        "handler completed: 2 events, an invoice each",
-        &[(PUT_ITEM, 4), (PUT_OBJECT, 2)],
+        "handler completed: 2 events, each the order's history read and an invoice as JSON and PDF",
+        &[(QUERY, 2), (PUT_ITEM, 4), (PUT_OBJECT, 4)],
     );
     completed.delete(&receipts).await;
     m.step("handler completed: delete the batch", &[(DELETE_BATCH, 1)]);

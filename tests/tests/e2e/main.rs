@@ -10,6 +10,7 @@ mod concurrency;
 mod durability;
 mod fanout;
 mod hardening;
+mod invoice;
 mod lambda_edge;
 mod lambda_runtime;
 mod lifecycle;
