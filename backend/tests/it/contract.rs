@@ -1044,6 +1044,43 @@ pub async fn documents_are_kept_per_order_listed_by_name_and_read_back(f: Fixtur
     }
 }
 
+/// A link is the store's own way to hand a document out (S3: a presigned GET with the
+/// expiry asked for); a store without one, or without the document, answers `None` and the
+/// API serves the document from `get` (or answers 404).
+pub async fn a_document_link_names_the_document_and_its_expiry_or_there_is_none(f: Fixture) {
+    let order = oid("ORD-LINK-1");
+    let pdf = document("000003-invoice.pdf", "application/pdf", "%PDF-1.7 …");
+    f.documents.put(&order, &pdf).await.expect("put");
+    let expiry = Duration::from_secs(2);
+    if let Some(url) = f
+        .documents
+        .link(&order, &pdf.name, expiry)
+        .await
+        .expect("link")
+    {
+        assert!(
+            url.contains("/orders/ORD-LINK-1/000003-invoice.pdf?"),
+            "{url}"
+        );
+        for part in ["X-Amz-Expires=2&", "X-Amz-Signature="] {
+            assert!(url.contains(part), "{part} not in {url}");
+        }
+    } else {
+        // No link: the API serves the bytes, so `get` must have them.
+        assert_eq!(
+            f.documents.get(&order, &pdf.name).await.expect("get"),
+            Some(pdf.clone())
+        );
+    }
+    for name in ["000009-invoice.pdf", "../000003-invoice.pdf"] {
+        assert_eq!(
+            f.documents.link(&order, name, expiry).await.expect("link"),
+            None,
+            "{name}"
+        );
+    }
+}
+
 macro_rules! contract_suite {
     ($backend:ident, $($test:ident),* $(,)?) => {
         mod $backend {
@@ -1127,6 +1164,7 @@ macro_rules! every_backend {
             queues_hide_received_messages_until_deleted_or_their_visibility_ends,
             a_message_received_max_receive_count_times_is_dead_lettered_and_redriven,
             documents_are_kept_per_order_listed_by_name_and_read_back,
+            a_document_link_names_the_document_and_its_expiry_or_there_is_none,
         );
     )*};
 }
