@@ -54,6 +54,13 @@ export interface OrdersourceSettings {
    * (output `OperatorRoleArn`), assumable from this account.
    */
   readonly operatorRoleArn?: string;
+  /**
+   * Seconds a document link stays valid: `GET /orders/{id}/documents/{name}` redirects to a
+   * presigned S3 GET that expires after this long (`ORDERS_DOCUMENT_LINK_EXPIRY_SECONDS` of
+   * the API function). Context `documentLinkExpirySeconds`. Default 900 (15 minutes); 1 up to
+   * 604800 (7 days, S3's limit).
+   */
+  readonly documentLinkExpirySeconds: number;
 }
 
 export const DEFAULT_SETTINGS: OrdersourceSettings = {
@@ -69,6 +76,7 @@ export const DEFAULT_SETTINGS: OrdersourceSettings = {
   logRetentionDays: 30,
   queueNamePrefix: '',
   rustLog: 'info',
+  documentLinkExpirySeconds: 900,
 };
 
 /** Log retention values CloudWatch Logs accepts. */
@@ -130,6 +138,7 @@ export function settingsFromContext(node: Node): Partial<OrdersourceSettings> {
     rustLog: asString('rustLog', get('rustLog')),
     alarmEmail: asString('alarmEmail', get('alarmEmail')),
     operatorRoleArn: asString('operatorRoleArn', get('operatorRoleArn')),
+    documentLinkExpirySeconds: asNumber('documentLinkExpirySeconds', get('documentLinkExpirySeconds')),
   };
   for (const k of Object.keys(out)) if (out[k] === undefined) delete out[k];
   return out as Partial<OrdersourceSettings>;
@@ -169,6 +178,9 @@ export function resolveSettings(overrides: Partial<OrdersourceSettings> = {}): O
   }
   if (!Number.isInteger(s.archiveRetentionDays) || s.archiveRetentionDays < 1) {
     errors.push('archiveRetentionDays must be a positive integer (an archive kept forever is not allowed here)');
+  }
+  if (!Number.isInteger(s.documentLinkExpirySeconds) || s.documentLinkExpirySeconds < 1 || s.documentLinkExpirySeconds > 604800) {
+    errors.push('documentLinkExpirySeconds must be a whole number of seconds from 1 to 604800 (7 days, the longest a presigned S3 URL may live)');
   }
   if (!VALID_LOG_RETENTION_DAYS.includes(s.logRetentionDays)) {
     errors.push(`logRetentionDays must be one of ${VALID_LOG_RETENTION_DAYS.join(', ')}`);

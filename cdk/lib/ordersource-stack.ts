@@ -48,8 +48,16 @@ export const ENV = {
   eventBus: 'ORDERS_EVENT_BUS',
   eventSource: 'ORDERS_EVENT_SOURCE',
   handler: 'ORDERS_HANDLER',
+  documentLinkExpiry: 'ORDERS_DOCUMENT_LINK_EXPIRY_SECONDS',
   rustLog: 'RUST_LOG',
 } as const;
+
+/**
+ * The handlers whose reaction reads the order's history from the event table (the
+ * invoice's status history: `needs_history` in handlers/src/reactions.rs); only they get
+ * the table's name and Query on it.
+ */
+export const HISTORY_HANDLERS: readonly string[] = ['completed'];
 
 /** The read model's GSI by status (the Rust read-model adapter queries it by this name). */
 export const STATUS_INDEX = 'status-index';
@@ -265,6 +273,7 @@ export class OrdersourceStack extends Stack {
         [ENV.readModelTable]: this.readModelTable.tableName,
         [ENV.ledgerTable]: this.ledgerTable.tableName,
         [ENV.documentsBucket]: this.documentsBucket.bucketName,
+        [ENV.documentLinkExpiry]: String(s.documentLinkExpirySeconds),
         ...rustLog,
       },
       statements: [
@@ -303,6 +312,9 @@ export class OrdersourceStack extends Stack {
         }),
         new iam.PolicyStatement({
           sid: 'DocumentsRead',
+          // GetObject also signs the presigned download links of GET
+          // /orders/{id}/documents/{name} (a link works only while its signer may GetObject),
+          // and authorizes the HeadObject before one.
           actions: ['s3:GetObject'],
           resources: [this.documentsBucket.arnForObjects('*')],
         }),
@@ -581,6 +593,7 @@ export class OrdersourceStack extends Stack {
       maxEventAge: Duration.hours(24),
     }));
 
+    const readsHistory = HISTORY_HANDLERS.includes(route.handler);
     const fn = this.rustFunction(`Handler-${route.handler}`, {
       crate: 'handlers',
       binaryName: 'orders-handler',
@@ -592,9 +605,16 @@ export class OrdersourceStack extends Stack {
         [ENV.ledgerTable]: this.ledgerTable.tableName,
         [ENV.documentsBucket]: this.documentsBucket.bucketName,
         [ENV.handler]: route.handler,
+        ...(readsHistory ? { [ENV.eventsTable]: this.eventsTable.tableName } : {}),
         ...rustLog,
       },
       statements: [
+        ...(readsHistory ? [new iam.PolicyStatement({
+          sid: 'EventHistory',
+          // event_store.rs events(): a Query of one order's partition, read only.
+          actions: ['dynamodb:Query'],
+          resources: [this.eventsTable.tableArn],
+        })] : []),
         new iam.PolicyStatement({
           sid: 'HandlerLedger',
           // DeleteItem: a handler that fails after claiming an event releases its claim.

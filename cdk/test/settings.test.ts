@@ -19,6 +19,12 @@ describe('custom settings', () => {
     corsOrigins: ['https://app.example.com'],
     queueNamePrefix: 'stg-',
     rustLog: 'debug,hyper=info',
+    documentLinkExpirySeconds: 120,
+  });
+
+  it('gives the API the document link expiry', () => {
+    const [, api] = functionsOf(json, 'orders-api')[0];
+    assert.equal(api.Properties.Environment.Variables.ORDERS_DOCUMENT_LINK_EXPIRY_SECONDS, '120');
   });
 
   it('names the bus and the schema registry', () => {
@@ -152,6 +158,12 @@ describe('settings from CDK context', () => {
     assert.throws(() => buildApp({ skipRustBuild: true, nag: false, context: { jwtIssuer: ISSUER } }), /jwtAudience/);
     assert.throws(() => buildApp({ skipRustBuild: true, nag: false, context: { throttleRateLimit: 'fast' } }), /throttleRateLimit/);
     assert.throws(() => buildApp({ skipRustBuild: true, nag: false, settings: { throttleBurstLimit: 0 } }), /throttleBurstLimit/);
+  });
+  it('refuses a document link expiry S3 would not sign (0, over 7 days, fractions)', () => {
+    for (const bad of ['0', '604801', '1.5', 'soon']) {
+      assert.throws(() => buildApp({ skipRustBuild: true, nag: false, context: { allowAnonymous: 'true', documentLinkExpirySeconds: bad } }),
+        /documentLinkExpirySeconds/, bad);
+    }
   });
 });
 

@@ -135,8 +135,11 @@ describe('Lambda functions', () => {
     const env = (f: any) => f.Properties.Environment.Variables;
     const [, api] = functionsOf(json, 'orders-api')[0];
     assert.deepEqual(Object.keys(env(api)).sort(), [
-      'ORDERS_DOCUMENTS_BUCKET', 'ORDERS_EVENTS_TABLE', 'ORDERS_LEDGER_TABLE', 'ORDERS_READ_MODEL_TABLE', 'RUST_LOG']);
+      'ORDERS_DOCUMENTS_BUCKET', 'ORDERS_DOCUMENT_LINK_EXPIRY_SECONDS', 'ORDERS_EVENTS_TABLE', 'ORDERS_LEDGER_TABLE',
+      'ORDERS_READ_MODEL_TABLE', 'RUST_LOG']);
     assert.equal(refId(env(api).ORDERS_EVENTS_TABLE), eventsTableId);
+    // Presigned document links live 15 minutes by default.
+    assert.equal(env(api).ORDERS_DOCUMENT_LINK_EXPIRY_SECONDS, '900');
     assert.equal(refId(env(api).ORDERS_READ_MODEL_TABLE), readModelId);
     assert.equal(refId(env(api).ORDERS_LEDGER_TABLE), ledgerId);
     assert.equal(env(api).RUST_LOG, 'info');
@@ -153,9 +156,12 @@ describe('Lambda functions', () => {
 
     for (const route of ROUTES.routes) {
       const [, h] = handlerFunction(json, route.handler);
+      // The invoice (completed) reads the order's status history from the event table.
+      const history = route.handler === 'completed' ? ['ORDERS_EVENTS_TABLE'] : [];
       assert.deepEqual(Object.keys(env(h)).sort(), [
-        'ORDERS_DOCUMENTS_BUCKET', 'ORDERS_HANDLER', 'ORDERS_LEDGER_TABLE', 'RUST_LOG']);
+        'ORDERS_DOCUMENTS_BUCKET', ...history, 'ORDERS_HANDLER', 'ORDERS_LEDGER_TABLE', 'RUST_LOG']);
       assert.equal(refId(env(h).ORDERS_LEDGER_TABLE), ledgerId);
+      if (history.length) assert.equal(refId(env(h).ORDERS_EVENTS_TABLE), eventsTableId);
     }
   });
   it('log to groups with a retention (30 days by default), as does the API access log', () => {
@@ -567,13 +573,17 @@ describe('least-privilege IAM', () => {
     assert.equal(REBUILT_TABLES_SUFFIX, '-rebuild-*');
   });
   for (const route of ROUTES.routes) {
-    it(`orders-handler ${route.handler}: ledger, documents put only, consume its own queue only`, () => {
+    it(`orders-handler ${route.handler}: ledger, documents put only, consume its own queue only (the invoice: and Query the events)`, () => {
       const [fnId] = handlerFunction(json, route.handler);
       const [queueId] = queueNamed(json, route.queue);
+      const history: [string, Set<string>][] = route.handler === 'completed'
+        ? [['dynamodb:Query', new Set([eventsTableId])]]
+        : [];
       assert.deepEqual(asObj(grants(fnId)), asObj(new Map([
         ['dynamodb:DeleteItem', new Set([ledgerId])],
         ['dynamodb:GetItem', new Set([ledgerId])],
         ['dynamodb:PutItem', new Set([ledgerId])],
+        ...history,
         ['logs:CreateLogStream', new Set([logsOf(fnId)])],
         ['logs:PutLogEvents', new Set([logsOf(fnId)])],
         ['s3:PutObject', new Set([bucketId])],

@@ -98,6 +98,7 @@ describe('settings', () => {
       logRetentionDays: 30,
       queueNamePrefix: '',
       rustLog: 'info',
+      documentLinkExpirySeconds: 900,
     });
   });
   it('rejects values AWS would reject', () => {

@@ -493,3 +493,17 @@ async fn the_completed_handler_retries_while_the_event_store_lacks_the_event() {
             .is_empty()
     );
 }
+
+#[test]
+fn only_the_invoice_reads_the_order_history() {
+    // The CDK app grants Query on the event table to these handlers only
+    // (HISTORY_HANDLERS in cdk/lib/ordersource-stack.ts): keep the two lists equal.
+    let reading: Vec<&str> = events_schema::route_table()
+        .routes
+        .iter()
+        .filter_map(|r| handlers::reactions::by_name(&r.handler))
+        .filter(|r| r.needs_history())
+        .map(|r| r.name())
+        .collect();
+    assert_eq!(reading, ["completed"]);
+}
