@@ -118,10 +118,35 @@ async fn on_aws_the_document_route_redirects_to_a_presigned_s3_url_with_the_conf
         assert!(location.contains(part), "{part} not in {location}");
     }
     let pdf = get_url(&location).await.expect_status(200);
+    // The object was written with its content type, which S3 serves.
+    assert_eq!(pdf.header("content-type"), Some("application/pdf"));
     assert!(pdf_text(&pdf.body).contains(DESCRIPTION));
 
     // A missing document is the API's own 404, not a redirect to S3's error.
     app.get("/orders/PDF-AWS-1/documents/000009-invoice.pdf")
         .await
         .expect_status(404);
+}
+
+#[test]
+fn a_document_link_expiry_s3_would_not_sign_is_refused_at_startup_naming_the_flag() {
+    for bad in ["0", "604801", "15m"] {
+        let out = std::process::Command::new(e2e::orders_bin())
+            .args([
+                "dev",
+                "--listen",
+                "127.0.0.1:0",
+                "--document-link-expiry",
+                bad,
+            ])
+            .output()
+            .expect("orders runs");
+        assert!(!out.status.success(), "{bad}: started anyway");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("--document-link-expiry")
+                && stderr.contains("whole number of seconds from 1 to 604800"),
+            "{bad}: {stderr}"
+        );
+    }
 }
