@@ -119,6 +119,8 @@ interface NagAck {
   readonly reason: string;
 }
 
+/** Where documents.rs keeps each order's documents: `orders/<orderId>/<name>`. */
+const DOCUMENTS_PREFIX = 'orders/';
 const WILDCARD_RESOURCE_ACK = 'AwsSolutions::AwsSolutions-IAM5[Resource::*]';
 const XRAY_ACK_REASON = 'Active tracing: xray:PutTraceSegments and xray:PutTelemetryRecords (added by Lambda for Tracing.ACTIVE) have no resource-level permissions, so IAM requires "*".';
 
@@ -316,14 +318,14 @@ export class OrdersourceStack extends Stack {
           // /orders/{id}/documents/{name} (a link works only while its signer may GetObject),
           // and authorizes the HeadObject before one.
           actions: ['s3:GetObject'],
-          resources: [this.documentsBucket.arnForObjects('*')],
+          resources: [this.documentsBucket.arnForObjects(`${DOCUMENTS_PREFIX}*`)],
         }),
         new iam.PolicyStatement({
           sid: 'DocumentsList',
           actions: ['s3:ListBucket'],
           resources: [this.documentsBucket.bucketArn],
           // documents.rs lists only under orders/<id>/.
-          conditions: { StringLike: { 's3:prefix': ['orders/*'] } },
+          conditions: { StringLike: { 's3:prefix': [`${DOCUMENTS_PREFIX}*`] } },
         }),
       ],
       acknowledgements: [
@@ -530,14 +532,14 @@ export class OrdersourceStack extends Stack {
   }
 
   /**
-   * cdk-nag acknowledgement of the `<documents bucket ARN>/*` object resource (IAM5): the
-   * bucket's own key space, reached with actions listed one by one.
+   * cdk-nag acknowledgement of the `<documents bucket ARN>/orders/*` object resource (IAM5):
+   * the orders' documents, reached with actions listed one by one.
    */
   private objectWildcardAck(why: string): NagAck {
     const logicalId = this.getLogicalId(this.documentsBucket.node.defaultChild as CfnElement);
     return {
-      id: `AwsSolutions::AwsSolutions-IAM5[Resource::<${logicalId}.Arn>/*]`,
-      reason: `Object actions on the documents bucket's own keys (bucket ARN + "/*") to ${why}; the actions are listed one by one, none is a wildcard.`,
+      id: `AwsSolutions::AwsSolutions-IAM5[Resource::<${logicalId}.Arn>/${DOCUMENTS_PREFIX}*]`,
+      reason: `Object actions on the orders' documents (bucket ARN + "/${DOCUMENTS_PREFIX}*") to ${why}; the actions are listed one by one, none is a wildcard.`,
     };
   }
 
@@ -626,7 +628,7 @@ export class OrdersourceStack extends Stack {
           sid: 'DocumentsWrite',
           // handlers only write documents (documents.rs put); reading them is the API's.
           actions: ['s3:PutObject'],
-          resources: [this.documentsBucket.arnForObjects('*')],
+          resources: [this.documentsBucket.arnForObjects(`${DOCUMENTS_PREFIX}*`)],
         }),
       ],
       acknowledgements: [this.objectWildcardAck(`write the ${route.status} documents of each order`)],

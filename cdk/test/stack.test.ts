@@ -522,6 +522,16 @@ describe('least-privilege IAM', () => {
     assert.equal(list.length, 1);
     assert.deepEqual(list[0].Condition, { StringLike: { 's3:prefix': ['orders/*'] } });
   });
+  it('object grants reach the orders/ prefix only (the API reads and signs, handlers write)', () => {
+    const objectStatements = Object.values<any>(json.Resources)
+      .filter((r) => r.Type === 'AWS::IAM::Policy')
+      .flatMap((r) => r.Properties.PolicyDocument.Statement)
+      .filter((s: any) => asArray(s.Action).some((a: string) => a === 's3:GetObject' || a === 's3:PutObject'));
+    assert.ok(objectStatements.length >= 5, `${objectStatements.length}`);
+    for (const s of objectStatements) {
+      assert.deepEqual(s.Resource, { 'Fn::Join': ['', [{ 'Fn::GetAtt': [bucketId, 'Arn'] }, '/orders/*']] });
+    }
+  });
   it('orders-projector: stream read, read-model writes, PutEvents on the bus, SendMessage to its failure queue', () => {
     const [fnId] = functionsOf(json, 'orders-projector')[0];
     const failureQueue = refId(ofType(json, 'AWS::Lambda::EventSourceMapping')
