@@ -1796,7 +1796,8 @@ struct DrainReport {
     /// Documents written since before the first command (`/metrics` only).
     documents: Option<f64>,
     /// What the successful commands of the whole run (warm-up included) imply: one document
-    /// per place (acknowledgement), start (work-started notice) and complete (invoice).
+    /// per place (acknowledgement) and start (work-started notice), two per complete (the
+    /// invoice as JSON and as PDF).
     expected_documents: u64,
     /// Lifecycles completed in the whole run, warm-up included.
     completed_lifecycles: u64,
@@ -1850,7 +1851,7 @@ impl DrainReport {
             documents: None,
             expected_documents: ok[Step::Place as usize]
                 + ok[Step::Start as usize]
-                + ok[Step::Complete as usize],
+                + 2 * ok[Step::Complete as usize],
             completed_lifecycles: ok[Step::Complete as usize],
             dead_letters: None,
             error: Some(error),
@@ -2369,8 +2370,8 @@ impl DrainReport {
             )?;
         }
         let expected = format!(
-            "{} expected (one per successful place, start and complete; {} completed \
-             lifecycles × 3 when none failed)",
+            "{} expected (one per successful place and start, two per complete; {} \
+             completed lifecycles × 4 when none failed)",
             self.expected_documents, self.completed_lifecycles
         );
         match (self.documents, self.missing_documents()) {
@@ -2616,6 +2617,10 @@ mod tests {
             Some(reached) if *reached == from => {
                 *reached += 1;
                 pipeline_command(fake, true);
+                if from == 2 {
+                    // A completion's second document: the invoice PDF.
+                    fake.pipeline.lock().expect("pipeline").pending += 1;
+                }
                 let order = json!({"orderId": id, "version": *reached});
                 finish(
                     fake,
@@ -3193,7 +3198,7 @@ two values 1 2 3
         assert!(drain.drained, "{:?}", drain.error);
         assert_eq!(drain.error, None);
         assert_eq!(drain.backlog, 0.0);
-        assert_eq!(drain.expected_documents, 3 * drain.completed_lifecycles);
+        assert_eq!(drain.expected_documents, 4 * drain.completed_lifecycles);
         assert_eq!(drain.documents, Some(drain.expected_documents as f64));
         assert_eq!(drain.dead_letters, Some(0.0));
         summary.verdict().expect("nothing lost");
@@ -3270,24 +3275,24 @@ two values 1 2 3
         });
         report.error = None;
         report.drained = true;
-        assert_eq!(report.expected_documents, 29);
-        report.documents = Some(29.0);
+        assert_eq!(report.expected_documents, 38);
+        report.documents = Some(38.0);
         report.dead_letters = Some(0.0);
         assert_eq!(report.failure(), None);
-        report.documents = Some(31.0);
+        report.documents = Some(40.0);
         assert_eq!(
             report.failure(),
             None,
             "extra documents are noted, not failed"
         );
-        report.documents = Some(27.0);
+        report.documents = Some(36.0);
         assert_eq!(report.missing_documents(), Some(2.0));
         assert!(
             report
                 .failure()
                 .is_some_and(|f| f.contains("2 documents missing"))
         );
-        report.documents = Some(29.0);
+        report.documents = Some(38.0);
         report.dead_letters = Some(1.0);
         assert!(report.failure().is_some());
         report.dead_letters = None;
