@@ -395,19 +395,21 @@ mod tests {
             max_attempts: 2,
             fail_marker: Some("POISON".into()),
         };
+        run_until_caught_up(poller, &feed, "the feed never got past the poison record").await;
+        (feed, applied, parked)
+    }
+
+    /// Runs `poller` until `feed` has no lag (or fails with `stuck` after 20 s), then stops it.
+    async fn run_until_caught_up(poller: StreamPoller, feed: &Feed, stuck: &str) {
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(poller.run(stopped));
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         while feed.lag().await.expect("lag") > 0 {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the feed never got past the poison record"
-            );
+            assert!(tokio::time::Instant::now() < deadline, "{stuck}");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let _ = stop.send(true);
         task.await.expect("the poller stops");
-        (feed, applied, parked)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -494,18 +496,7 @@ mod tests {
             max_attempts: 2,
             fail_marker: None,
         };
-        let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(poller.run(stopped));
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while feed.lag().await.expect("lag") > 0 {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the feed never caught up after the outage"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let _ = stop.send(true);
-        task.await.expect("the poller stops");
+        run_until_caught_up(poller, &feed, "the feed never caught up after the outage").await;
         assert!(parked.parked.lock().expect("lock").is_empty());
         let mut applied = read_model.inner.0.lock().expect("lock").clone();
         applied.sort();
