@@ -161,6 +161,9 @@ impl ReadModel for FakeReadModel {
             next: None,
         })
     }
+    async fn count_by_status(&self) -> Result<Vec<(Status, u64)>, StoreError> {
+        Ok(Vec::new())
+    }
 }
 
 enum Bus {

@@ -46,21 +46,23 @@ impl DynamoReadModel {
         Self { client, live }
     }
 
-    /// Up to `fetch` orders of one status after `after`, in `createdKey` order.
+    /// Up to `fetch` orders of one status after `after`, in `createdKey` order (descending
+    /// when `newest_first`).
     async fn query_status(
         &self,
         table: &str,
         status: Status,
         after: Option<&str>,
         fetch: usize,
+        newest_first: bool,
     ) -> Result<Vec<(String, Order)>, StoreError> {
         const CONTEXT: &str = "listing orders";
         let mut found = Vec::new();
         let mut start = None;
-        let condition = if after.is_some() {
-            "#status = :status AND createdKey > :after"
-        } else {
-            "#status = :status"
+        let condition = match (after.is_some(), newest_first) {
+            (true, false) => "#status = :status AND createdKey > :after",
+            (true, true) => "#status = :status AND createdKey < :after",
+            (false, _) => "#status = :status",
         };
         let mut values = HashMap::from([(":status".to_owned(), s(status.as_str()))]);
         if let Some(after) = after {
@@ -76,6 +78,7 @@ impl DynamoReadModel {
                 .expression_attribute_names("#status", "status")
                 .set_expression_attribute_values(Some(values.clone()))
                 .limit(i32::try_from(fetch - found.len()).unwrap_or(i32::MAX))
+                .scan_index_forward(!newest_first)
                 .set_exclusive_start_key(start)
                 .send()
                 .await
@@ -214,22 +217,72 @@ impl ReadModel for DynamoReadModel {
         let live = self.live.resolve().await?;
         let table = live.table.as_str();
         let found = match query.status {
-            Some(status) => self.query_status(table, status, after, fetch).await,
+            Some(status) => {
+                self.query_status(table, status, after, fetch, query.newest_first)
+                    .await
+            }
             // A GSI query needs its partition key, and a Scan comes in no order: all orders
             // in creation order are the four status partitions, each already sorted, merged.
             // At most `fetch` from each is enough for the first `fetch` of the merge; the
             // four queries run at once.
             None => {
-                let [a, b, c, d] =
-                    Status::ALL.map(|status| self.query_status(table, status, after, fetch));
+                let [a, b, c, d] = Status::ALL.map(|status| {
+                    self.query_status(table, status, after, fetch, query.newest_first)
+                });
                 let (a, b, c, d) = tokio::join!(a, b, c, d);
                 (|| Ok([a?, b?, c?, d?].concat()))()
             }
         };
         let mut found = self.live.forget_on_error(found).await?;
-        found.sort_by(|a, b| a.0.cmp(&b.0));
+        if query.newest_first {
+            found.sort_by(|a, b| b.0.cmp(&a.0));
+        } else {
+            found.sort_by(|a, b| a.0.cmp(&b.0));
+        }
         let items: Vec<Order> = found.into_iter().take(fetch).map(|(_, o)| o).collect();
         Ok(Page::from_overfetch(items, query.limit))
+    }
+
+    async fn count_by_status(&self) -> Result<Vec<(Status, u64)>, StoreError> {
+        let live = self.live.resolve().await?;
+        let table = live.table.as_str();
+        let [a, b, c, d] = Status::ALL.map(|status| self.count_status(table, status));
+        let (a, b, c, d) = tokio::join!(a, b, c, d);
+        let counted = self
+            .live
+            .forget_on_error((|| Ok([a?, b?, c?, d?]))())
+            .await?;
+        Ok(Status::ALL.into_iter().zip(counted).collect())
+    }
+}
+
+impl DynamoReadModel {
+    /// How many orders have `status`: a `Select=COUNT` query of the status index, page by
+    /// page (each page counts up to 1 MB of items).
+    async fn count_status(&self, table: &str, status: Status) -> Result<u64, StoreError> {
+        const CONTEXT: &str = "counting orders by status";
+        let mut total = 0u64;
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(table)
+                .index_name(STATUS_INDEX)
+                .key_condition_expression("#status = :status")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":status", s(status.as_str()))
+                .select(aws_sdk_dynamodb::types::Select::Count)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| sdk_error(CONTEXT, e))?;
+            total += u64::try_from(out.count).unwrap_or(0);
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(total),
+            }
+        }
     }
 }
 

@@ -109,17 +109,28 @@ impl ReadModel for SqliteReadModel {
             Some(c) => (micros(c.created_at), c.order_id.to_string()),
             None => (i64::MIN, String::new()),
         };
+        let (after_created, after_id) = match (&query.after, query.newest_first) {
+            (None, true) => (i64::MAX, String::new()),
+            _ => (after_created, after_id),
+        };
         let limit = query.limit;
+        let newest_first = query.newest_first;
         let items = self
             .reads
             .read("listing orders", move |conn| {
                 // One more than asked tells whether another page follows.
                 let fetch = (limit + 1) as i64;
-                let mut stmt = conn.prepare_cached(
+                // Two fixed statements rather than one assembled per call: both stay in the
+                // statement cache, and each walks its index in one direction.
+                let mut stmt = conn.prepare_cached(if newest_first {
+                    "SELECT body FROM orders
+                     WHERE (?1 IS NULL OR status = ?1) AND (created_at, order_id) < (?2, ?3)
+                     ORDER BY created_at DESC, order_id DESC LIMIT ?4"
+                } else {
                     "SELECT body FROM orders
                      WHERE (?1 IS NULL OR status = ?1) AND (created_at, order_id) > (?2, ?3)
-                     ORDER BY created_at, order_id LIMIT ?4",
-                )?;
+                     ORDER BY created_at, order_id LIMIT ?4"
+                })?;
                 let rows = stmt
                     .query_map(params![status, after_created, after_id, fetch], |r| {
                         r.get::<_, String>(0)
@@ -129,5 +140,28 @@ impl ReadModel for SqliteReadModel {
             })
             .await?;
         Ok(Page::from_overfetch(items, limit))
+    }
+
+    async fn count_by_status(&self) -> Result<Vec<(Status, u64)>, StoreError> {
+        let counted = self
+            .reads
+            .read("counting orders by status", |conn| {
+                let mut stmt =
+                    conn.prepare_cached("SELECT status, COUNT(*) FROM orders GROUP BY status")?;
+                let rows =
+                    stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .await?;
+        Ok(Status::ALL
+            .iter()
+            .map(|status| {
+                let n = counted
+                    .iter()
+                    .find(|(s, _)| s == status.as_str())
+                    .map_or(0, |(_, n)| *n);
+                (*status, n)
+            })
+            .collect())
     }
 }

@@ -520,6 +520,7 @@ pub async fn a_rebuild_equals_the_live_projection(f: &Fixture) {
             status: Some(Status::Completed),
             limit: 100,
             after: None,
+            newest_first: false,
         })
         .await
         .expect("lists by status");
@@ -814,6 +815,7 @@ async fn a_rebuilt_projection_has_the_live_schema_and_reopens_without_new_indexe
             status: Some(Status::Inprocess),
             limit: 10,
             after: None,
+            newest_first: false,
         })
         .await
         .expect("lists by status");
@@ -966,6 +968,7 @@ async fn on_aws_a_rebuild_flips_the_pointer_and_every_process_follows_it() {
             status: Some(Status::Completed),
             limit: 10,
             after: None,
+            newest_first: false,
         })
         .await
         .expect("lists");

@@ -19,7 +19,7 @@ use backend::{
     StoreError,
     telemetry::{Stage, timed},
 };
-use events_schema::{Order, OrderId, Recorded};
+use events_schema::{Order, OrderId, Recorded, Status};
 use projector::Projector;
 use tokio::sync::watch;
 
@@ -221,6 +221,10 @@ impl ReadModel for Refusing {
     async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
         self.inner.list(query).await
     }
+
+    async fn count_by_status(&self) -> Result<Vec<(Status, u64)>, StoreError> {
+        self.inner.count_by_status().await
+    }
 }
 
 #[cfg(test)]
@@ -310,6 +314,10 @@ mod tests {
 
         async fn list(&self, _: &ListQuery) -> Result<Page, StoreError> {
             Ok(Page::from_overfetch(Vec::new(), 1))
+        }
+
+        async fn count_by_status(&self) -> Result<Vec<(Status, u64)>, StoreError> {
+            Ok(Vec::new())
         }
     }
 
@@ -468,6 +476,10 @@ mod tests {
 
         async fn list(&self, _: &ListQuery) -> Result<Page, StoreError> {
             Ok(Page::from_overfetch(Vec::new(), 1))
+        }
+
+        async fn count_by_status(&self) -> Result<Vec<(Status, u64)>, StoreError> {
+            Ok(Vec::new())
         }
     }
 
