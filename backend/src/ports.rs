@@ -226,7 +226,10 @@ pub struct ListCursor {
 pub struct ListQuery {
     pub status: Option<Status>,
     pub limit: usize,
+    /// The last item of the previous page: the page starts right after it, in list order.
     pub after: Option<ListCursor>,
+    /// Newest first (the console's view) instead of oldest first (the API's).
+    pub newest_first: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -262,6 +265,10 @@ pub trait ReadModel: Send + Sync {
     async fn apply(&self, orders: &[Order]) -> Result<(), StoreError>;
     async fn get(&self, order_id: &OrderId) -> Result<Option<Order>, StoreError>;
     async fn list(&self, query: &ListQuery) -> Result<Page, StoreError>;
+    /// How many orders the read model holds in each status, every status listed (0 for
+    /// none), in [`Status::ALL`] order. Counts the whole projection: meant for an operator's
+    /// overview, not for a request path under load.
+    async fn count_by_status(&self) -> Result<Vec<(Status, u64)>, StoreError>;
 }
 
 /// Where a change sits in the feed: opaque to the projector, handed back to

@@ -610,6 +610,7 @@ async fn list_orders(State(app): State<App>, uri: axum::http::Uri) -> Result<Res
             status: req.status,
             limit: req.limit,
             after: req.after,
+            newest_first: false,
         })
         .await?;
     Ok(json_response(

@@ -698,6 +698,7 @@ pub async fn the_read_model_lists_by_status_in_creation_order_across_pages(f: Fi
                 status: Some(Status::Received),
                 limit: 2,
                 after,
+                newest_first: false,
             })
             .await
             .expect("list");
@@ -714,6 +715,7 @@ pub async fn the_read_model_lists_by_status_in_creation_order_across_pages(f: Fi
             status: None,
             limit: 100,
             after: None,
+            newest_first: false,
         })
         .await
         .expect("list");
@@ -728,6 +730,7 @@ pub async fn the_read_model_lists_by_status_in_creation_order_across_pages(f: Fi
                 status: None,
                 limit: 3,
                 after,
+                newest_first: false,
             })
             .await
             .expect("list");
@@ -742,6 +745,61 @@ pub async fn the_read_model_lists_by_status_in_creation_order_across_pages(f: Fi
         ids,
         (0..7).map(|i| format!("ORD-L-{i}")).collect::<Vec<_>>()
     );
+}
+
+pub async fn the_read_model_lists_newest_first_across_pages_and_counts_by_status(f: Fixture) {
+    let rm = &f.read_model;
+    let empty = rm.count_by_status().await.expect("counts");
+    assert_eq!(empty, Status::ALL.map(|s| (s, 0)).to_vec());
+    let mut orders = Vec::new();
+    for i in 0..7u32 {
+        let status = match i % 3 {
+            0 => Status::Received,
+            1 => Status::Completed,
+            _ => Status::Canceled,
+        };
+        orders.push(order_at(&format!("ORD-N-{i}"), 1, status, i));
+    }
+    rm.apply(&orders).await.expect("apply");
+    // A later version of one order moves it to another status: counted once, there.
+    rm.apply(&[order_at("ORD-N-0", 2, Status::Inprocess, 0)])
+        .await
+        .expect("apply");
+    assert_eq!(
+        rm.count_by_status().await.expect("counts"),
+        vec![
+            (Status::Received, 2),
+            (Status::Inprocess, 1),
+            (Status::Completed, 2),
+            (Status::Canceled, 2),
+        ]
+    );
+    for (status, limit, expected) in [
+        (None, 3, vec![6, 5, 4, 3, 2, 1, 0]),
+        (Some(Status::Completed), 1, vec![4, 1]),
+    ] {
+        let mut after = None;
+        let mut ids = Vec::new();
+        loop {
+            let page = rm
+                .list(&ListQuery {
+                    status,
+                    limit,
+                    after,
+                    newest_first: true,
+                })
+                .await
+                .expect("list");
+            assert!(page.items.len() <= limit);
+            ids.extend(page.items.iter().map(|o| o.order_id.to_string()));
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        let expected: Vec<String> = expected.iter().map(|i| format!("ORD-N-{i}")).collect();
+        assert_eq!(ids, expected, "{status:?}");
+    }
 }
 
 /// The bus entry the projector publishes for `recorded`.
@@ -1160,6 +1218,7 @@ macro_rules! every_backend {
             a_parked_record_is_listed_counted_read_back_from_the_feed_and_removed,
             the_read_model_never_moves_an_order_back_a_version,
             the_read_model_lists_by_status_in_creation_order_across_pages,
+            the_read_model_lists_newest_first_across_pages_and_counts_by_status,
             publishing_routes_each_entry_to_its_status_queue_and_no_other,
             queues_hide_received_messages_until_deleted_or_their_visibility_ends,
             a_message_received_max_receive_count_times_is_dead_lettered_and_redriven,
