@@ -346,9 +346,14 @@ pub struct QueueMessage {
     /// Identifies this receipt; deleting needs the latest one.
     pub receipt_handle: String,
     pub body: String,
-    /// How many times the message has been received, this time included.
+    /// How many times the message has been received, this time included (a dead letter:
+    /// how many times it was received before it was moved).
     pub receive_count: u32,
     pub sent_at: DateTime<Utc>,
+    /// Why the message failed last, when known: a handler's error (recorded by
+    /// [`Queues::record_failure`]) or why it was dead-lettered at once
+    /// ([`Queues::dead_letter`]).
+    pub last_error: Option<String>,
 }
 
 /// A queue's state, for `/health` and operators.
@@ -383,6 +388,39 @@ pub trait Queues: Send + Sync {
     async fn dead_letters(&self, queue: &str) -> Result<Vec<QueueMessage>, StoreError>;
     /// Moves every message of `queue`'s dead-letter queue back to `queue`; returns how many.
     async fn redrive(&self, queue: &str) -> Result<u64, StoreError>;
+    /// Moves one dead letter (by its message id, as [`Queues::dead_letters`] lists it) back
+    /// to `queue`; `false` if `queue`'s dead-letter queue has no such message.
+    async fn redrive_message(&self, queue: &str, message_id: &str) -> Result<bool, StoreError>;
+    /// Sends `body` straight to `queue`'s dead-letter queue with `reason`: for a message
+    /// that can never succeed (invalid input), which retries would only delay. SQS: the
+    /// reason is the String message attribute `reason`.
+    async fn dead_letter(&self, queue: &str, body: &str, reason: &str) -> Result<(), StoreError>;
+    /// Records why handling a received message (by its latest receipt) failed: it reappears
+    /// after its visibility timeout and keeps the error into the dead-letter queue. SQS
+    /// keeps nothing of the kind (the handler's log has it): a no-op there.
+    async fn record_failure(
+        &self,
+        queue: &str,
+        receipt_handle: &str,
+        error: &str,
+    ) -> Result<(), StoreError>;
+}
+
+/// The longest error or reason a queue keeps with a message: enough to act on, bounded so
+/// that a handler's error cannot grow a message (SQS message attributes count towards its
+/// 256 KiB).
+pub const MAX_LAST_ERROR: usize = 1024;
+
+/// `error` cut to at most [`MAX_LAST_ERROR`] bytes, at a character boundary.
+pub fn bounded_error(error: &str) -> String {
+    if error.len() <= MAX_LAST_ERROR {
+        return error.to_owned();
+    }
+    let mut end = MAX_LAST_ERROR - '…'.len_utf8();
+    while !error.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &error[..end])
 }
 
 /// A document a handler produced for an order.

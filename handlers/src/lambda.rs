@@ -28,8 +28,8 @@ pub fn deliveries(event: SqsEvent) -> Vec<Delivery> {
 /// so that only they are retried and, in the end, dead-lettered.
 pub async fn handle(handler: &Handler, event: SqsEvent) -> SqsBatchResponse {
     let mut response = SqsBatchResponse::default();
-    for id in handler.handle(deliveries(event)).await {
-        response.add_failure(id);
+    for failed in handler.handle(deliveries(event)).await {
+        response.add_failure(failed.id);
     }
     response
 }

@@ -99,13 +99,22 @@ pub struct Handler {
     pub fail_marker: Option<String>,
 }
 
+/// A delivery the handler could not handle: it is to be retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failed {
+    /// The delivery's id (the queue's message id).
+    pub id: String,
+    /// Why, for the operator (the local queues keep it with the message).
+    pub error: String,
+}
+
 impl Handler {
-    /// Handles a batch; the ids of the deliveries that failed (every other one is done).
+    /// Handles a batch; the deliveries that failed (every other one is done).
     ///
     /// The deliveries of a batch are handled concurrently: they are independent (a queue
     /// carries one status, and each event names its own document), and their writes then
     /// share commits instead of queueing one behind the other.
-    pub async fn handle(&self, deliveries: Vec<Delivery>) -> Vec<String> {
+    pub async fn handle(&self, deliveries: Vec<Delivery>) -> Vec<Failed> {
         let outcomes = join_all(deliveries.into_iter().map(|delivery| async move {
             let outcome = self.handle_one(&delivery).await;
             (delivery.id, outcome)
@@ -115,7 +124,10 @@ impl Handler {
         for (id, outcome) in outcomes {
             if let Err(failure) = outcome {
                 tracing::warn!(handler = self.reaction.name(), message_id = %id, error = %failure, "message failed; it will be retried");
-                failed.push(id);
+                failed.push(Failed {
+                    id,
+                    error: failure.to_string(),
+                });
             }
         }
         failed

@@ -11,13 +11,18 @@ use std::{
 
 use async_trait::async_trait;
 use aws_sdk_sqs::types::{
-    DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName, QueueAttributeName,
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
+    MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName,
     SendMessageBatchRequestEntry,
 };
 use chrono::{DateTime, Utc};
 
 use super::dynamo::sdk_error;
-use crate::ports::{QueueMessage, QueueStats, Queues, StoreError};
+use crate::ports::{QueueMessage, QueueStats, Queues, StoreError, bounded_error};
+
+/// The message attribute that says why a message was dead-lettered at once
+/// ([`Queues::dead_letter`]).
+pub const REASON_ATTRIBUTE: &str = "reason";
 
 /// SQS's limit of messages per batch request and per receive.
 const BATCH: usize = 10;
@@ -190,6 +195,7 @@ impl SqsQueues {
             .wait_time_seconds(wait)
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
+            .message_attribute_names(REASON_ATTRIBUTE)
             .send()
             .await
             .map_err(|e| sdk_error("receiving messages", e))?;
@@ -243,6 +249,34 @@ impl SqsQueues {
         Ok(())
     }
 
+    /// Makes received messages visible again at once (what a redrive of one message took
+    /// along but did not move).
+    async fn release(&self, url: &str, receipt_handles: &[String]) -> Result<(), StoreError> {
+        const CONTEXT: &str = "returning messages to the dead-letter queue";
+        for chunk in receipt_handles.chunks(BATCH) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, handle)| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(handle)
+                        .visibility_timeout(0)
+                        .build()
+                        .map_err(|e| StoreError::new(CONTEXT, e))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            self.client
+                .change_message_visibility_batch()
+                .queue_url(url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| sdk_error(CONTEXT, e))?;
+        }
+        Ok(())
+    }
+
     async fn counts(
         &self,
         url: &str,
@@ -284,12 +318,18 @@ fn message(m: Message) -> QueueMessage {
     let sent_at = attribute(MessageSystemAttributeName::SentTimestamp)
         .and_then(DateTime::<Utc>::from_timestamp_millis)
         .unwrap_or_else(|| DateTime::<Utc>::from(SystemTime::now()));
+    let last_error = m
+        .message_attributes
+        .as_ref()
+        .and_then(|a| a.get(REASON_ATTRIBUTE))
+        .and_then(|v| v.string_value.clone());
     QueueMessage {
         message_id: m.message_id.unwrap_or_default(),
         receipt_handle: m.receipt_handle.unwrap_or_default(),
         body: m.body.unwrap_or_default(),
         receive_count,
         sent_at,
+        last_error,
     }
 }
 
@@ -358,10 +398,11 @@ impl Queues for SqsQueues {
             }
         }
         for m in &mut seen {
-            // A peek's receipt cannot delete anything worth deleting; like the embedded
-            // queues, a dead letter's receive count starts again from zero.
+            // A peek's receipt cannot delete anything worth deleting. SQS carries the
+            // receive count over from the queue into its dead-letter queue and counts this
+            // peek (and earlier listings) too: the receives before this one.
             m.receipt_handle.clear();
-            m.receive_count = 0;
+            m.receive_count = m.receive_count.saturating_sub(1);
         }
         seen.sort_by_key(|m| m.sent_at);
         Ok(seen)
@@ -388,6 +429,71 @@ impl Queues for SqsQueues {
             self.delete_from(&dlq, &handles).await?;
             moved += bodies.len() as u64;
         }
+    }
+
+    /// Receives from the dead-letter queue until it meets the message (SQS cannot fetch one
+    /// by id), moves it, and makes the others it took along visible again at once.
+    async fn redrive_message(&self, queue: &str, message_id: &str) -> Result<bool, StoreError> {
+        let url = self.url(queue).await?;
+        let dlq = self.dead_letter_url(queue).await?;
+        let mut held: Vec<String> = Vec::new();
+        let mut found = None;
+        for _ in 0..PEEK_ROUNDS {
+            let batch = self
+                .receive_from(&dlq, BATCH, REDRIVE_VISIBILITY_SECONDS, 1)
+                .await?;
+            if batch.is_empty() {
+                break;
+            }
+            for m in batch {
+                if found.is_none() && m.message_id == message_id {
+                    found = Some(m);
+                } else {
+                    held.push(m.receipt_handle);
+                }
+            }
+            if found.is_some() {
+                break;
+            }
+        }
+        let moved = match found {
+            Some(m) => {
+                self.send_to(&url, std::slice::from_ref(&m.body)).await?;
+                self.delete_from(&dlq, &[m.receipt_handle]).await?;
+                true
+            }
+            None => false,
+        };
+        self.release(&dlq, &held).await?;
+        Ok(moved)
+    }
+
+    async fn dead_letter(&self, queue: &str, body: &str, reason: &str) -> Result<(), StoreError> {
+        const CONTEXT: &str = "dead-lettering a message";
+        let dlq = self.dead_letter_url(queue).await?;
+        let reason = MessageAttributeValue::builder()
+            .data_type("String")
+            // SQS refuses an empty attribute value.
+            .string_value(match reason.trim() {
+                "" => "(no reason given)".to_owned(),
+                r => bounded_error(r),
+            })
+            .build()
+            .map_err(|e| StoreError::new(CONTEXT, e))?;
+        self.client
+            .send_message()
+            .queue_url(dlq)
+            .message_body(body)
+            .message_attributes(REASON_ATTRIBUTE, reason)
+            .send()
+            .await
+            .map_err(|e| sdk_error(CONTEXT, e))?;
+        Ok(())
+    }
+
+    /// SQS keeps no error with a message: the handler's log (and its trace) has it.
+    async fn record_failure(&self, _: &str, _: &str, _: &str) -> Result<(), StoreError> {
+        Ok(())
     }
 }
 

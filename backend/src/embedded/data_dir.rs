@@ -11,10 +11,13 @@ use rusqlite::Connection;
 use super::sqlite::{self, Durability};
 use crate::ports::StoreError;
 
-/// What `PRAGMA user_version` says of a database in this layout. Layout 2 keeps the
-/// idempotency keys in namespaces (`api/...`, `handler/...`); a database of layout 1 has its
-/// keys moved once, on the first start of this release.
-const LAYOUT_VERSION: i64 = 2;
+/// What `PRAGMA user_version` says of a database in this layout. Layout 3 keeps each
+/// queue message's last error; a database of an earlier layout is brought up to it on the
+/// first start of this release, one step per layout, each with its own version.
+const LAYOUT_VERSION: i64 = 3;
+/// Layout 2 keeps the idempotency keys in namespaces (`api/...`, `handler/...`); a database
+/// of layout 1 has its keys moved once.
+const NAMESPACED_KEYS: i64 = 2;
 
 /// Every table of `orders.db`. The read model's indexes are made by
 /// `read_model::ensure_indexes` (a rebuild may have renamed them). Small tables keyed by
@@ -56,7 +59,8 @@ CREATE TABLE IF NOT EXISTS messages (
     message_id    TEXT    NOT NULL UNIQUE,
     body          TEXT    NOT NULL,
     sent_at       INTEGER NOT NULL,
-    receive_count INTEGER NOT NULL DEFAULT 0
+    receive_count INTEGER NOT NULL DEFAULT 0,
+    last_error    TEXT
 );
 CREATE TABLE IF NOT EXISTS documents (
     order_id     TEXT NOT NULL,
@@ -218,6 +222,10 @@ impl DataDir {
             namespace_idempotency_keys(&conn)
                 .map_err(|e| StoreError::new("moving idempotency keys into namespaces", e))?;
         }
+        if (1..LAYOUT_VERSION).contains(&version) {
+            keep_message_errors(&conn)
+                .map_err(|e| StoreError::new("adding the messages' last error", e))?;
+        }
         create_schema(&conn).map_err(|e| StoreError::new("creating the database", e))?;
         Ok(conn)
     }
@@ -305,7 +313,7 @@ impl DataDir {
 fn namespace_idempotency_keys(conn: &Connection) -> rusqlite::Result<()> {
     let tx = conn.unchecked_transaction()?;
     let done = super::idempotency::namespace_legacy_keys(&tx)?;
-    tx.pragma_update(None, "user_version", LAYOUT_VERSION)?;
+    tx.pragma_update(None, "user_version", NAMESPACED_KEYS)?;
     tx.commit()?;
     tracing::info!(
         moved = done.moved,
@@ -313,6 +321,22 @@ fn namespace_idempotency_keys(conn: &Connection) -> rusqlite::Result<()> {
         "moved the idempotency keys of an earlier layout into their namespaces"
     );
     Ok(())
+}
+
+/// Adds the messages' `last_error` column (layout 3), unless a database created with it
+/// (a migration from the four-file layout) has it already.
+fn keep_message_errors(conn: &Connection) -> rusqlite::Result<()> {
+    let tx = conn.unchecked_transaction()?;
+    let has_column: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('messages') WHERE name = 'last_error')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_column {
+        tx.execute_batch("ALTER TABLE messages ADD COLUMN last_error TEXT")?;
+    }
+    tx.pragma_update(None, "user_version", LAYOUT_VERSION)?;
+    tx.commit()
 }
 
 fn create_schema(conn: &Connection) -> rusqlite::Result<()> {
@@ -419,6 +443,38 @@ mod tests {
         drop(conn);
         // Moved keys are not taken for keys of layout 1 again (a `/` would drop them).
         assert_eq!(keys(&data.open_for_writing().unwrap()), moved);
+    }
+
+    #[test]
+    fn a_database_of_layout_2_keeps_its_messages_and_gains_their_last_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::new(dir.path());
+        std::fs::create_dir_all(dir.path()).unwrap();
+        Connection::open(data.database())
+            .unwrap()
+            .execute_batch(
+                "PRAGMA user_version = 2;
+                 CREATE TABLE messages (seq INTEGER PRIMARY KEY, queue TEXT NOT NULL,
+                   message_id TEXT NOT NULL UNIQUE, body TEXT NOT NULL, sent_at INTEGER NOT NULL,
+                   receive_count INTEGER NOT NULL DEFAULT 0);
+                 INSERT INTO messages VALUES (3, 'order-received-dlq', 'm3', '{}', 0, 5);",
+            )
+            .unwrap();
+        for _ in 0..2 {
+            let conn = data.open_for_writing().unwrap();
+            let row: (i64, Option<String>) = conn
+                .query_row(
+                    "SELECT receive_count, last_error FROM messages WHERE seq = 3",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .unwrap();
+            assert_eq!(row, (5, None));
+            let version: i64 = conn
+                .pragma_query_value(None, "user_version", |r| r.get(0))
+                .unwrap();
+            assert_eq!(version, LAYOUT_VERSION);
+        }
     }
 
     #[test]

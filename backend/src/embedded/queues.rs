@@ -32,7 +32,7 @@ use super::{
     sqlite::{self, Durability, ReadPool, micros},
     writer::Writer,
 };
-use crate::ports::{QueueMessage, QueueStats, Queues, StoreError};
+use crate::ports::{QueueMessage, QueueStats, Queues, StoreError, bounded_error};
 
 /// A queue's redrive policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +57,8 @@ struct Message {
     body: Arc<str>,
     sent_at: i64,
     receive_count: u32,
+    /// Why handling it failed last (kept in memory like the receive count, written with it).
+    last_error: Option<Arc<str>>,
 }
 
 struct InFlight {
@@ -82,8 +84,8 @@ struct Mailbox {
 #[derive(Default)]
 struct Taken {
     messages: Vec<QueueMessage>,
-    /// Messages back from their visibility timeout: their receive counts.
-    returned: Vec<(i64, u32)>,
+    /// Messages back from their visibility timeout: their receive counts and last errors.
+    returned: Vec<(i64, u32, Option<Arc<str>>)>,
     /// Messages received `max_receive_count` times: to the dead-letter queue.
     exhausted: Vec<Message>,
 }
@@ -106,7 +108,9 @@ impl Mailbox {
             .collect();
         for seq in expired {
             if let Some(f) = state.in_flight.remove(&seq) {
-                taken.returned.push((seq, f.message.receive_count));
+                taken
+                    .returned
+                    .push((seq, f.message.receive_count, f.message.last_error.clone()));
                 state.ready.push_front(f.message);
             }
         }
@@ -126,6 +130,7 @@ impl Mailbox {
                 body: message.body.to_string(),
                 receive_count: message.receive_count,
                 sent_at: DateTime::from_timestamp_micros(message.sent_at).unwrap_or_default(),
+                last_error: message.last_error.as_deref().map(str::to_owned),
             });
             state.in_flight.insert(
                 message.seq,
@@ -136,6 +141,15 @@ impl Mailbox {
             );
         }
         taken
+    }
+
+    /// The message still in flight under `receipt_handle`, its latest receipt: an older
+    /// receipt (the message was received again since) names nothing.
+    fn held<'a>(state: &'a mut MailboxState, receipt_handle: &str) -> Option<&'a mut InFlight> {
+        let (seq, count) = receipt_handle.split_once(':')?;
+        let (seq, count) = (seq.parse::<i64>().ok()?, count.parse::<u32>().ok()?);
+        let held = state.in_flight.get_mut(&seq)?;
+        (held.message.receive_count == count).then_some(held)
     }
 
     fn push(&self, messages: impl IntoIterator<Item = Message>) {
@@ -255,10 +269,11 @@ impl SqliteQueues {
             let returned = taken.returned;
             self.writer
                 .write("counting receives", move |conn| {
-                    let mut update = conn
-                        .prepare_cached("UPDATE messages SET receive_count = ?2 WHERE seq = ?1")?;
-                    for (seq, count) in &returned {
-                        update.execute(params![seq, count])?;
+                    let mut update = conn.prepare_cached(
+                        "UPDATE messages SET receive_count = ?2, last_error = ?3 WHERE seq = ?1",
+                    )?;
+                    for (seq, count, error) in &returned {
+                        update.execute(params![seq, count, error.as_deref()])?;
                     }
                     Ok(())
                 })
@@ -266,7 +281,12 @@ impl SqliteQueues {
         }
         if !taken.exhausted.is_empty() {
             let dlq = mailbox.config.dead_letter_queue.clone();
-            let seqs: Vec<i64> = taken.exhausted.iter().map(|m| m.seq).collect();
+            // A dead letter keeps its receive count and last error, for the operator.
+            let rows: Vec<(i64, u32, Option<Arc<str>>)> = taken
+                .exhausted
+                .iter()
+                .map(|m| (m.seq, m.receive_count, m.last_error.clone()))
+                .collect();
             let moved = {
                 let mailbox = mailbox.clone();
                 self.writer
@@ -274,12 +294,13 @@ impl SqliteQueues {
                         "moving messages to the dead-letter queue",
                         move |conn| {
                             let mut to_dlq = conn.prepare_cached(
-                                "UPDATE messages SET queue = ?2, receive_count = 0 WHERE seq = ?1",
+                                "UPDATE messages SET queue = ?2, receive_count = ?3, last_error = ?4
+                                 WHERE seq = ?1",
                             )?;
-                            for seq in &seqs {
-                                to_dlq.execute(params![seq, dlq])?;
+                            for (seq, count, error) in &rows {
+                                to_dlq.execute(params![seq, dlq, count, error.as_deref()])?;
                             }
-                            Ok(seqs.len() as u64)
+                            Ok(rows.len() as u64)
                         },
                         move |moved| mailbox.lock().dead_letters += moved,
                     )
@@ -374,16 +395,10 @@ impl Queues for SqliteQueues {
     async fn delete(&self, queue: &str, receipt_handles: &[String]) -> Result<(), StoreError> {
         let mailbox = self.mailbox(queue)?.clone();
         let seqs: Vec<i64> = {
-            let state = mailbox.lock();
+            let mut state = mailbox.lock();
             receipt_handles
                 .iter()
-                .filter_map(|h| {
-                    let (seq, count) = h.split_once(':')?;
-                    let (seq, count) = (seq.parse::<i64>().ok()?, count.parse::<u32>().ok()?);
-                    // Only the latest receipt of a message still in flight deletes it.
-                    let held = state.in_flight.get(&seq)?;
-                    (held.message.receive_count == count).then_some(seq)
-                })
+                .filter_map(|h| Mailbox::held(&mut state, h).map(|f| f.message.seq))
                 .collect()
         };
         if seqs.is_empty() {
@@ -451,6 +466,68 @@ impl Queues for SqliteQueues {
             .await?;
         Ok(moved.len() as u64)
     }
+
+    async fn redrive_message(&self, queue: &str, message_id: &str) -> Result<bool, StoreError> {
+        let mailbox = self.mailbox(queue)?.clone();
+        let config = mailbox.config.clone();
+        let message_id = message_id.to_owned();
+        let moved = self
+            .writer
+            .run(
+                "redriving a dead letter",
+                move |conn| redrive_one_row(conn, &config, &message_id),
+                move |moved| {
+                    if let Some(m) = moved {
+                        {
+                            let mut state = mailbox.lock();
+                            state.dead_letters = state.dead_letters.saturating_sub(1);
+                        }
+                        mailbox.push([m.clone()]);
+                    }
+                },
+            )
+            .await?;
+        Ok(moved.is_some())
+    }
+
+    async fn dead_letter(&self, queue: &str, body: &str, reason: &str) -> Result<(), StoreError> {
+        let mailbox = self.mailbox(queue)?.clone();
+        let dlq = mailbox.config.dead_letter_queue.clone();
+        let (body, reason) = (body.to_owned(), bounded_error(reason));
+        let message_id = uuid::Uuid::now_v7().to_string();
+        let now = micros(Utc::now());
+        self.writer
+            .run(
+                "dead-lettering a message",
+                move |conn| {
+                    conn.prepare_cached(
+                        "INSERT INTO messages (queue, message_id, body, sent_at, last_error)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )?
+                    .execute(params![dlq, message_id, body, now, reason])
+                },
+                move |_| mailbox.lock().dead_letters += 1,
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// Kept in memory with the in-flight message and written with its receive count when it
+    /// comes back (a receive writes nothing either): a crash in between loses the error,
+    /// never the message.
+    async fn record_failure(
+        &self,
+        queue: &str,
+        receipt_handle: &str,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        let mailbox = self.mailbox(queue)?;
+        let mut state = mailbox.lock();
+        if let Some(held) = Mailbox::held(&mut state, receipt_handle) {
+            held.message.last_error = Some(bounded_error(error).into());
+        }
+        Ok(())
+    }
 }
 
 /// Inserts messages: `(queue, message id, body)`, the ids made by the caller (off the
@@ -472,6 +549,7 @@ fn insert_messages(
             body: body.into(),
             sent_at: now,
             receive_count: 0,
+            last_error: None,
         });
     }
     Ok(messages)
@@ -491,6 +569,7 @@ fn message(r: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
         body: r.get::<_, String>(2)?.into(),
         sent_at: r.get(3)?,
         receive_count: r.get(4)?,
+        last_error: r.get::<_, Option<String>>(5)?.map(Into::into),
     })
 }
 
@@ -503,15 +582,16 @@ pub(super) fn stored_messages(conn: &Connection) -> rusqlite::Result<StoredMessa
 
 fn all_messages(conn: &Connection) -> rusqlite::Result<Vec<(String, Message)>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT seq, message_id, body, sent_at, receive_count, queue FROM messages ORDER BY seq",
+        "SELECT seq, message_id, body, sent_at, receive_count, last_error, queue FROM messages
+         ORDER BY seq",
     )?;
-    let rows = stmt.query_map([], |r| Ok((r.get(5)?, message(r)?)))?;
+    let rows = stmt.query_map([], |r| Ok((r.get(6)?, message(r)?)))?;
     rows.collect()
 }
 
 fn dead_letter_rows(conn: &Connection, dlq: &str) -> rusqlite::Result<Vec<QueueMessage>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT seq, message_id, body, sent_at, receive_count FROM messages
+        "SELECT seq, message_id, body, sent_at, receive_count, last_error FROM messages
          WHERE queue = ?1 ORDER BY seq",
     )?;
     let rows = stmt.query_map([dlq], message)?;
@@ -520,8 +600,9 @@ fn dead_letter_rows(conn: &Connection, dlq: &str) -> rusqlite::Result<Vec<QueueM
             message_id: m.message_id,
             receipt_handle: String::new(),
             body: m.body.to_string(),
-            receive_count: 0,
+            receive_count: m.receive_count,
             sent_at: DateTime::from_timestamp_micros(m.sent_at).unwrap_or_default(),
+            last_error: m.last_error.as_deref().map(str::to_owned),
         })
     })
     .collect()
@@ -529,13 +610,33 @@ fn dead_letter_rows(conn: &Connection, dlq: &str) -> rusqlite::Result<Vec<QueueM
 
 fn redrive_rows(conn: &Connection, config: &QueueConfig) -> rusqlite::Result<Vec<Message>> {
     let mut stmt = conn.prepare_cached(
-        "UPDATE messages SET queue = ?1, receive_count = 0 WHERE queue = ?2
-         RETURNING seq, message_id, body, sent_at, receive_count",
+        "UPDATE messages SET queue = ?1, receive_count = 0, last_error = NULL WHERE queue = ?2
+         RETURNING seq, message_id, body, sent_at, receive_count, last_error",
     )?;
     let rows = stmt.query_map(params![config.name, config.dead_letter_queue], message)?;
     let mut moved: Vec<Message> = rows.collect::<rusqlite::Result<_>>()?;
     moved.sort_by_key(|m| m.seq);
     Ok(moved)
+}
+
+/// Moves the dead letter `message_id` back to its queue, with a fresh start (no receives,
+/// no error); `None` if the dead-letter queue has no such message.
+fn redrive_one_row(
+    conn: &Connection,
+    config: &QueueConfig,
+    message_id: &str,
+) -> rusqlite::Result<Option<Message>> {
+    use rusqlite::OptionalExtension;
+    conn.prepare_cached(
+        "UPDATE messages SET queue = ?1, receive_count = 0, last_error = NULL
+         WHERE queue = ?2 AND message_id = ?3
+         RETURNING seq, message_id, body, sent_at, receive_count, last_error",
+    )?
+    .query_row(
+        params![config.name, config.dead_letter_queue, message_id],
+        message,
+    )
+    .optional()
 }
 
 /// The queues of a data directory that another process (`orders dev`) runs: for the
@@ -596,6 +697,16 @@ impl DetachedQueues {
         let config = self.config(queue)?;
         self.write("redriving dead letters", move |conn| {
             redrive_rows(conn, &config).map(|m| m.len() as u64)
+        })
+        .await
+    }
+
+    /// Moves the dead letter `message_id` back to `queue`; `false` if there is no such one.
+    pub async fn redrive_message(&self, queue: &str, message_id: &str) -> Result<bool, StoreError> {
+        let config = self.config(queue)?;
+        let message_id = message_id.to_owned();
+        self.write("redriving a dead letter", move |conn| {
+            redrive_one_row(conn, &config, &message_id).map(|m| m.is_some())
         })
         .await
     }

@@ -1037,6 +1037,89 @@ pub async fn a_message_received_max_receive_count_times_is_dead_lettered_and_red
     assert_eq!((stats.in_flight, stats.dead_letters), (1, 0));
 }
 
+pub async fn a_dead_letter_says_why_and_is_redriven_alone(f: Fixture) {
+    let route = route_table().route(Status::Canceled).expect("a route");
+    let queue = route.queue.clone();
+    f.queues
+        .dead_letter(&queue, "{not json", "the message is not JSON")
+        .await
+        .expect("dead-letter at once");
+    f.queues
+        .send(&queue, &["fails".to_owned()])
+        .await
+        .expect("send");
+    for attempt in 1..=route.max_receive_count {
+        let got = receive_all(&f, &queue, 1, Duration::ZERO, Duration::from_secs(10)).await;
+        assert_eq!(got.len(), 1, "receive {attempt}");
+        f.queues
+            .record_failure(
+                &queue,
+                &got[0].receipt_handle,
+                &format!("failure {attempt}"),
+            )
+            .await
+            .expect("record the failure");
+    }
+    assert!(
+        f.queues
+            .receive(&queue, 10, Duration::ZERO, Duration::from_secs(1))
+            .await
+            .expect("receive")
+            .is_empty(),
+        "moved to the dead-letter queue"
+    );
+    let dead = f.queues.dead_letters(&queue).await.expect("dead letters");
+    let mut bodies: Vec<&str> = dead.iter().map(|m| m.body.as_str()).collect();
+    bodies.sort_unstable();
+    assert_eq!(bodies, ["fails", "{not json"]);
+    let invalid = dead.iter().find(|m| m.body == "{not json").expect("listed");
+    assert_eq!(
+        invalid.last_error.as_deref(),
+        Some("the message is not JSON")
+    );
+    let failed = dead.iter().find(|m| m.body == "fails").expect("listed");
+    // The embedded queues keep the handler's last error; SQS keeps none (the log has it).
+    assert!(
+        matches!(failed.last_error.as_deref(), None | Some("failure 5")),
+        "{failed:?}"
+    );
+    assert_eq!(f.queues.stats(&queue).await.expect("stats").dead_letters, 2);
+
+    assert!(
+        f.queues
+            .redrive_message(&queue, &failed.message_id)
+            .await
+            .expect("redrive one")
+    );
+    assert!(
+        !f.queues
+            .redrive_message(&queue, &failed.message_id)
+            .await
+            .expect("redrive one again"),
+        "it is no longer a dead letter"
+    );
+    let left = f.queues.dead_letters(&queue).await.expect("dead letters");
+    assert_eq!(
+        left.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(),
+        ["{not json"],
+        "the other dead letter stays"
+    );
+    let back = receive_all(
+        &f,
+        &queue,
+        1,
+        Duration::from_secs(30),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(
+        (back[0].body.as_str(), back[0].receive_count),
+        ("fails", 1),
+        "back with a fresh start"
+    );
+    assert_eq!(f.queues.stats(&queue).await.expect("stats").dead_letters, 1);
+}
+
 fn document(name: &str, content_type: &str, body: &str) -> Document {
     Document {
         name: name.into(),
@@ -1222,6 +1305,7 @@ macro_rules! every_backend {
             publishing_routes_each_entry_to_its_status_queue_and_no_other,
             queues_hide_received_messages_until_deleted_or_their_visibility_ends,
             a_message_received_max_receive_count_times_is_dead_lettered_and_redriven,
+            a_dead_letter_says_why_and_is_redriven_alone,
             documents_are_kept_per_order_listed_by_name_and_read_back,
             a_document_link_names_the_document_and_its_expiry_or_there_is_none,
         );

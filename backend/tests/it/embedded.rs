@@ -113,7 +113,7 @@ async fn a_reopened_directory_resumes_the_feed_after_its_durable_checkpoint() {
 }
 
 #[tokio::test]
-async fn a_failed_deliverys_receive_count_survives_a_restart_and_the_message_still_dead_letters() {
+async fn a_failed_deliverys_receive_count_and_error_survive_a_restart_and_it_still_dead_letters() {
     let dir = tempfile::tempdir().expect("a dir");
     let route = route_table().route(Status::Received).expect("a route");
     let queue = route.queue.clone();
@@ -131,6 +131,14 @@ async fn a_failed_deliverys_receive_count_survives_a_restart_and_the_message_sti
                 .await
                 .expect("receives");
             assert_eq!(got[0].receive_count, attempt);
+            e.queues
+                .record_failure(
+                    &queue,
+                    &got[0].receipt_handle,
+                    &format!("failure {attempt}"),
+                )
+                .await
+                .expect("records");
         }
         // The last failure is noticed (and its count written) at the next receive.
         let got = e
@@ -148,6 +156,12 @@ async fn a_failed_deliverys_receive_count_survives_a_restart_and_the_message_sti
         .await
         .expect("receives");
     assert_eq!(got[0].receive_count, route.max_receive_count);
+    let written = format!("failure {}", route.max_receive_count - 1);
+    assert_eq!(got[0].last_error.as_deref(), Some(written.as_str()));
+    e.queues
+        .record_failure(&queue, &got[0].receipt_handle, "after the restart")
+        .await
+        .expect("records");
     let after = e
         .queues
         .receive(&queue, 1, Duration::ZERO, Duration::from_millis(200))
@@ -155,6 +169,11 @@ async fn a_failed_deliverys_receive_count_survives_a_restart_and_the_message_sti
         .expect("receives");
     assert!(after.is_empty(), "dead-lettered: {after:?}");
     assert_eq!(e.queues.stats(&queue).await.expect("stats").dead_letters, 1);
+    let dead = e.queues.dead_letters(&queue).await.expect("lists");
+    assert_eq!(
+        (dead[0].receive_count, dead[0].last_error.as_deref()),
+        (route.max_receive_count, Some("after the restart"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -50,12 +50,21 @@ impl QueuePoller {
             let ids: Vec<String> = deliveries.iter().map(|d| d.id.clone()).collect();
             let work = async {
                 let failed = self.handler.handle(deliveries).await;
-                let done: Vec<String> = ids
-                    .iter()
-                    .zip(receipts)
-                    .filter(|(id, _)| !failed.contains(id))
-                    .map(|(_, receipt)| receipt)
-                    .collect();
+                let mut done = Vec::with_capacity(ids.len());
+                for (id, receipt) in ids.iter().zip(receipts) {
+                    match failed.iter().find(|f| &f.id == id) {
+                        None => done.push(receipt),
+                        Some(f) => {
+                            if let Err(e) = self
+                                .queues
+                                .record_failure(&self.queue, &receipt, &f.error)
+                                .await
+                            {
+                                tracing::warn!(queue = %self.queue, error = %e, "recording a message's failure failed");
+                            }
+                        }
+                    }
+                }
                 if let Err(e) = self.queues.delete(&self.queue, &done).await {
                     tracing::error!(queue = %self.queue, error = %e, "deleting handled messages failed; they will be delivered again");
                 }

@@ -531,6 +531,7 @@ async fn the_handler_function_reports_exactly_the_poison_message_of_an_sqs_batch
         body: r#"{"version":"0","detail":{"not":"an order event"}"#.into(),
         receive_count: 1,
         sent_at: Utc::now(),
+        last_error: None,
     };
     messages.insert(1, poison.clone());
     let queue = aws.config.queue_name(&queue_of(Status::Received));
