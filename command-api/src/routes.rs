@@ -288,6 +288,7 @@ async fn apply_write(
         metadata: Metadata {
             correlation_id: ctx.correlation_id.clone(),
             causation_id: None,
+            channel: None,
             actor: ctx.actor.clone(),
             idempotency_key: key.map(|k| k.as_str().to_owned()),
             trace_header: ctx.trace_header.clone(),

@@ -77,6 +77,10 @@ pub struct Metadata {
     pub actor: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub causation_id: Option<String>,
+    /// The intake channel the command came in through (`web`, `mobile`, `atm`...), for a
+    /// command taken from the intake queue; absent for one sent over HTTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
     pub correlation_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,

@@ -4,15 +4,16 @@
 //! ([`OrderId`], [`Status`], ...), the five events and their [`Envelope`], the status
 //! machine, [`decide`] (command → events) and [`fold`] (events → state), the tamper-evident
 //! hash chain and the auditor's verdicts on stored events ([`audit`]), the EventBridge
-//! detail published for every event (with its JSON Schema) and the route table that fans
-//! statuses out to queues. Every backend and entrypoint builds on
-//! these types; none of them redefines them.
+//! detail published for every event (with its JSON Schema), the route table that fans
+//! statuses out to queues, and the intake queue's message (with its JSON Schema). Every
+//! backend and entrypoint builds on these types; none of them redefines them.
 
 pub mod audit;
 mod chain;
 mod command;
 mod detail;
 mod event;
+mod intake;
 mod order;
 mod routes;
 mod values;
@@ -29,8 +30,9 @@ pub use event::{
     Envelope, EventContext, Metadata, OrderCanceled, OrderDetailsRevised, OrderEvent, OrderPlaced,
     Recorded, SCHEMA_VERSION, record,
 };
+pub use intake::{Channel, IntakeCommand, IntakeMessage, RequestId, intake_message_schema};
 pub use order::{NotPlaced, Order, evolve, fold};
-pub use routes::{Route, RouteTable, route_table};
+pub use routes::{IntakeQueue, Route, RouteTable, route_table};
 pub use values::{
     CustomerId, DeliveryDate, Description, INVISIBLE, InvalidValue, MAX_FRACTION_DIGITS,
     MAX_INSTANT_CHARS, OrderId, Reason, Status, UnknownStatus, parse_instant,

@@ -1,7 +1,8 @@
-//! The route table: status → EventBridge rule → queue (+ DLQ) → handler.
+//! The route table: status → EventBridge rule → queue (+ DLQ) → handler; and beside it the
+//! intake queue (+ DLQ) on which commands arrive from channels other than HTTP.
 //!
 //! The one source of truth is `events-schema/routes.json`; the embedded bus, the local
-//! runtime and the CDK app all read that file.
+//! runtime, `orders aws bootstrap` and the CDK app all read that file.
 
 use std::sync::LazyLock;
 
@@ -16,7 +17,23 @@ pub struct RouteTable {
     pub comment: String,
     /// EventBridge `Source` of published events.
     pub source: String,
+    /// The queue commands arrive on from the channels (web, mobile, ATM...).
+    pub intake: IntakeQueue,
     pub routes: Vec<Route>,
+}
+
+/// The intake queue and its redrive policy. Its consumer is the intake handler (the
+/// `orders-intake` Lambda; a poller in `orders dev`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IntakeQueue {
+    pub queue: String,
+    /// Where invalid messages go at once (with the reason), and failing ones after
+    /// `max_receive_count` receives.
+    pub dead_letter_queue: String,
+    pub max_receive_count: u32,
+    pub visibility_timeout_seconds: u32,
+    pub batch_size: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -38,6 +55,25 @@ pub struct Route {
 impl RouteTable {
     pub fn route(&self, status: Status) -> Option<&Route> {
         self.routes.iter().find(|r| r.status == status)
+    }
+
+    /// Every queue this table declares (the route queues, then the intake queue) with its
+    /// dead-letter queue and `maxReceiveCount`: what the queue backends create.
+    pub fn queues(&self) -> impl Iterator<Item = (&str, &str, u32)> {
+        self.routes
+            .iter()
+            .map(|r| {
+                (
+                    r.queue.as_str(),
+                    r.dead_letter_queue.as_str(),
+                    r.max_receive_count,
+                )
+            })
+            .chain(std::iter::once((
+                self.intake.queue.as_str(),
+                self.intake.dead_letter_queue.as_str(),
+                self.intake.max_receive_count,
+            )))
     }
 }
 
@@ -74,9 +110,8 @@ mod tests {
         ));
         assert!(unique(
             table
-                .routes
-                .iter()
-                .flat_map(|r| [r.queue.as_str(), r.dead_letter_queue.as_str()])
+                .queues()
+                .flat_map(|(queue, dlq, _)| [queue, dlq])
                 .collect()
         ));
     }
@@ -95,5 +130,19 @@ mod tests {
             );
             assert!(route.max_receive_count >= 1 && route.batch_size >= 1);
         }
+    }
+
+    #[test]
+    fn the_intake_queue_is_declared_beside_the_routes_with_its_own_dead_letter_queue() {
+        let table = route_table();
+        let intake = &table.intake;
+        assert_eq!(intake.queue, "order-intake");
+        assert_eq!(intake.dead_letter_queue, "order-intake-dlq");
+        assert!(intake.max_receive_count >= 1 && intake.batch_size >= 1);
+        assert_eq!(
+            table.queues().last(),
+            Some(("order-intake", "order-intake-dlq", intake.max_receive_count))
+        );
+        assert_eq!(table.queues().count(), table.routes.len() + 1);
     }
 }

@@ -212,6 +212,7 @@ fn an_event_over_the_published_size_limit_is_refused_naming_the_limit() {
         metadata: Metadata {
             correlation_id: "c".into(),
             causation_id: None,
+            channel: None,
             actor: Some("x".repeat(actor)),
             idempotency_key: None,
             trace_header: None,

@@ -5,5 +5,6 @@ mod support;
 
 mod chain;
 mod decide;
+mod intake;
 mod properties;
 mod schema;
