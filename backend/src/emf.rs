@@ -70,6 +70,9 @@ pub enum Duplicate {
     SamePlacement,
     /// A message a handler had already handled (at-least-once delivery).
     HandlerDelivery,
+    /// An intake message whose channel and request id an earlier message carried: the
+    /// command was applied then, this one is deleted.
+    IntakeRequest,
 }
 
 impl Duplicate {
@@ -78,6 +81,7 @@ impl Duplicate {
             Duplicate::IdempotencyKey => "IdempotencyKey",
             Duplicate::SamePlacement => "SamePlacement",
             Duplicate::HandlerDelivery => "HandlerDelivery",
+            Duplicate::IntakeRequest => "IntakeRequest",
         }
     }
 }

@@ -7,17 +7,19 @@
 //! |---|---|
 //! | `api/<scope>/<Idempotency-Key>` | a client's key; `<scope>` is `anonymous`, or `actor-` and the SHA-256 (hex) of the authenticated actor |
 //! | `handler/<handler>/<eventId>` | a status handler's claim on one event |
-//! | `intake/<channel>/<requestId>` | reserved for a queue intake (not used yet) |
+//! | `intake/<channel>/<requestId>` | a command from the intake queue, by its channel and the channel's request id |
 //!
 //! [`LedgerKey`] is the only way to make a key, and the stores take nothing else. An
-//! [`IdempotencyKey`] has no `/`, a handler name comes from the route table and an event id
-//! is a UUID, so no part can reach past its segment. The actor is hashed because a JWT `sub`
+//! [`IdempotencyKey`] has no `/`, a handler name comes from the route table, an event id
+//! is a UUID, and a channel and a request id are validated types without `/`, so no part
+//! can reach past its segment. The actor is hashed because a JWT `sub`
 //! may be any text of any length; the hash keeps the scope short and of one alphabet.
 //!
 //! On AWS each function's role may only touch its own prefix of the ledger table
 //! (`dynamodb:LeadingKeys` in `cdk/lib/ordersource-stack.ts`): the prefixes below are also
 //! IAM policy values, so change both together.
 
+use events_schema::{Channel, RequestId};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -25,6 +27,8 @@ use uuid::Uuid;
 pub const API_PREFIX: &str = "api/";
 /// The prefix of the handlers' claims.
 pub const HANDLER_PREFIX: &str = "handler/";
+/// The prefix of the intake's commands.
+pub const INTAKE_PREFIX: &str = "intake/";
 /// The scope of requests without an authenticated actor.
 const ANONYMOUS: &str = "anonymous";
 
@@ -49,6 +53,12 @@ impl LedgerKey {
     /// A handler's claim on one event (`handler` is the route table's handler name).
     pub fn handler(handler: &str, event_id: Uuid) -> Self {
         Self(format!("{HANDLER_PREFIX}{handler}/{event_id}"))
+    }
+
+    /// A command from the intake queue: the same request id on the same channel is the
+    /// same command, whichever message carried it.
+    pub fn intake(channel: &Channel, request_id: &RequestId) -> Self {
+        Self(format!("{INTAKE_PREFIX}{channel}/{request_id}"))
     }
 
     /// The key as stored.
@@ -183,7 +193,15 @@ mod tests {
                 hex::encode(Sha256::digest(b"alice"))
             )
         );
-        let all = [&handler, &anonymous, &alice, &bob];
+        let intake = LedgerKey::intake(
+            &Channel::parse("atm").expect("channel"),
+            &RequestId::parse(&format!("handled:completed:{event}")).expect("request id"),
+        );
+        assert_eq!(
+            intake.as_str(),
+            format!("intake/atm/handled:completed:{event}")
+        );
+        let all = [&handler, &anonymous, &alice, &bob, &intake];
         for (i, a) in all.iter().enumerate() {
             for b in &all[i + 1..] {
                 assert_ne!(a, b);

@@ -471,6 +471,36 @@ pub trait DocumentStore: Send + Sync {
     ) -> Result<Option<String>, StoreError>;
 }
 
+/// Where the intake keeps the message of every command it accepted, exactly as received
+/// (as the queue-based system before it did): in the document store under `intake/`, by
+/// channel and request id ([`intake_archive_key`]), apart from the orders' documents.
+#[async_trait]
+pub trait IntakeArchive: Send + Sync {
+    /// Keeps `message` under [`intake_archive_key`]; durable when this returns. Archiving
+    /// the same request again rewrites it (a redelivered message carries the same bytes).
+    async fn archive(
+        &self,
+        channel: &events_schema::Channel,
+        request_id: &events_schema::RequestId,
+        message: &str,
+    ) -> Result<(), StoreError>;
+    /// The archived message of a request, if any.
+    async fn archived(
+        &self,
+        channel: &events_schema::Channel,
+        request_id: &events_schema::RequestId,
+    ) -> Result<Option<String>, StoreError>;
+}
+
+/// Where an accepted intake message is archived: `intake/<channel>/<requestId>.json` (on S3
+/// the object key; the intake function may write only under `intake/`).
+pub fn intake_archive_key(
+    channel: &events_schema::Channel,
+    request_id: &events_schema::RequestId,
+) -> String {
+    format!("intake/{channel}/{request_id}.json")
+}
+
 /// What a metric sample counts: a running total, or a level that goes up and down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetricKind {

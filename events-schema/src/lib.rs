@@ -32,7 +32,7 @@ pub use event::{
 };
 pub use intake::{Channel, IntakeCommand, IntakeMessage, RequestId, intake_message_schema};
 pub use order::{NotPlaced, Order, evolve, fold};
-pub use routes::{IntakeQueue, Route, RouteTable, route_table};
+pub use routes::{DeclaredQueue, IntakeQueue, Route, RouteTable, route_table};
 pub use values::{
     CustomerId, DeliveryDate, Description, INVISIBLE, InvalidValue, MAX_FRACTION_DIGITS,
     MAX_INSTANT_CHARS, OrderId, Reason, Status, UnknownStatus, parse_instant,

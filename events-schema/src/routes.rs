@@ -58,23 +58,32 @@ impl RouteTable {
     }
 
     /// Every queue this table declares (the route queues, then the intake queue) with its
-    /// dead-letter queue and `maxReceiveCount`: what the queue backends create.
-    pub fn queues(&self) -> impl Iterator<Item = (&str, &str, u32)> {
+    /// dead-letter queue and redrive policy: what the queue backends create.
+    pub fn queues(&self) -> impl Iterator<Item = DeclaredQueue<'_>> {
         self.routes
             .iter()
-            .map(|r| {
-                (
-                    r.queue.as_str(),
-                    r.dead_letter_queue.as_str(),
-                    r.max_receive_count,
-                )
+            .map(|r| DeclaredQueue {
+                queue: &r.queue,
+                dead_letter_queue: &r.dead_letter_queue,
+                max_receive_count: r.max_receive_count,
+                visibility_timeout_seconds: r.visibility_timeout_seconds,
             })
-            .chain(std::iter::once((
-                self.intake.queue.as_str(),
-                self.intake.dead_letter_queue.as_str(),
-                self.intake.max_receive_count,
-            )))
+            .chain(std::iter::once(DeclaredQueue {
+                queue: &self.intake.queue,
+                dead_letter_queue: &self.intake.dead_letter_queue,
+                max_receive_count: self.intake.max_receive_count,
+                visibility_timeout_seconds: self.intake.visibility_timeout_seconds,
+            }))
     }
+}
+
+/// A queue of the table, route or intake alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeclaredQueue<'a> {
+    pub queue: &'a str,
+    pub dead_letter_queue: &'a str,
+    pub max_receive_count: u32,
+    pub visibility_timeout_seconds: u32,
 }
 
 const ROUTES_JSON: &str = include_str!("../routes.json");
@@ -111,7 +120,7 @@ mod tests {
         assert!(unique(
             table
                 .queues()
-                .flat_map(|(queue, dlq, _)| [queue, dlq])
+                .flat_map(|q| [q.queue, q.dead_letter_queue])
                 .collect()
         ));
     }
@@ -139,9 +148,10 @@ mod tests {
         assert_eq!(intake.queue, "order-intake");
         assert_eq!(intake.dead_letter_queue, "order-intake-dlq");
         assert!(intake.max_receive_count >= 1 && intake.batch_size >= 1);
+        let last = table.queues().last().expect("queues");
         assert_eq!(
-            table.queues().last(),
-            Some(("order-intake", "order-intake-dlq", intake.max_receive_count))
+            (last.queue, last.dead_letter_queue),
+            ("order-intake", "order-intake-dlq")
         );
         assert_eq!(table.queues().count(), table.routes.len() + 1);
     }

@@ -144,8 +144,8 @@ pub fn plan(config: &AwsConfig, routes: &RouteTable) -> Plan {
         },
     ];
     let mut queues = Vec::new();
-    for route in &routes.routes {
-        let dead_letter_queue = config.queue_name(&route.dead_letter_queue);
+    for declared in routes.queues() {
+        let dead_letter_queue = config.queue_name(declared.dead_letter_queue);
         queues.push(QueuePlan {
             queue_name: dead_letter_queue.clone(),
             visibility_timeout: None,
@@ -153,12 +153,12 @@ pub fn plan(config: &AwsConfig, routes: &RouteTable) -> Plan {
             redrive_policy: None,
         });
         queues.push(QueuePlan {
-            queue_name: config.queue_name(&route.queue),
-            visibility_timeout: Some(route.visibility_timeout_seconds),
+            queue_name: config.queue_name(declared.queue),
+            visibility_timeout: Some(declared.visibility_timeout_seconds),
             message_retention_period: RETENTION_SECONDS,
             redrive_policy: Some(RedrivePlan {
                 dead_letter_queue,
-                max_receive_count: route.max_receive_count,
+                max_receive_count: declared.max_receive_count,
             }),
         });
     }

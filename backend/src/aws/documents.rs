@@ -1,6 +1,7 @@
 //! The document store on an S3 bucket: each document is the object
 //! `orders/{orderId}/{name}`. Encryption and versioning are the bucket's defaults (the CDK
-//! app and the bootstrap set them), so a put is a plain `PutObject`.
+//! app and the bootstrap set them), so a put is a plain `PutObject`. The intake's archive
+//! of accepted messages is the objects `intake/<channel>/<requestId>.json`.
 
 use async_trait::async_trait;
 use aws_sdk_s3::{
@@ -8,10 +9,12 @@ use aws_sdk_s3::{
     presigning::PresigningConfig,
     primitives::ByteStream,
 };
-use events_schema::OrderId;
+use events_schema::{Channel, OrderId, RequestId};
 
 use super::dynamo::sdk_error;
-use crate::ports::{Document, DocumentInfo, DocumentStore, StoreError};
+use crate::ports::{
+    Document, DocumentInfo, DocumentStore, IntakeArchive, StoreError, intake_archive_key,
+};
 
 pub struct S3Documents {
     client: aws_sdk_s3::Client,
@@ -162,6 +165,57 @@ impl DocumentStore for S3Documents {
             .await
             .map_err(|e| sdk_error("presigning a document link", e))?;
         Ok(Some(presigned.uri().to_owned()))
+    }
+}
+
+#[async_trait]
+impl IntakeArchive for S3Documents {
+    async fn archive(
+        &self,
+        channel: &Channel,
+        request_id: &RequestId,
+        message: &str,
+    ) -> Result<(), StoreError> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(intake_archive_key(channel, request_id))
+            .content_type("application/json")
+            .body(ByteStream::from(message.as_bytes().to_vec()))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| sdk_error("archiving an intake message", e))
+    }
+
+    async fn archived(
+        &self,
+        channel: &Channel,
+        request_id: &RequestId,
+    ) -> Result<Option<String>, StoreError> {
+        let result = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(intake_archive_key(channel, request_id))
+            .send()
+            .await;
+        let out = match result {
+            Ok(out) => out,
+            Err(err) => {
+                return match err.into_service_error() {
+                    GetObjectError::NoSuchKey(_) => Ok(None),
+                    other => Err(sdk_error("reading an archived intake message", other)),
+                };
+            }
+        };
+        let body = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| StoreError::new("reading an archived intake message", e))?
+            .into_bytes();
+        Ok(Some(String::from_utf8_lossy(&body).into_owned()))
     }
 }
 

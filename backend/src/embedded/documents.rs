@@ -5,13 +5,19 @@
 //! before its ledger record says it was handled. A file per document (tried first) cost
 //! two or three fsyncs each that no two documents could share; as rows, a handler batch's
 //! documents share the writer's commits, and a row is atomic on its own.
+//!
+//! The intake's archive of accepted messages shares the table: its rows are keyed by the
+//! folder `intake/<channel>` (no order id has a `/`) and `<requestId>.json`, so that
+//! together they spell [`intake_archive_key`].
 
 use async_trait::async_trait;
-use events_schema::OrderId;
+use events_schema::{Channel, OrderId, RequestId};
 use rusqlite::{OptionalExtension, params};
 
 use super::{sqlite::ReadPool, writer::Writer};
-use crate::ports::{Document, DocumentInfo, DocumentStore, StoreError};
+use crate::ports::{
+    Document, DocumentInfo, DocumentStore, IntakeArchive, StoreError, intake_archive_key,
+};
 
 pub struct SqliteDocuments {
     writer: Writer,
@@ -95,5 +101,55 @@ impl DocumentStore for SqliteDocuments {
         _: std::time::Duration,
     ) -> Result<Option<String>, StoreError> {
         Ok(None)
+    }
+}
+
+/// The folder and the name of an archived intake message's row.
+fn intake_row(channel: &Channel, request_id: &RequestId) -> (String, String) {
+    let key = intake_archive_key(channel, request_id);
+    match key.rsplit_once('/') {
+        Some((folder, name)) => (folder.to_owned(), name.to_owned()),
+        None => (String::new(), key),
+    }
+}
+
+#[async_trait]
+impl IntakeArchive for SqliteDocuments {
+    async fn archive(
+        &self,
+        channel: &Channel,
+        request_id: &RequestId,
+        message: &str,
+    ) -> Result<(), StoreError> {
+        let (folder, name) = intake_row(channel, request_id);
+        let body = message.as_bytes().to_vec();
+        self.writer
+            .write_statement("archiving an intake message", move |conn| {
+                conn.prepare_cached(
+                    "INSERT OR REPLACE INTO documents (order_id, name, content_type, body)
+                     VALUES (?1, ?2, 'application/json', ?3)",
+                )?
+                .execute(params![folder, name, body])
+                .map(|_| ())
+            })
+            .await
+    }
+
+    async fn archived(
+        &self,
+        channel: &Channel,
+        request_id: &RequestId,
+    ) -> Result<Option<String>, StoreError> {
+        let (folder, name) = intake_row(channel, request_id);
+        let body: Option<Vec<u8>> =
+            self.reads
+                .read_now("reading an archived intake message", move |conn| {
+                    conn.prepare_cached(
+                        "SELECT body FROM documents WHERE order_id = ?1 AND name = ?2",
+                    )?
+                    .query_row([&folder, &name], |r| r.get(0))
+                    .optional()
+                })?;
+        Ok(body.map(|b| String::from_utf8_lossy(&b).into_owned()))
     }
 }

@@ -141,15 +141,15 @@ impl Telemetry for EmbeddedTelemetry {
     }
 }
 
-/// Every route's queue with its redrive policy.
+/// Every queue the route table declares (each route's and the intake queue) with its
+/// redrive policy.
 pub fn queue_configs(routes: &RouteTable) -> Vec<QueueConfig> {
     routes
-        .routes
-        .iter()
-        .map(|r| QueueConfig {
-            name: r.queue.clone(),
-            dead_letter_queue: r.dead_letter_queue.clone(),
-            max_receive_count: r.max_receive_count,
+        .queues()
+        .map(|q| QueueConfig {
+            name: q.queue.to_owned(),
+            dead_letter_queue: q.dead_letter_queue.to_owned(),
+            max_receive_count: q.max_receive_count,
         })
         .collect()
 }
