@@ -10,6 +10,7 @@
 //! EventBridge's rule matching, for the embedded bus. [`emf`] writes CloudWatch metrics
 //! in the embedded metric format, in Lambda.
 
+pub mod audit;
 pub mod aws;
 pub mod embedded;
 pub mod emf;

@@ -71,17 +71,35 @@ fn refused_origin(method: &Method, headers: &HeaderMap, allowed: &[String]) -> O
     }
     let origin = headers.get(header::ORIGIN)?;
     let origin = normalize(&String::from_utf8_lossy(origin.as_bytes()));
+    if is_host(&origin, headers) || allowed.iter().any(|a| a == "*" || *a == origin) {
+        return None;
+    }
+    Some(origin.chars().take(100).collect())
+}
+
+/// Whether `origin` (normalized) is the server's own, by the request's `Host`.
+fn is_host(origin: &str, headers: &HeaderMap) -> bool {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .map(|h| h.trim().to_ascii_lowercase());
-    let same_origin = host.is_some_and(|host| {
+    host.is_some_and(|host| {
         origin == format!("http://{host}") || origin == format!("https://{host}")
-    });
-    if same_origin || allowed.iter().any(|a| a == "*" || *a == origin) {
-        return None;
+    })
+}
+
+/// Whether a browser request provably comes from a page of this server: the console's
+/// form posts must, wherever the console is served (`--allow-origin` does not extend to
+/// them). `Sec-Fetch-Site: same-origin` is set by the browser and cannot be forged by a
+/// page; without it (older browsers), an `Origin` that is this server's. A request with
+/// neither is not taken as the console's.
+pub(crate) fn same_origin(headers: &HeaderMap) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return site.as_bytes() == b"same-origin";
     }
-    Some(origin.chars().take(100).collect())
+    headers
+        .get(header::ORIGIN)
+        .is_some_and(|o| is_host(&normalize(&String::from_utf8_lossy(o.as_bytes())), headers))
 }
 
 #[cfg(test)]
@@ -123,5 +141,20 @@ mod tests {
         let allowed = vec![normalize("https://Evil.example/")];
         assert_eq!(refused_origin(&Method::POST, &evil, &allowed), None);
         assert_eq!(refused_origin(&Method::POST, &evil, &["*".into()]), None);
+    }
+
+    #[test]
+    fn console_writes_need_proof_of_the_same_origin() {
+        let mut fetch_same = headers(None);
+        fetch_same.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
+        assert!(same_origin(&fetch_same));
+        // The browser's word wins over an Origin that would pass.
+        let mut cross = headers(Some("http://127.0.0.1:3000"));
+        cross.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
+        assert!(!same_origin(&cross));
+        assert!(same_origin(&headers(Some("http://127.0.0.1:3000"))));
+        assert!(!same_origin(&headers(Some("https://evil.example"))));
+        // curl and the like: no proof at all.
+        assert!(!same_origin(&headers(None)));
     }
 }

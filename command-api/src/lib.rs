@@ -8,6 +8,7 @@
 //! `metrics`.
 
 mod body;
+mod console;
 mod guard;
 mod idempotency;
 mod metrics;
@@ -41,6 +42,8 @@ pub struct App {
     /// For `/health` and `/metrics`: the pipeline this process drives (none when Lambda's
     /// event source mappings drive it; their metrics are in CloudWatch).
     pipeline: Option<Pipeline>,
+    /// The operator console's own state (see `console`).
+    console: console::Console,
 }
 
 /// The projector's change feed and the route queues, as `/health` and `/metrics` report
@@ -78,6 +81,7 @@ impl Pipeline {
 
 impl App {
     pub fn new(ports: &Ports, routes: &RouteTable) -> Self {
+        let queue_names: Vec<String> = routes.routes.iter().map(|r| r.queue.clone()).collect();
         Self {
             commands: service::Commands::new(ports.events.clone(), ports.idempotency.clone()),
             read_model: ports.read_model.clone(),
@@ -87,10 +91,24 @@ impl App {
             pipeline: Some(Pipeline {
                 feed: ports.feed.clone(),
                 queues: ports.queues.clone(),
-                queue_names: routes.routes.iter().map(|r| r.queue.clone()).collect(),
+                queue_names: queue_names.clone(),
                 parked: ports.parked.clone(),
             }),
+            console: console::Console::new(ports.queues.clone(), queue_names),
         }
+    }
+
+    /// Lets the console run `audit verify` (a process that has the audit ports open).
+    pub fn with_audit(mut self, verifier: backend::audit::Verifier) -> Self {
+        self.console.audit = Some(std::sync::Arc::new(verifier));
+        self
+    }
+
+    /// Ends the console's event streams when `shutdown` flips to `true`, so that a server
+    /// draining its connections is not held open by them.
+    pub fn with_shutdown(mut self, shutdown: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.console.shutdown = Some(shutdown);
+        self
     }
 
     /// See [`parse_document_link_expiry`] for where it comes from.

@@ -393,7 +393,7 @@ pub(crate) fn encode_cursor(c: &backend::ListCursor) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
 }
 
-fn decode_cursor(raw: &str) -> Option<backend::ListCursor> {
+pub(crate) fn decode_cursor(raw: &str) -> Option<backend::ListCursor> {
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(raw)
         .ok()?;

@@ -63,6 +63,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub fn router(app: App) -> axum::Router {
     let (routes, _) = api().split_for_parts();
     routes
+        .merge(crate::console::routes())
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(middleware::from_fn(correlate))
@@ -211,6 +212,15 @@ impl<S: Send + Sync> FromRequestParts<S> for WriteContext {
 }
 
 impl WriteContext {
+    /// The console's form post as an API write: `If-Match` is the version its page showed,
+    /// so that a stale page is refused (412) instead of overwriting.
+    pub(crate) fn expecting(mut self, version: u64) -> Self {
+        if let Ok(v) = HeaderValue::from_str(&etag(version)) {
+            self.headers.insert(header::IF_MATCH, v);
+        }
+        self
+    }
+
     /// The request, for the metrics it causes.
     fn origin(&self) -> Origin<'_> {
         Origin {
@@ -220,8 +230,9 @@ impl WriteContext {
     }
 }
 
-/// Runs one write and counts it in the `Commands` metric by kind and outcome.
-async fn write(
+/// Runs one write and counts it in the `Commands` metric by kind and outcome (and, when
+/// accepted, in the console's commands per second).
+pub(crate) async fn write(
     app: &App,
     ctx: &WriteContext,
     raw_body: &[u8],
@@ -233,7 +244,10 @@ async fn write(
     let result = apply_write(app, ctx, raw_body, order_id, command, success, placement).await;
     let outcome = match &result {
         Ok(r) if r.headers().contains_key(crate::reply::IDEMPOTENT_REPLAYED) => "Replayed",
-        Ok(_) => "Accepted",
+        Ok(_) => {
+            app.console.hub.command_accepted();
+            "Accepted"
+        }
         Err(e) if e.status().is_server_error() => "Failed",
         Err(_) => "Rejected",
     };

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use backend::{
     Ports,
+    audit::Verifier,
     aws::{Aws, AwsConfig},
-    embedded::Embedded,
+    embedded::{Embedded, SqliteArchive},
 };
 use events_schema::RouteTable;
 
@@ -42,6 +43,8 @@ pub struct Opened {
     pub source: String,
     /// Where the data lives, for logs.
     pub location: String,
+    /// `audit verify` over the same data (the console runs it).
+    pub audit: Verifier,
     /// Keeps the backend alive (the embedded data directory's lock, the AWS clients).
     pub _keep: Box<dyn std::any::Any + Send + Sync>,
 }
@@ -62,8 +65,15 @@ impl BackendArgs {
                 let embedded = Embedded::open(&self.data, routes).with_context(|| {
                     format!("cannot open the data directory {}", self.data.display())
                 })?;
+                let archive = std::sync::Arc::new(
+                    SqliteArchive::open(embedded.dir()).context("opening the event archive")?,
+                );
                 Ok(Opened {
                     ports: embedded.ports(),
+                    audit: Verifier {
+                        archive: archive.clone(),
+                        projection: archive,
+                    },
                     source: routes.source.clone(),
                     location: embedded.dir().display().to_string(),
                     _keep: Box::new(embedded),
@@ -71,8 +81,13 @@ impl BackendArgs {
             }
             BackendKind::Aws => {
                 let aws = self.connect_aws().await?;
+                let archive = aws.archive();
                 Ok(Opened {
                     ports: aws.ports(),
+                    audit: Verifier {
+                        archive: archive.clone(),
+                        projection: archive,
+                    },
                     source: aws.config.event_source.clone(),
                     location: match &aws.config.endpoint_url {
                         Some(url) => format!("AWS API at {url}"),

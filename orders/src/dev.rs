@@ -132,17 +132,21 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     // The one line on stdout: scripts and tests read the address from it.
     println!("listening on http://{local}");
 
+    let (signalled, on_signal) = watch::channel(false);
     let router = LocalGuard {
         allow_origins: args.http.allow_origins.clone(),
         request_timeout: Duration::from_secs(args.http.request_timeout.max(1)),
     }
     .wrap(command_api::router(
-        App::new(&ports, routes).with_document_link_expiry(
-            args.document_link_expiry
-                .unwrap_or(command_api::DEFAULT_DOCUMENT_LINK_EXPIRY),
-        ),
+        App::new(&ports, routes)
+            .with_document_link_expiry(
+                args.document_link_expiry
+                    .unwrap_or(command_api::DEFAULT_DOCUMENT_LINK_EXPIRY),
+            )
+            .with_audit(opened.audit.clone())
+            // The console's event streams end with the signal, before the drain.
+            .with_shutdown(on_signal.clone()),
     ));
-    let (signalled, on_signal) = watch::channel(false);
     let server = serve(listener, router, &args.http, on_signal);
     tokio::pin!(server);
     tokio::select! {

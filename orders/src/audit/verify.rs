@@ -4,29 +4,20 @@
 //! reports: exit 0 when clean; otherwise every problem is named (order, version, property)
 //! and the exit status is 1.
 //!
-//! Histories are read in pages of whole histories and checked on every core while the next
-//! page is read, each against the read model rows of its orders. Where a page covers a
-//! range of order ids (embedded), rows in the range without events are found with it;
-//! where it covers only its own orders (AWS), a pass over the whole read model at the end
-//! finds the rows of orders no page had. The read model lags the events by design: where
-//! the backend cannot say how far the projector got ([`Projected::Unknown`]), a row behind
-//! the events is re-read until `--settle` runs out.
+//! The run itself is [`backend::audit::Verifier`]'s, which the operator console runs too;
+//! this module adds the progress bar, the printing and the exit status.
 
 use std::{
-    collections::{HashSet, VecDeque},
     path::PathBuf,
     time::{Duration, Instant},
 };
 
 use anyhow::bail;
-use backend::{Coverage, HistoryCursor, Projected, ProjectedOrder, RawHistory};
-use events_schema::{
-    OrderId,
-    audit::{Checked, Finding, check_order},
-};
+use backend::audit::{AuditSink, Totals, Verifier};
+use events_schema::{OrderId, audit::Finding};
 use serde::Serialize;
 
-use super::{Data, Source, Views, digest, progress::Progress, rate, thousands};
+use super::{Data, Source, digest, progress::Progress, rate, thousands};
 
 #[derive(clap::Args, Debug)]
 pub struct AuditArgs {
@@ -69,91 +60,28 @@ pub struct VerifyArgs {
     root: Option<String>,
 }
 
-/// Events per page of histories.
-pub(super) const PAGE_EVENTS: usize = 20_000;
+pub(super) use backend::audit::PAGE_EVENTS;
 
-/// What checking a page found.
-#[derive(Default)]
-struct PageResult {
-    orders: u64,
-    events: u64,
-    pending: u64,
-    findings: Vec<Finding>,
-    recheck: Vec<String>,
-}
-
-/// Checks a page of histories against the read model rows the backend gave for it (rows
-/// without a history in the page are read again later, whole).
-fn check_page(
-    mut page: Vec<RawHistory>,
-    mut rows: Vec<ProjectedOrder>,
-    mark: Projected,
-) -> PageResult {
-    // Both in order-id order for the merge below (archives that read in no key order).
-    if !page.is_sorted_by(|a, b| a.order_id <= b.order_id) {
-        page.sort_unstable_by(|a, b| a.order_id.cmp(&b.order_id));
-    }
-    if !rows.is_sorted_by(|a, b| a.order_id <= b.order_id) {
-        rows.sort_unstable_by(|a, b| a.order_id.cmp(&b.order_id));
-    }
-    let mut out = PageResult::default();
-    let mut rows = rows.into_iter().peekable();
-    for history in &page {
-        while let Some(orphan) = rows.next_if(|r| r.order_id < history.order_id) {
-            out.recheck.push(orphan.order_id);
-        }
-        let row = rows.next_if(|r| r.order_id == history.order_id);
-        out.orders += 1;
-        out.events += history.events.len() as u64;
-        let checked = check_order(
-            &history.order_id,
-            &history.events,
-            row.as_ref(),
-            mark,
-            false,
-        );
-        if checked.recheck {
-            // Read again later, whole: its findings come from that reading.
-            out.recheck.push(history.order_id.clone());
-        } else {
-            out.pending += checked.pending;
-            out.findings.extend(checked.findings);
-        }
-    }
-    out.recheck.extend(rows.map(|r| r.order_id));
-    out
-}
-
-/// Totals of a run.
+/// Totals of a run, as printed.
 #[derive(Debug, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Summary {
-    orders: u64,
-    events: u64,
-    problems: u64,
-    orders_with_problems: u64,
-    /// Events the projector had not applied yet (not problems).
-    pending_events: u64,
+    #[serde(flatten)]
+    totals: Totals,
     seconds: f64,
     events_per_second: u64,
     clean: bool,
 }
 
+/// Prints each problem as it is found, under the progress bar.
 struct Report {
     json: bool,
     progress: Progress,
-    summary: Summary,
-    last_order_with_problem: Option<String>,
 }
 
-impl Report {
-    fn add(&mut self, findings: Vec<Finding>) {
+impl AuditSink for Report {
+    fn findings(&mut self, findings: Vec<Finding>) {
         for f in findings {
-            self.summary.problems += 1;
-            if self.last_order_with_problem.as_deref() != Some(f.order_id.as_str()) {
-                self.summary.orders_with_problems += 1;
-                self.last_order_with_problem = Some(f.order_id.clone());
-            }
             let line = if self.json {
                 serde_json::to_string(&f).unwrap_or_default()
             } else {
@@ -161,6 +89,10 @@ impl Report {
             };
             self.progress.println(&line);
         }
+    }
+
+    fn progress(&mut self, events: u64) {
+        self.progress.inc(events);
     }
 }
 
@@ -182,150 +114,58 @@ pub async fn run(args: AuditArgs) -> anyhow::Result<()> {
     let mut report = Report {
         json: args.json,
         progress: Progress::new("verify", total),
-        summary: Summary::default(),
-        last_order_with_problem: None,
     };
     let settle = Duration::from_secs(args.settle);
-    let recheck = match &args.order {
+    let verifier = Verifier {
+        archive: views.archive.clone(),
+        projection: views.projection.clone(),
+    };
+    let totals = match &args.order {
         Some(order) => {
             let id = OrderId::parse(order).map_err(|e| anyhow::anyhow!("--order: {e}"))?;
-            let events = views.archive.history_raw(&id).await?;
-            if events.is_empty() && views.projection.get_projected(order).await?.is_none() {
-                bail!("order {order} has no events and no read model row");
-            }
-            report.summary.orders = 1;
-            report.summary.events = events.len() as u64;
-            vec![order.clone()]
+            verifier.verify_order(&id, settle, &mut report).await?
         }
-        None => scan_all(&views, &mut report).await?,
+        None => {
+            verifier
+                .verify_all(settle, PAGE_EVENTS, &mut report)
+                .await?
+        }
     };
-    for order_id in recheck {
-        let checked = recheck_order(&views, &order_id, settle).await?;
-        report.summary.pending_events += checked.pending;
-        report.add(checked.findings);
-    }
     report.progress.finish();
-    let s = &mut report.summary;
-    s.seconds = started.elapsed().as_secs_f64();
-    s.events_per_second = rate(s.events, s.seconds);
-    s.clean = s.problems == 0;
+    let seconds = started.elapsed().as_secs_f64();
+    let s = &Summary {
+        events_per_second: rate(totals.events, seconds),
+        clean: totals.problems == 0,
+        seconds,
+        totals,
+    };
     if args.json {
         println!("{}", serde_json::json!({ "summary": s }));
     } else {
-        let pending = if s.pending_events > 0 {
+        let pending = if s.totals.pending_events > 0 {
             format!(
                 "; {} event(s) not yet projected (not a problem)",
-                thousands(s.pending_events)
+                thousands(s.totals.pending_events)
             )
         } else {
             String::new()
         };
         println!(
             "audit verify: {} order(s), {} event(s), {} problem(s) in {} order(s){pending}; {:.1} s ({} events/s)",
-            thousands(s.orders),
-            thousands(s.events),
-            thousands(s.problems),
-            thousands(s.orders_with_problems),
+            thousands(s.totals.orders),
+            thousands(s.totals.events),
+            thousands(s.totals.problems),
+            thousands(s.totals.orders_with_problems),
             s.seconds,
             thousands(s.events_per_second),
         );
     }
-    if s.problems > 0 {
+    if s.totals.problems > 0 {
         bail!(
             "the audit found {} problem(s) in {} order(s)",
-            s.problems,
-            s.orders_with_problems
+            s.totals.problems,
+            s.totals.orders_with_problems
         );
     }
     Ok(())
-}
-
-/// Every order, page by page, checked on the blocking pool while the next page is read.
-/// Returns the orders to read again.
-async fn scan_all(views: &Views, report: &mut Report) -> anyhow::Result<Vec<String>> {
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let mut inflight: VecDeque<tokio::task::JoinHandle<PageResult>> = VecDeque::new();
-    let mut recheck = Vec::new();
-    let mut cursor: Option<HistoryCursor> = None;
-    // The orders of pages that covered only themselves: a row of any other order is found
-    // by the pass over the read model at the end.
-    let mut seen: Option<HashSet<String>> = None;
-    let mut absorb = |r: PageResult, report: &mut Report| {
-        report.summary.orders += r.orders;
-        report.summary.events += r.events;
-        report.summary.pending_events += r.pending;
-        report.progress.inc(r.events);
-        report.add(r.findings);
-        recheck.extend(r.recheck);
-    };
-    loop {
-        let page = views
-            .archive
-            .histories(cursor.as_ref(), PAGE_EVENTS)
-            .await?;
-        // The projector's progress first, then its rows: see `check_order`.
-        let mark = views.projection.projected().await?;
-        // Even an empty page of this kind calls for the pass (an empty table's only page).
-        if page.coverage == Coverage::Orders {
-            seen.get_or_insert_default()
-                .extend(page.histories.iter().map(|h| h.order_id.clone()));
-        }
-        let rows = views.projection.rows_for(&page).await?;
-        let next = page.next;
-        let histories = page.histories;
-        inflight.push_back(tokio::task::spawn_blocking(move || {
-            check_page(histories, rows, mark)
-        }));
-        while inflight.len() >= workers {
-            if let Some(done) = inflight.pop_front() {
-                absorb(done.await?, report);
-            }
-        }
-        match next {
-            Some(next) => cursor = Some(next),
-            None => break,
-        }
-    }
-    for done in inflight {
-        absorb(done.await?, report);
-    }
-    if let Some(seen) = seen {
-        let mut cursor = None;
-        loop {
-            let page = views.projection.rows(cursor.as_ref(), 10_000).await?;
-            recheck.extend(
-                page.rows
-                    .into_iter()
-                    .filter(|r| !seen.contains(&r.order_id))
-                    .map(|r| r.order_id),
-            );
-            match page.next {
-                Some(next) => cursor = Some(next),
-                None => break,
-            }
-        }
-    }
-    Ok(recheck)
-}
-
-/// Reads one order again: the projector's progress, then its row, then its history, so that
-/// the row can only be behind events the projector had not applied. Where the backend cannot
-/// say how far the projector got, reads again until `settle` runs out.
-async fn recheck_order(views: &Views, order_id: &str, settle: Duration) -> anyhow::Result<Checked> {
-    let deadline = Instant::now() + settle;
-    let id = OrderId::parse(order_id).ok();
-    loop {
-        let mark = views.projection.projected().await?;
-        let row = views.projection.get_projected(order_id).await?;
-        let events = match &id {
-            Some(id) => views.archive.history_raw(id).await?,
-            None => Vec::new(),
-        };
-        let last_try = matches!(mark, Projected::Through(_)) || Instant::now() >= deadline;
-        let checked = check_order(order_id, &events, row.as_ref(), mark, last_try);
-        if !checked.recheck {
-            return Ok(checked);
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }

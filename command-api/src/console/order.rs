@@ -1,0 +1,561 @@
+//! One order (`/console/orders/{id}`): its current state from the event store, the event
+//! timeline with the hash chain checked link by link, the state at any version (the same
+//! reads as `GET /orders/{id}?version=`), its documents, and the actions its status allows,
+//! sent through the API's write path with `If-Match` of the version the page shows.
+
+use axum::{
+    body::Bytes,
+    extract::{Path, State},
+    http::{HeaderMap, HeaderValue, StatusCode, Uri, header},
+    response::Response,
+};
+use backend::StoreError;
+use events_schema::{ChainHash, Command, Envelope, Order, OrderId, Status, hash_of};
+use maud::{Markup, html};
+use serde_json::{Map, Value};
+
+use super::{
+    from_htmx,
+    layout::{self, Section},
+    live::Snapshot,
+};
+use crate::{
+    App,
+    problem::ApiError,
+    request,
+    routes::{WriteContext, write},
+};
+
+/// Events read per page (an order has at most `MAX_EVENTS_PER_ORDER`).
+const EVENTS_PAGE: usize = 100;
+
+/// What the page shows of one order.
+struct Shown {
+    order: Order,
+    events: Vec<Envelope>,
+}
+
+async fn read(app: &App, id: &OrderId) -> Result<Option<Shown>, StoreError> {
+    let Some(head) = app.commands.events.head(id).await? else {
+        return Ok(None);
+    };
+    let mut events = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = app.commands.events.events(id, after, EVENTS_PAGE).await?;
+        events.extend(page.items);
+        match page.next {
+            Some(next) => after = next,
+            None => break,
+        }
+    }
+    Ok(Some(Shown {
+        order: head.order,
+        events,
+    }))
+}
+
+/// Whether each event links to the one before it: its `prevHash` is the previous event's
+/// `hash` (64 zeros for the first), and its `hash` is that of its own content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Link {
+    Linked,
+    Broken(String),
+}
+
+fn chain(events: &[Envelope]) -> Vec<Link> {
+    let mut prev = ChainHash::GENESIS;
+    events
+        .iter()
+        .map(|e| {
+            let link = if e.prev_hash != prev {
+                Link::Broken(format!(
+                    "prevHash is not the previous event's hash ({prev})"
+                ))
+            } else if hash_of(e) != e.hash {
+                Link::Broken("hash does not match the event's content".into())
+            } else {
+                Link::Linked
+            };
+            prev = e.hash.clone();
+            link
+        })
+        .collect()
+}
+
+fn order_id(raw: &str) -> Result<OrderId, Response> {
+    OrderId::parse(raw).map_err(|e| not_found(&format!("{raw:?} is not an order id: {e}")))
+}
+
+fn not_found(message: &str) -> Response {
+    layout::html(
+        StatusCode::NOT_FOUND,
+        layout::page(
+            "Not found",
+            Section::Orders,
+            "",
+            html! {
+                h1 { "Not found" }
+                p.alert role="alert" { (message) }
+                p { a href="/console/orders" { "Back to the orders" } }
+            },
+        ),
+    )
+}
+
+pub(super) async fn page(State(app): State<App>, Path(raw): Path<String>, uri: Uri) -> Response {
+    let id = match order_id(&raw) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let shown = match read(&app, &id).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return not_found(&format!("No order has the id {id}.")),
+        Err(e) => return layout::ok(layout::unavailable("the order", &e)),
+    };
+    // Without JavaScript, the time travel form asks for ?version=N.
+    let version = uri
+        .query()
+        .and_then(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(q).ok())
+        .and_then(|pairs| {
+            pairs
+                .into_iter()
+                .find(|(k, _)| k == "version")
+                .and_then(|(_, v)| v.parse::<u64>().ok())
+        });
+    full_page(&app, &shown, version, None).await
+}
+
+async fn full_page(
+    app: &App,
+    shown: &Shown,
+    version: Option<u64>,
+    note: Option<Markup>,
+) -> Response {
+    let id = &shown.order.order_id;
+    let as_of = match version {
+        Some(v) => as_of(app, id, v).await,
+        None => as_of_markup(shown.order.version, Some(&shown.order)),
+    };
+    let docs = documents_markup(app, id).await;
+    let token = Snapshot::read(app).await.token();
+    let main = html! {
+        h1 { "Order " (id) }
+        (live_part(shown, version, as_of, note))
+        (docs)
+    };
+    layout::ok(layout::page(
+        &format!("Order {id}"),
+        Section::Orders,
+        &token,
+        main,
+    ))
+}
+
+/// The part an action replaces: state, actions, timeline and time travel (`as_of`: the
+/// state at the slider's `version`, the latest when `None`).
+fn live_part(shown: &Shown, version: Option<u64>, as_of: Markup, note: Option<Markup>) -> Markup {
+    let o = &shown.order;
+    let id = &o.order_id;
+    let links = chain(&shown.events);
+    html! {
+        div #order-live {
+            section aria-labelledby="state-h" {
+                h2 #state-h { "Current state" }
+                dl.state {
+                    div { dt { "Status" } dd { (layout::status(o.status)) } }
+                    div { dt { "Version" } dd { (o.version) } }
+                    div { dt { "Description" } dd { (o.description.as_str()) } }
+                    div { dt { "Register date" } dd { (layout::time(o.register_date)) } }
+                    @if let Some(d) = &o.delivery_date { div { dt { "Delivery date" } dd { (d.as_str()) } } }
+                    @if let Some(c) = &o.customer_id { div { dt { "Customer" } dd { (c.as_str()) } } }
+                    @if let Some(r) = &o.reason_for_cancellation { div { dt { "Reason for cancellation" } dd { (r.as_str()) } } }
+                    div { dt { "Created" } dd { (layout::time(o.created_at)) } }
+                    div { dt { "Updated" } dd { (layout::time(o.updated_at)) } }
+                }
+            }
+            section aria-labelledby="actions-h" {
+                h2 #actions-h { "Actions" }
+                (actions(o))
+                div #action-result { @if let Some(n) = note { (n) } }
+            }
+            section aria-labelledby="events-h" {
+                h2 #events-h { "Events" }
+                div.scroll {
+                    table {
+                        thead {
+                            tr {
+                                th.num scope="col" { "Version" }
+                                th scope="col" { "Type" }
+                                th scope="col" { "Time" }
+                                th scope="col" { "Actor" }
+                                th scope="col" { "Correlation id" }
+                                th scope="col" { "Hash" }
+                                th scope="col" { "Previous hash" }
+                                th scope="col" { "Chain" }
+                            }
+                        }
+                        tbody {
+                            @for (e, link) in shown.events.iter().zip(&links) {
+                                tr class=[matches!(link, Link::Broken(_)).then_some("broken-row")] {
+                                    td.num { (e.version) }
+                                    td { (e.event.type_name()) }
+                                    td { (layout::time(e.occurred_at)) }
+                                    td { (e.metadata.actor.as_deref().unwrap_or("—")) }
+                                    td { code { (e.metadata.correlation_id) } }
+                                    td { code.hash { (e.hash) } }
+                                    td { code.hash { (e.prev_hash) } }
+                                    td {
+                                        @match link {
+                                            Link::Linked => span.linked { "✓ linked" },
+                                            Link::Broken(why) => {
+                                                span.broken { "✗ broken link" }
+                                                br;
+                                                span.note { (why) }
+                                            },
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            section aria-labelledby="travel-h" {
+                h2 #travel-h { "Time travel" }
+                form method="get" action={ "/console/orders/" (id) } {
+                    label for="version" { "Version" }
+                    input #version type="range" name="version" min="1" max=(o.version)
+                        value=(version.unwrap_or(o.version).clamp(1, o.version)) step="1"
+                        hx-get={ "/console/orders/" (id) "/at" } hx-trigger="input changed delay:100ms, change"
+                        hx-target="#as-of" hx-swap="innerHTML";
+                    " "
+                    button.secondary type="submit" { "Show" }
+                }
+                div #as-of aria-live="polite" { (as_of) }
+            }
+        }
+    }
+}
+
+/// The buttons the order's current status allows, each posting the version shown.
+fn actions(o: &Order) -> Markup {
+    let id = &o.order_id;
+    let allowed = |s: Status| o.status.can_move_to(s);
+    html! {
+        @if o.status.is_terminal() {
+            p.note { "No actions: the order is " (o.status.as_str()) "." }
+        } @else {
+            div.actions {
+                @if allowed(Status::Inprocess) {
+                    (action_form(id, "start", o.version, html! { button type="submit" { "Start" } }))
+                }
+                @if allowed(Status::Completed) {
+                    (action_form(id, "complete", o.version, html! { button type="submit" { "Complete" } }))
+                }
+                @if allowed(Status::Canceled) {
+                    (action_form(id, "cancel", o.version, html! {
+                        div {
+                            label for="reason" { "Reason" }
+                            input #reason type="text" name="reason" maxlength="2000" autocomplete="off";
+                        }
+                        button.danger type="submit" { "Cancel" }
+                    }))
+                }
+            }
+        }
+    }
+}
+
+fn action_form(id: &OrderId, action: &str, version: u64, inner: Markup) -> Markup {
+    let url = format!("/console/orders/{id}/{action}");
+    html! {
+        form method="post" action=(url) hx-post=(url) hx-target="#order-live" hx-swap="outerHTML" {
+            input type="hidden" name="version" value=(version);
+            (inner)
+        }
+    }
+}
+
+/// `GET /console/orders/{id}/at?version=N`: the state stored with event N.
+pub(super) async fn at_version(
+    State(app): State<App>,
+    Path(raw): Path<String>,
+    uri: Uri,
+) -> Response {
+    let id = match order_id(&raw) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let version = uri
+        .query()
+        .and_then(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(q).ok())
+        .and_then(|p| p.into_iter().find(|(k, _)| k == "version"))
+        .and_then(|(_, v)| v.parse::<u64>().ok())
+        .unwrap_or(1);
+    layout::ok(as_of(&app, &id, version).await)
+}
+
+async fn as_of(app: &App, id: &OrderId, version: u64) -> Markup {
+    match app.commands.events.at_version(id, version).await {
+        Ok(found) => as_of_markup(version, found.as_ref()),
+        Err(e) => layout::unavailable(&format!("version {version}"), &e),
+    }
+}
+
+fn as_of_markup(version: u64, order: Option<&Order>) -> Markup {
+    html! {
+        @match order {
+            Some(o) => {
+                p { "State at version " (version) ": " (o.status.as_str()) }
+                dl.state {
+                    div { dt { "Description" } dd { (o.description.as_str()) } }
+                    div { dt { "Updated" } dd { (layout::time(o.updated_at)) } }
+                    @if let Some(r) = &o.reason_for_cancellation { div { dt { "Reason for cancellation" } dd { (r.as_str()) } } }
+                }
+            },
+            None => p.note { "The order has no version " (version) "." },
+        }
+    }
+}
+
+async fn documents_markup(app: &App, id: &OrderId) -> Markup {
+    let listed = app.documents.list(id).await;
+    html! {
+        section #documents aria-labelledby="documents-h"
+            hx-get={ "/console/orders/" (id) "/documents" } hx-trigger="console:refresh from:body" hx-swap="outerHTML" {
+            h2 #documents-h { "Documents" }
+            @match listed {
+                Ok(docs) if docs.is_empty() => p.note { "No documents yet: the status handlers write them after each event." },
+                Ok(docs) => ul {
+                    @for d in &docs {
+                        li {
+                            @if d.name.ends_with(".json") {
+                                a href={ "/console/orders/" (id) "/documents/" (d.name) } { (d.name) }
+                            } @else {
+                                a href={ "/orders/" (id) "/documents/" (d.name) } download=(d.name) { (d.name) }
+                            }
+                            " " span.note { "(" (d.size) " bytes)" }
+                        }
+                    }
+                },
+                Err(e) => (layout::unavailable("the documents", &e)),
+            }
+        }
+    }
+}
+
+/// The documents section alone, for the live refresh (documents arrive after the events).
+pub(super) async fn documents(State(app): State<App>, Path(raw): Path<String>) -> Response {
+    match order_id(&raw) {
+        Ok(id) => layout::ok(documents_markup(&app, &id).await),
+        Err(r) => r,
+    }
+}
+
+/// A JSON document, formatted, on its own page.
+pub(super) async fn document(
+    State(app): State<App>,
+    Path((raw, name)): Path<(String, String)>,
+) -> Response {
+    let id = match order_id(&raw) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let doc = match app.documents.get(&id, &name).await {
+        Ok(Some(doc)) => doc,
+        Ok(None) => return not_found(&format!("Order {id} has no document {name:?}.")),
+        Err(e) => return layout::ok(layout::unavailable("the document", &e)),
+    };
+    let text = match serde_json::from_slice::<Value>(&doc.body) {
+        Ok(v) => serde_json::to_string_pretty(&v).unwrap_or_default(),
+        Err(_) => String::from_utf8_lossy(&doc.body).into_owned(),
+    };
+    let token = Snapshot::read(&app).await.token();
+    layout::ok(layout::page(
+        &name,
+        Section::Orders,
+        &token,
+        html! {
+            h1 { (name) }
+            p { "A document of order " a href={ "/console/orders/" (id) } { (id) } " (" (doc.content_type) ")." }
+            pre { code { (text) } }
+            p { a href={ "/orders/" (id) "/documents/" (name) } download=(name) { "Download" } }
+        },
+    ))
+}
+
+/// The form an action posts.
+fn form(body: &[u8]) -> Vec<(String, String)> {
+    serde_urlencoded::from_bytes(body).unwrap_or_default()
+}
+
+fn field<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    form.iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+pub(super) async fn start(
+    State(app): State<App>,
+    Path(raw): Path<String>,
+    ctx: WriteContext,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    act(&app, &raw, ctx, &headers, &body, Act::Start).await
+}
+
+pub(super) async fn complete(
+    State(app): State<App>,
+    Path(raw): Path<String>,
+    ctx: WriteContext,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    act(&app, &raw, ctx, &headers, &body, Act::Complete).await
+}
+
+pub(super) async fn cancel(
+    State(app): State<App>,
+    Path(raw): Path<String>,
+    ctx: WriteContext,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    act(&app, &raw, ctx, &headers, &body, Act::Cancel).await
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Act {
+    Start,
+    Complete,
+    Cancel,
+}
+
+/// Runs an action through the API's write path and answers with what the page swaps in:
+/// on success the new state, actions and timeline; otherwise an inline message (still a
+/// 200: a stale page or a missing reason is an expected outcome, not a failed request).
+async fn act(
+    app: &App,
+    raw: &str,
+    ctx: WriteContext,
+    headers: &HeaderMap,
+    body: &[u8],
+    action: Act,
+) -> Response {
+    let id = match order_id(raw) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let form = form(body);
+    let Some(version) = field(&form, "version").and_then(|v| v.parse::<u64>().ok()) else {
+        return message(
+            headers,
+            "The page sent no version; reload it and try again.",
+        );
+    };
+    let (command, json) = match action {
+        Act::Start => (request::parse_empty(None, Command::Start), Map::new()),
+        Act::Complete => (request::parse_empty(None, Command::Complete), Map::new()),
+        Act::Cancel => {
+            let reason = field(&form, "reason").unwrap_or("").trim();
+            if reason.is_empty() {
+                return message(
+                    headers,
+                    "A reason is required to cancel; nothing was changed.",
+                );
+            }
+            let json = Map::from_iter([(
+                "reasonForCancellation".to_owned(),
+                Value::String(reason.to_owned()),
+            )]);
+            (request::parse_cancel(Some(json.clone())), json)
+        }
+    };
+    let command = match command {
+        Ok(c) => c,
+        Err(e) => return message(headers, &format!("{e}; nothing was changed.")),
+    };
+    // The same bytes the JSON API would have received, for the write's fingerprint.
+    let raw_body = serde_json::to_vec(&json).unwrap_or_default();
+    let result = write(
+        app,
+        &ctx.expecting(version),
+        &raw_body,
+        &id,
+        &command,
+        StatusCode::OK,
+        None,
+    )
+    .await;
+    match result {
+        Ok(_) => {}
+        Err(ApiError::PreconditionFailed(_)) => {
+            let now = match app.commands.events.head(&id).await {
+                Ok(Some(h)) => format!(
+                    " (now version {}, {})",
+                    h.order.version,
+                    h.order.status.as_str()
+                ),
+                _ => String::new(),
+            };
+            return message(
+                headers,
+                &format!(
+                    "This order changed meanwhile{now}; reload to see it. Nothing was changed."
+                ),
+            );
+        }
+        Err(e) => return message(headers, &format!("{e}; nothing was changed.")),
+    }
+    let shown = match read(app, &id).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return message(headers, "The order is gone; reload the page."),
+        Err(e) => {
+            return message(
+                headers,
+                &format!("Done, but the order could not be read back: {e}"),
+            );
+        }
+    };
+    let done = html! {
+        p.done role="status" {
+            (match action { Act::Start => "Started", Act::Complete => "Completed", Act::Cancel => "Canceled" })
+            ": the order is now " (shown.order.status.as_str()) " (version " (shown.order.version) ")."
+        }
+    };
+    if from_htmx(headers) {
+        let current = as_of_markup(shown.order.version, Some(&shown.order));
+        layout::ok(live_part(&shown, None, current, Some(done)))
+    } else {
+        full_page(app, &shown, None, Some(done)).await
+    }
+}
+
+/// An inline message in place of the action's result, the page left as it was (htmx), or
+/// a small page saying it (a form post without JavaScript).
+fn message(headers: &HeaderMap, text: &str) -> Response {
+    let alert = html! { p.alert role="alert" { (text) } };
+    if from_htmx(headers) {
+        let mut r = layout::ok(alert);
+        let h = r.headers_mut();
+        h.insert("hx-retarget", HeaderValue::from_static("#action-result"));
+        h.insert("hx-reswap", HeaderValue::from_static("innerHTML"));
+        r
+    } else {
+        let mut r = layout::ok(layout::page(
+            "Not done",
+            Section::Orders,
+            "",
+            html! {
+                h1 { "Not done" }
+                (alert)
+                p { "Go back to the order and reload it." }
+            },
+        ));
+        r.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        r
+    }
+}
