@@ -71,8 +71,15 @@ pub(crate) async fn begin(
     let Some(key) = key else {
         return Ok(Begin::Proceed(None));
     };
-    let key = LedgerKey::api(actor, key);
-    let fingerprint = fingerprint();
+    claim(store, LedgerKey::api(actor, key), fingerprint()).await
+}
+
+/// Claims `key` for a request with `fingerprint`: the API's keys and the intake's alike.
+pub(crate) async fn claim(
+    store: &Arc<dyn IdempotencyStore>,
+    key: LedgerKey,
+    fingerprint: String,
+) -> Result<Begin, CommandError> {
     match store
         .claim(&key, &fingerprint, crate::service::now())
         .await?

@@ -11,6 +11,7 @@ mod body;
 mod console;
 mod guard;
 mod idempotency;
+mod intake;
 mod metrics;
 mod problem;
 mod reply;
@@ -27,6 +28,7 @@ use backend::{
 use events_schema::RouteTable;
 
 pub use guard::LocalGuard;
+pub use intake::{Intake, IntakeCounters, IntakeCounts, IntakeDelivery, lambda as intake_lambda};
 pub use routes::{Actor, TraceHeader, openapi, router};
 
 /// What the API needs from a backend.
@@ -42,8 +44,18 @@ pub struct App {
     /// For `/health` and `/metrics`: the pipeline this process drives (none when Lambda's
     /// event source mappings drive it; their metrics are in CloudWatch).
     pipeline: Option<Pipeline>,
+    /// For `/health`: the intake this process polls, if it does.
+    intake: Option<IntakeSource>,
     /// The operator console's own state (see `console`).
     console: console::Console,
+}
+
+/// The intake queue this process polls and what became of its messages.
+#[derive(Clone)]
+struct IntakeSource {
+    queues: Arc<dyn Queues>,
+    queue: String,
+    counters: Arc<IntakeCounters>,
 }
 
 /// The projector's change feed and the route queues, as `/health` and `/metrics` report
@@ -81,20 +93,24 @@ impl Pipeline {
 
 impl App {
     pub fn new(ports: &Ports, routes: &RouteTable) -> Self {
-        let queue_names: Vec<String> = routes.routes.iter().map(|r| r.queue.clone()).collect();
         Self {
             commands: service::Commands::new(ports.events.clone(), ports.idempotency.clone()),
             read_model: ports.read_model.clone(),
             documents: ports.documents.clone(),
             document_link_expiry: DEFAULT_DOCUMENT_LINK_EXPIRY,
             telemetry: ports.telemetry.clone(),
+            intake: None,
             pipeline: Some(Pipeline {
                 feed: ports.feed.clone(),
                 queues: ports.queues.clone(),
-                queue_names: queue_names.clone(),
+                queue_names: routes.routes.iter().map(|r| r.queue.clone()).collect(),
                 parked: ports.parked.clone(),
             }),
-            console: console::Console::new(ports.queues.clone(), queue_names),
+            // The console shows the intake queue too: its dead letters are redriven there.
+            console: console::Console::new(
+                ports.queues.clone(),
+                routes.queues().map(|q| q.queue.to_owned()).collect(),
+            ),
         }
     }
 
@@ -115,6 +131,19 @@ impl App {
     pub fn with_document_link_expiry(self, expiry: std::time::Duration) -> Self {
         Self {
             document_link_expiry: expiry,
+            ..self
+        }
+    }
+
+    /// Reports `intake`'s counters and queue in `/health`: for a process that polls the
+    /// intake queue (`orders dev`).
+    pub fn with_intake(self, intake: &Intake) -> Self {
+        Self {
+            intake: Some(IntakeSource {
+                queues: intake.queues(),
+                queue: intake.queue().to_owned(),
+                counters: intake.counters(),
+            }),
             ..self
         }
     }

@@ -256,7 +256,7 @@ pub(crate) async fn write(
 }
 
 /// The `Command` dimension of the `Commands` metric.
-fn command_kind(command: &Command) -> &'static str {
+pub(crate) fn command_kind(command: &Command) -> &'static str {
     match command {
         Command::Place(_) => "PlaceOrder",
         Command::Start => "StartOrder",
@@ -395,6 +395,20 @@ struct Health {
     parked_records: Option<u64>,
     /// The route queues this process polls (empty where Lambda polls them).
     queues: Vec<QueueHealth>,
+    /// The intake queue, where this process polls it (absent where Lambda does: see the
+    /// `Duplicates` metric of kind `IntakeRequest` and the intake DLQ's alarm there).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    intake: Option<IntakeHealth>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct IntakeHealth {
+    #[serde(flatten)]
+    queue: QueueHealth,
+    /// What became of the messages since this process started.
+    #[serde(flatten)]
+    counts: crate::IntakeCounts,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -407,6 +421,17 @@ struct QueueHealth {
     in_flight: u64,
     /// In the queue's dead-letter queue.
     dead_letters: u64,
+}
+
+impl From<backend::QueueStats> for QueueHealth {
+    fn from(s: backend::QueueStats) -> Self {
+        QueueHealth {
+            queue: s.queue,
+            depth: s.visible,
+            in_flight: s.in_flight,
+            dead_letters: s.dead_letters,
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -745,12 +770,20 @@ async fn order_document(
     description = "The pipeline's state: projector lag, parked records and, per route queue, depth, in-flight and dead letters.",
     responses((status = 200, body = Health), (status = 503, body = Problem, content_type = "application/problem+json")))]
 async fn health(State(app): State<App>) -> Result<Json<Health>, ApiError> {
+    let intake = match &app.intake {
+        Some(source) => Some(IntakeHealth {
+            queue: QueueHealth::from(source.queues.stats(&source.queue).await?),
+            counts: source.counters.read(),
+        }),
+        None => None,
+    };
     let Some(pipeline) = &app.pipeline else {
         return Ok(Json(Health {
             status: "ok".into(),
             projector_lag: None,
             parked_records: None,
             queues: Vec::new(),
+            intake,
         }));
     };
     let state = pipeline.state().await?;
@@ -758,16 +791,8 @@ async fn health(State(app): State<App>) -> Result<Json<Health>, ApiError> {
         status: "ok".into(),
         projector_lag: Some(state.projector_lag),
         parked_records: Some(state.parked),
-        queues: state
-            .queues
-            .into_iter()
-            .map(|s| QueueHealth {
-                queue: s.queue,
-                depth: s.visible,
-                in_flight: s.in_flight,
-                dead_letters: s.dead_letters,
-            })
-            .collect(),
+        queues: state.queues.into_iter().map(QueueHealth::from).collect(),
+        intake,
     }))
 }
 

@@ -43,6 +43,8 @@ pub struct Opened {
     pub source: String,
     /// Where the data lives, for logs.
     pub location: String,
+    /// Where the intake archives the messages it accepted (the document store's `intake/`).
+    pub intake_archive: std::sync::Arc<dyn backend::IntakeArchive>,
     /// `audit verify` over the same data (the console runs it).
     pub audit: Verifier,
     /// Keeps the backend alive (the embedded data directory's lock, the AWS clients).
@@ -70,6 +72,7 @@ impl BackendArgs {
                 );
                 Ok(Opened {
                     ports: embedded.ports(),
+                    intake_archive: embedded.documents.clone(),
                     audit: Verifier {
                         archive: archive.clone(),
                         projection: archive,
@@ -84,6 +87,7 @@ impl BackendArgs {
                 let archive = aws.archive();
                 Ok(Opened {
                     ports: aws.ports(),
+                    intake_archive: aws.documents.clone(),
                     audit: Verifier {
                         archive: archive.clone(),
                         projection: archive,

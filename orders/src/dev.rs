@@ -1,7 +1,8 @@
-//! `orders dev`: the whole service in one process: the HTTP API, the projector and bus, and
-//! a handler per status on its own queue. On the embedded backend (default) data is kept in
-//! one directory across restarts; with `--backend aws` the same process runs on DynamoDB,
-//! Streams, EventBridge, SQS and S3, polling them as Lambda's event source mappings would.
+//! `orders dev`: the whole service in one process: the HTTP API, the projector and bus, a
+//! handler per status on its own queue, and the intake queue's handler. On the embedded
+//! backend (default) data is kept in one directory across restarts; with `--backend aws`
+//! the same process runs on DynamoDB, Streams, EventBridge, SQS and S3, polling them as
+//! Lambda's event source mappings would.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -111,6 +112,10 @@ pub struct PipelineArgs {
     /// Test hook: the projector fails every record whose order description contains this text.
     #[arg(long, env = "ORDERS_PROJECTOR_FAIL_MARKER", hide = true)]
     pub projector_fail_marker: Option<String>,
+    /// Test hook: the intake fails (to be retried) every message that contains this text,
+    /// on its first receive.
+    #[arg(long, env = "ORDERS_INTAKE_FAIL_MARKER", hide = true)]
+    pub intake_fail_marker: Option<String>,
 }
 
 /// How long a shutdown waits for open HTTP requests to finish.
@@ -126,7 +131,17 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let local = listener.local_addr().context("reading the bound address")?;
 
     let (stop, stopped) = watch::channel(false);
-    let pipeline = start_pipeline(&opened, routes, &args.pipeline, stopped)?;
+    let intake = command_api::Intake::new(&ports, opened.intake_archive.clone(), routes)
+        .with_fail_marker(args.pipeline.intake_fail_marker.clone());
+    let mut pipeline = start_pipeline(&opened, routes, &args.pipeline, stopped.clone())?;
+    start_intake(
+        &mut pipeline,
+        &intake,
+        &ports,
+        routes,
+        &args.pipeline,
+        stopped,
+    );
 
     tracing::info!(backend = ?args.backend.backend, at = %opened.location, "backend ready");
     // The one line on stdout: scripts and tests read the address from it.
@@ -139,6 +154,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
     .wrap(command_api::router(
         App::new(&ports, routes)
+            .with_intake(&intake)
             .with_document_link_expiry(
                 args.document_link_expiry
                     .unwrap_or(command_api::DEFAULT_DOCUMENT_LINK_EXPIRY),
@@ -276,6 +292,31 @@ fn start_pipeline(
         }
     }
     Ok(tasks)
+}
+
+/// Starts the intake queue's pollers (as many as a route queue's), as the intake Lambda's
+/// event source mapping would run; they stop when `stop` flips.
+fn start_intake(
+    tasks: &mut JoinSet<()>,
+    intake: &command_api::Intake,
+    ports: &backend::Ports,
+    routes: &RouteTable,
+    args: &PipelineArgs,
+    stop: watch::Receiver<bool>,
+) {
+    let visibility = Duration::from_secs(
+        args.visibility_timeout
+            .unwrap_or(u64::from(routes.intake.visibility_timeout_seconds)),
+    );
+    for _ in 0..args.handler_concurrency.max(1) {
+        let poller = crate::intake::poller::IntakePoller {
+            intake: intake.clone(),
+            queues: ports.queues.clone(),
+            batch_size: routes.intake.batch_size as usize,
+            visibility_timeout: visibility,
+        };
+        tasks.spawn(poller.run(stop.clone()));
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -7,6 +7,7 @@ mod backend_args;
 mod bench;
 mod dev;
 mod dlq;
+mod intake;
 mod parked;
 mod runtime;
 
@@ -27,6 +28,8 @@ enum Cmd {
     Bench(bench::BenchArgs),
     /// Inspect and re-drive a route queue's dead letters (also while `orders dev` runs).
     Dlq(dlq::DlqArgs),
+    /// Put a command on the intake queue, as the web, mobile and ATM channels do.
+    Intake(intake::IntakeArgs),
     /// List and replay the change feed records the projector parked after its retries
     /// (also while `orders dev` runs).
     Parked(parked::ParkedArgs),
@@ -64,6 +67,7 @@ fn main() -> std::process::ExitCode {
             Cmd::Dev(args) => dev::run(args).await,
             Cmd::Bench(args) => bench::run(args).await,
             Cmd::Dlq(args) => dlq::run(args).await,
+            Cmd::Intake(args) => intake::run(args).await,
             Cmd::Parked(args) => parked::run(args).await,
             Cmd::Replay(args) => audit::replay(args).await,
             Cmd::Audit(args) => audit::audit(args).await,

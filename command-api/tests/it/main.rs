@@ -6,6 +6,7 @@ mod support;
 mod actor;
 mod hardening;
 mod idempotency;
+mod intake;
 mod metrics;
 mod openapi;
 mod placement;
