@@ -44,7 +44,7 @@ fn figure(f: &Figure, unit: &str) -> Markup {
 
 pub(super) fn overview(s: &Snapshot, commands_per_second: f64) -> Markup {
     html! {
-        div #overview hx-get="/console/overview" hx-trigger="console:refresh from:body" hx-swap="outerHTML" {
+        div #overview hx-get="/console/overview" hx-trigger="console:refresh from:body, console:rate from:body" hx-swap="outerHTML" {
             div.grid {
                 div.scroll {
                     @match &s.counts {

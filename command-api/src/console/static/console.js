@@ -12,11 +12,17 @@
     document.body.dispatchEvent(new CustomEvent("console:refresh"));
   }
 
-  function onToken(event, always) {
+  // A token is "<data>" or "<data>-<rate>": what the pages show, and this server's command
+  // rate, which only the overview shows (a rate-only change refreshes only it).
+  function onToken(event) {
     var body = document.body;
-    if (always || body.dataset.liveToken !== event.data) {
-      body.dataset.liveToken = event.data;
+    var now = event.data.split("-");
+    var before = (body.dataset.liveToken || "").split("-");
+    body.dataset.liveToken = event.data;
+    if (event.data === "lagged" || before[0] !== now[0]) {
       refresh();
+    } else if ((before[1] || "0.0") !== (now[1] || "0.0")) {
+      body.dispatchEvent(new CustomEvent("console:rate"));
     }
   }
 
@@ -26,8 +32,8 @@
     }
     source = new EventSource("/console/events");
     // On (re)connect: re-fetch only if something changed since the page was rendered.
-    source.addEventListener("hello", function (e) { onToken(e, false); });
-    source.addEventListener("changed", function (e) { onToken(e, true); });
+    source.addEventListener("hello", onToken);
+    source.addEventListener("changed", onToken);
   }
 
   function disconnect() {
