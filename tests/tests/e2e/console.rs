@@ -1,0 +1,367 @@
+//! The operator console over HTTP, without a browser (tests/browser drives it in Chromium):
+//! every page is served by `orders dev`, its event stream says hello and then tells of
+//! changes, actions go through the API's write path with the page's version (a stale one
+//! gets "changed meanwhile" and changes nothing), console posts need same-origin proof, a
+//! dead letter is listed with its error and redriven, the audit runs from the page, and
+//! open event streams do not hold up a shutdown.
+
+use std::time::{Duration, Instant};
+
+use e2e::TestApp;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+
+/// What a console page's form post sends (the browser adds `Sec-Fetch-Site`; htmx adds
+/// `HX-Request`).
+const FORM: [(&str, &str); 3] = [
+    ("content-type", "application/x-www-form-urlencoded"),
+    ("sec-fetch-site", "same-origin"),
+    ("hx-request", "true"),
+];
+
+async fn console_post(app: &TestApp, path: &str, form: &str) -> e2e::Resp {
+    let r = app.post_with(path, form.to_owned(), &FORM).await;
+    assert_eq!(r.status, 200, "{path}: {}", r.text);
+    r
+}
+
+#[tokio::test]
+async fn every_console_page_is_html_with_the_console_navigation_and_unknown_api_paths_stay_json() {
+    let app = TestApp::spawn();
+    app.place("C-1", "Console <script>alert(1)</script>").await;
+    app.post("/orders/C-1/start", ()).await;
+    app.wait_projected().await;
+    for (path, heading) in [
+        ("/", "<h1>Overview</h1>"),
+        ("/console", "<h1>Overview</h1>"),
+        ("/console/orders", "<h1>Orders</h1>"),
+        ("/console/orders?status=inprocess", "<h1>Orders</h1>"),
+        ("/console/orders?q=C-1", "<h1>Orders</h1>"),
+        ("/console/orders/C-1", "<h1>Order C-1</h1>"),
+        ("/console/dead-letters", "<h1>Dead letters</h1>"),
+        ("/console/audit", "<h1>Audit</h1>"),
+    ] {
+        let r = app.get(path).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.text);
+        assert_eq!(
+            r.header("content-type"),
+            Some("text/html; charset=utf-8"),
+            "{path}"
+        );
+        assert!(r.text.contains(heading), "{path}: {}", r.text);
+        assert!(
+            r.text.contains(r#"<nav aria-label="Console">"#),
+            "{path}: {}",
+            r.text
+        );
+        assert!(!r.text.contains("<script>alert(1)"), "{path}: unescaped");
+    }
+    let listed = app.get("/console/orders?status=inprocess").await.text;
+    assert!(
+        listed.contains(r#"<a href="/console/orders/C-1">C-1</a>"#),
+        "{listed}"
+    );
+    let order = app.get("/console/orders/C-1").await.text;
+    for text in [
+        "OrderPlaced",
+        "OrderStarted",
+        "linked",
+        ">Complete</button>",
+        ">Cancel</button>",
+    ] {
+        assert!(order.contains(text), "{text} in {order}");
+    }
+    assert!(!order.contains(">Start</button>"), "not from inprocess");
+    assert!(!order.contains("broken link"), "{order}");
+    let at = app.get("/console/orders/C-1/at?version=1").await.text;
+    assert!(at.contains("State at version 1: received"), "{at}");
+
+    let page = app.get("/").await.text;
+    let htmx = page
+        .split('"')
+        .find(|s| s.starts_with("/console/static/htmx-"))
+        .expect("the page loads htmx from the server");
+    let js = app.get(htmx).await;
+    assert_eq!(js.status, 200);
+    assert!(
+        js.header("cache-control")
+            .is_some_and(|c| c.contains("immutable"))
+    );
+    assert!(js.text.contains("htmx"), "the vendored htmx");
+
+    app.get("/console/orders/NOPE").await;
+    app.get("/no/such/route").await.expect_problem(404);
+}
+
+/// An open `GET /console/events` stream, read raw: the test client reads whole bodies.
+struct EventStream {
+    tcp: TcpStream,
+    seen: String,
+}
+
+impl EventStream {
+    async fn open(app: &TestApp) -> Self {
+        let mut tcp = TcpStream::connect(app.addr).await.expect("connect");
+        let request = format!(
+            "GET /console/events HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n\r\n",
+            app.addr
+        );
+        tcp.write_all(request.as_bytes()).await.expect("send");
+        Self {
+            tcp,
+            seen: String::new(),
+        }
+    }
+
+    /// Reads until `needle` has come (after what was already consumed), or panics at the
+    /// deadline; returns everything read so far.
+    async fn until(&mut self, needle: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        let mut buf = [0u8; 4096];
+        while !self.seen.contains(needle) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.tcp.read(&mut buf)).await {
+                Ok(Ok(0)) => panic!("the stream ended before {needle:?}: {}", self.seen),
+                Ok(Ok(n)) => self.seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+                Ok(Err(e)) => panic!("reading the stream: {e}"),
+                Err(_) => panic!("no {needle:?} within {within:?}: {}", self.seen),
+            }
+        }
+        let seen = self.seen.clone();
+        // What was read is consumed: the next wait looks at what comes after it.
+        self.seen.clear();
+        seen
+    }
+
+    /// Whether the server ends the stream within `within`.
+    async fn ends_within(&mut self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        let mut buf = [0u8; 4096];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.tcp.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return true,
+                Ok(Ok(_)) => {}
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_event_stream_says_hello_with_a_token_and_tells_of_a_placed_order() {
+    let app = TestApp::spawn();
+    let mut stream = EventStream::open(&app).await;
+    // The hello event: its data line, then its reconnection delay.
+    let hello = stream.until("retry: ", Duration::from_secs(5)).await;
+    assert!(hello.contains("content-type: text/event-stream"), "{hello}");
+    let token = hello
+        .split("event: hello\n")
+        .nth(1)
+        .and_then(|rest| rest.lines().find_map(|l| l.strip_prefix("data: ")))
+        .expect("a token");
+    let page = app.get("/").await.text;
+    assert!(
+        page.contains(&format!(r#"data-live-token="{token}""#)),
+        "the page was rendered from the state the stream greeted with: {token}"
+    );
+    app.place("C-SSE", "live").await;
+    let changed = stream
+        .until("event: changed\n", Duration::from_secs(10))
+        .await;
+    assert!(changed.contains("event: changed"), "{changed}");
+}
+
+#[tokio::test]
+async fn actions_use_the_shown_version_and_a_stale_page_gets_changed_meanwhile() {
+    let app = TestApp::spawn();
+    app.place("C-2", "two tabs").await;
+
+    let empty = console_post(&app, "/console/orders/C-2/cancel", "version=1&reason=+").await;
+    assert!(
+        empty.text.contains("A reason is required"),
+        "{}",
+        empty.text
+    );
+    assert!(empty.text.contains(r#"role="alert""#), "{}", empty.text);
+    assert_eq!(empty.header("hx-retarget"), Some("#action-result"));
+
+    let started = console_post(&app, "/console/orders/C-2/start", "version=1").await;
+    assert!(
+        started.text.contains(r#"<div id="order-live">"#),
+        "{}",
+        started.text
+    );
+    assert!(
+        started.text.contains(">Complete</button>"),
+        "{}",
+        started.text
+    );
+    let order = app.order("C-2").await;
+    assert_eq!(
+        (order["status"].as_str(), order["version"].as_u64()),
+        (Some("inprocess"), Some(2))
+    );
+
+    // The second tab still shows version 1.
+    let stale = console_post(&app, "/console/orders/C-2/cancel", "version=1&reason=twice").await;
+    assert!(
+        stale
+            .text
+            .contains("changed meanwhile (now version 2, inprocess)"),
+        "{}",
+        stale.text
+    );
+    let order = app.order("C-2").await;
+    assert_eq!(
+        (order["status"].as_str(), order["version"].as_u64()),
+        (Some("inprocess"), Some(2))
+    );
+
+    // A page of another site cannot make the browser act.
+    let cross = app
+        .post_with(
+            "/console/orders/C-2/complete",
+            "version=2",
+            &[
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("sec-fetch-site", "cross-site"),
+            ],
+        )
+        .await;
+    assert_eq!(cross.status, 403, "{}", cross.text);
+    let no_proof = app
+        .post_with(
+            "/console/orders/C-2/complete",
+            "version=2",
+            &[("content-type", "application/x-www-form-urlencoded")],
+        )
+        .await;
+    assert_eq!(no_proof.status, 403, "{}", no_proof.text);
+    assert_eq!(app.order("C-2").await["status"], "inprocess");
+
+    let canceled = console_post(&app, "/console/orders/C-2/cancel", "version=2&reason=twice").await;
+    assert!(
+        canceled.text.contains("the order is now canceled"),
+        "{}",
+        canceled.text
+    );
+    let events = app.events("C-2").await;
+    assert_eq!(events.len(), 3);
+    assert_eq!(
+        events[2]["data"]["reasonForCancellation"], "twice",
+        "{:?}",
+        events[2]
+    );
+}
+
+#[tokio::test]
+async fn a_poison_message_is_listed_with_its_error_and_redriven_from_the_page() {
+    let app = TestApp::spawn_with(
+        &[
+            "--visibility-timeout",
+            "1",
+            "--handler-fail-marker",
+            "POISON",
+        ],
+        &[],
+    );
+    app.place("C-DLQ", "POISON for the console").await;
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let page = loop {
+        let page = app.get("/console/dead-letters").await.text;
+        if page.contains(r#"<a href="/console/orders/C-DLQ">C-DLQ</a>"#) {
+            break page;
+        }
+        assert!(Instant::now() < deadline, "no dead letter: {page}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert!(
+        page.contains("failure marker"),
+        "the handler's error: {page}"
+    );
+    assert!(
+        page.contains(r#"<td class="num">5</td>"#),
+        "received 5 times: {page}"
+    );
+    let message = page
+        .split(r#"name="message" value=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a redrive form for the message");
+    let moved = console_post(
+        &app,
+        "/console/dead-letters/order-received/redrive",
+        &format!("message={message}"),
+    )
+    .await;
+    assert!(
+        moved.text.contains("Moved 1 message back"),
+        "{}",
+        moved.text
+    );
+    assert!(!moved.text.contains(message), "{}", moved.text);
+    let gone = console_post(
+        &app,
+        "/console/dead-letters/order-received/redrive",
+        &format!("message={message}"),
+    )
+    .await;
+    assert!(
+        gone.text.contains("no longer in the dead-letter queue"),
+        "{}",
+        gone.text
+    );
+}
+
+#[tokio::test]
+async fn the_audit_runs_from_the_page_for_one_order_or_all() {
+    let app = TestApp::spawn();
+    app.place("C-A1", "audited").await;
+    app.post("/orders/C-A1/start", ()).await;
+    app.place("C-A2", "audited too").await;
+    app.wait_projected().await;
+    let one = console_post(&app, "/console/audit", "scope=order&order=C-A1").await;
+    assert!(
+        one.text.contains("OK: 1 order, 2 events checked"),
+        "{}",
+        one.text
+    );
+    let all = console_post(&app, "/console/audit", "scope=all").await;
+    assert!(
+        all.text.contains("OK: 2 orders, 3 events checked"),
+        "{}",
+        all.text
+    );
+    let unknown = console_post(&app, "/console/audit", "scope=order&order=C-NONE").await;
+    assert!(
+        unknown.text.contains("no events and no read model row"),
+        "{}",
+        unknown.text
+    );
+}
+
+#[tokio::test]
+async fn open_event_streams_end_on_sigterm_and_the_server_exits_promptly() {
+    let mut app = TestApp::spawn();
+    let mut streams = Vec::new();
+    for _ in 0..3 {
+        let mut s = EventStream::open(&app).await;
+        s.until("event: hello\n", Duration::from_secs(5)).await;
+        streams.push(s);
+    }
+    let started = Instant::now();
+    let status = app.stop_graceful().await;
+    let took = started.elapsed();
+    assert!(status.success(), "exit status {status}");
+    // The drain deadline is 5 s: streams that held the connections open would reach it.
+    assert!(took < Duration::from_secs(3), "took {took:?} to stop");
+    for s in &mut streams {
+        assert!(
+            s.ends_within(Duration::from_secs(1)).await,
+            "the stream ended"
+        );
+    }
+}
