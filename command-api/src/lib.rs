@@ -148,6 +148,13 @@ impl App {
         }
     }
 
+    /// Leaves the operator console out of the router (the API Lambda, unless its deployment
+    /// turns the console on: see [`ENV_CONSOLE`]).
+    pub fn without_console(mut self) -> Self {
+        self.console.enabled = false;
+        self
+    }
+
     /// For a process that serves the API only (the API Lambda).
     pub fn without_pipeline(self) -> Self {
         Self {
@@ -156,6 +163,10 @@ impl App {
         }
     }
 }
+
+/// The API Lambda's environment variable that serves the operator console too: `enabled`
+/// (the CDK app's `consoleEnabled` setting sets it). Anything else, or unset: no console.
+pub const ENV_CONSOLE: &str = "ORDERS_CONSOLE";
 
 /// How long a document link stays valid unless configured otherwise.
 pub const DEFAULT_DOCUMENT_LINK_EXPIRY: std::time::Duration =

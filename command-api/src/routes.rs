@@ -62,8 +62,12 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The whole HTTP API, ready to serve.
 pub fn router(app: App) -> axum::Router {
     let (routes, _) = api().split_for_parts();
+    let routes = if app.console.enabled {
+        routes.merge(crate::console::routes())
+    } else {
+        routes
+    };
     routes
-        .merge(crate::console::routes())
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(middleware::from_fn(correlate))

@@ -21,6 +21,12 @@ async fn main() -> Result<(), lambda_http::Error> {
     let app = App::new(&aws.ports(), events_schema::route_table())
         .without_pipeline()
         .with_document_link_expiry(link_expiry);
+    // The operator console is off unless the deployment turns it on (then behind the same
+    // authorizer as the API; its event stream answers one event per request here).
+    let app = match std::env::var(command_api::ENV_CONSOLE).as_deref() {
+        Ok("enabled") => app,
+        _ => app.without_console(),
+    };
     let router = router(app).layer(axum::middleware::map_request(with_caller));
     lambda_http::run(router).await
 }

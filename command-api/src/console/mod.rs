@@ -38,6 +38,8 @@ pub(crate) use live::Hub;
 /// shutdown signal that ends the event streams.
 #[derive(Clone)]
 pub(crate) struct Console {
+    /// Whether the router serves the console at all.
+    pub(crate) enabled: bool,
     pub(crate) queues: Arc<dyn Queues>,
     /// The route queues (and the intake queue where the route table declares one).
     pub(crate) queue_names: Vec<String>,
@@ -51,6 +53,7 @@ pub(crate) struct Console {
 impl Console {
     pub(crate) fn new(queues: Arc<dyn Queues>, queue_names: Vec<String>) -> Self {
         Self {
+            enabled: true,
             queues,
             queue_names,
             hub: Arc::new(Hub::default()),

@@ -77,14 +77,14 @@ fn chain(events: &[Envelope]) -> Vec<Link> {
             } else {
                 Link::Linked
             };
-            prev = e.hash.clone();
+            prev = e.hash;
             link
         })
         .collect()
 }
 
-fn order_id(raw: &str) -> Result<OrderId, Response> {
-    OrderId::parse(raw).map_err(|e| not_found(&format!("{raw:?} is not an order id: {e}")))
+fn order_id(raw: &str) -> Result<OrderId, String> {
+    OrderId::parse(raw).map_err(|e| format!("{raw:?} is not an order id: {e}"))
 }
 
 fn not_found(message: &str) -> Response {
@@ -106,7 +106,7 @@ fn not_found(message: &str) -> Response {
 pub(super) async fn page(State(app): State<App>, Path(raw): Path<String>, uri: Uri) -> Response {
     let id = match order_id(&raw) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(e) => return not_found(&e),
     };
     let shown = match read(&app, &id).await {
         Ok(Some(s)) => s,
@@ -285,7 +285,7 @@ pub(super) async fn at_version(
 ) -> Response {
     let id = match order_id(&raw) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(e) => return not_found(&e),
     };
     let version = uri
         .query()
@@ -349,7 +349,7 @@ async fn documents_markup(app: &App, id: &OrderId) -> Markup {
 pub(super) async fn documents(State(app): State<App>, Path(raw): Path<String>) -> Response {
     match order_id(&raw) {
         Ok(id) => layout::ok(documents_markup(&app, &id).await),
-        Err(r) => r,
+        Err(e) => not_found(&e),
     }
 }
 
@@ -360,7 +360,7 @@ pub(super) async fn document(
 ) -> Response {
     let id = match order_id(&raw) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(e) => return not_found(&e),
     };
     let doc = match app.documents.get(&id, &name).await {
         Ok(Some(doc)) => doc,
@@ -446,7 +446,7 @@ async fn act(
 ) -> Response {
     let id = match order_id(raw) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(e) => return not_found(&e),
     };
     let form = form(body);
     let Some(version) = field(&form, "version").and_then(|v| v.parse::<u64>().ok()) else {
@@ -557,5 +557,114 @@ fn message(headers: &HeaderMap, text: &str) -> Response {
         r.headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use events_schema::{
+        Description, EventContext, Metadata, PlaceOrder, Recorded, decide, record,
+    };
+
+    use super::*;
+
+    /// A placed order taken through `commands`, as recorded.
+    fn history(commands: &[Command]) -> Vec<Recorded> {
+        let id = OrderId::parse("ORD-T").expect("id");
+        let ctx = EventContext {
+            occurred_at: Utc::now(),
+            metadata: Metadata {
+                correlation_id: "c".into(),
+                ..Metadata::default()
+            },
+        };
+        let place = Command::Place(PlaceOrder {
+            description: Description::parse("a <b>desk</b>").expect("description"),
+            register_date: Utc::now(),
+            delivery_date: None,
+            customer_id: None,
+        });
+        let mut out: Vec<Recorded> = Vec::new();
+        for command in std::iter::once(&place).chain(commands) {
+            let last = out.last();
+            let state = last.map(|r| (&r.order, &r.envelope.hash));
+            let events = decide(&id, last.map(|r| &r.order), command).expect("accepted");
+            out.extend(record(&id, state, events, &ctx, uuid::Uuid::now_v7).expect("records"));
+        }
+        out
+    }
+
+    fn shown(commands: &[Command]) -> Shown {
+        let h = history(commands);
+        Shown {
+            order: h.last().expect("events").order.clone(),
+            events: h.into_iter().map(|r| r.envelope).collect(),
+        }
+    }
+
+    #[test]
+    fn every_link_of_an_intact_chain_is_linked() {
+        let s = shown(&[Command::Start, Command::Complete]);
+        assert_eq!(chain(&s.events), vec![Link::Linked; 3]);
+    }
+
+    #[test]
+    fn a_changed_event_or_a_wrong_prev_hash_is_a_broken_link_and_shown_as_such() {
+        let mut s = shown(&[Command::Start, Command::Complete]);
+        s.events[1].metadata.correlation_id = "rewritten".into();
+        s.events[2].prev_hash = ChainHash::GENESIS;
+        let links = chain(&s.events);
+        assert_eq!(links[0], Link::Linked);
+        assert!(
+            matches!(&links[1], Link::Broken(why) if why.contains("content")),
+            "{links:?}"
+        );
+        assert!(
+            matches!(&links[2], Link::Broken(why) if why.contains("prevHash")),
+            "{links:?}"
+        );
+        let out = live_part(&s, None, html! {}, None).into_string();
+        assert_eq!(out.matches("✗ broken link").count(), 2, "{out}");
+        assert_eq!(out.matches(r#"class="broken-row""#).count(), 2, "{out}");
+    }
+
+    #[test]
+    fn only_the_actions_the_current_status_allows_are_offered_with_the_shown_version() {
+        let received = actions(&shown(&[]).order).into_string();
+        assert!(received.contains(">Start</button>") && received.contains(">Cancel</button>"));
+        assert!(!received.contains(">Complete</button>"), "{received}");
+        assert!(
+            received.contains(r#"name="version" value="1""#),
+            "{received}"
+        );
+        assert!(
+            received.contains(r#"<label for="reason">Reason</label>"#),
+            "{received}"
+        );
+        let inprocess = actions(&shown(&[Command::Start]).order).into_string();
+        assert!(inprocess.contains(">Complete</button>") && inprocess.contains(">Cancel</button>"));
+        assert!(!inprocess.contains(">Start</button>"), "{inprocess}");
+        assert!(
+            inprocess.contains(r#"name="version" value="2""#),
+            "{inprocess}"
+        );
+        let completed = actions(&shown(&[Command::Start, Command::Complete]).order).into_string();
+        assert!(!completed.contains("<button"), "{completed}");
+    }
+
+    #[test]
+    fn the_page_escapes_what_the_order_holds_and_shows_the_state_at_a_version() {
+        let s = shown(&[Command::Start]);
+        let out = live_part(&s, Some(1), as_of_markup(1, Some(&s.order)), None).into_string();
+        assert!(out.contains("a &lt;b&gt;desk&lt;/b&gt;"), "{out}");
+        assert!(!out.contains("<b>desk"), "{out}");
+        assert!(
+            out.contains(r#"type="range" name="version" min="1" max="2" value="1""#),
+            "{out}"
+        );
+        let first = history(&[]).remove(0).order;
+        let at = as_of_markup(1, Some(&first)).into_string();
+        assert!(at.contains("State at version 1: received"), "{at}");
     }
 }

@@ -4,6 +4,7 @@
 mod support;
 
 mod actor;
+mod console;
 mod hardening;
 mod idempotency;
 mod intake;
