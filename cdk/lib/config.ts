@@ -61,6 +61,14 @@ export interface OrdersourceSettings {
    * 604800 (7 days, S3's limit).
    */
   readonly documentLinkExpirySeconds: number;
+  /**
+   * Serves the operator console (docs/console.md) from the API function: `GET /`,
+   * `/console` and `/console/{proxy+}` (read scope) and `POST /console/{proxy+}` (write
+   * scope), behind the same JWT authorizer as the API, and lets the API function read the
+   * route queues and redrive their dead letters. Context `consoleEnabled`. Default false:
+   * the API function then answers those paths with its JSON 404.
+   */
+  readonly consoleEnabled: boolean;
 }
 
 export const DEFAULT_SETTINGS: OrdersourceSettings = {
@@ -77,6 +85,7 @@ export const DEFAULT_SETTINGS: OrdersourceSettings = {
   queueNamePrefix: '',
   rustLog: 'info',
   documentLinkExpirySeconds: 900,
+  consoleEnabled: false,
 };
 
 /** Log retention values CloudWatch Logs accepts. */
@@ -139,6 +148,7 @@ export function settingsFromContext(node: Node): Partial<OrdersourceSettings> {
     alarmEmail: asString('alarmEmail', get('alarmEmail')),
     operatorRoleArn: asString('operatorRoleArn', get('operatorRoleArn')),
     documentLinkExpirySeconds: asNumber('documentLinkExpirySeconds', get('documentLinkExpirySeconds')),
+    consoleEnabled: asBoolean('consoleEnabled', get('consoleEnabled')),
   };
   for (const k of Object.keys(out)) if (out[k] === undefined) delete out[k];
   return out as Partial<OrdersourceSettings>;

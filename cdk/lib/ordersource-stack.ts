@@ -49,6 +49,8 @@ export const ENV = {
   eventSource: 'ORDERS_EVENT_SOURCE',
   handler: 'ORDERS_HANDLER',
   documentLinkExpiry: 'ORDERS_DOCUMENT_LINK_EXPIRY_SECONDS',
+  console: 'ORDERS_CONSOLE',
+  queuePrefix: 'ORDERS_QUEUE_PREFIX',
   rustLog: 'RUST_LOG',
 } as const;
 
@@ -456,6 +458,7 @@ export class OrdersourceStack extends Stack {
     const { api, stage } = this.createHttpApi(logRetention);
     this.api = api;
     this.apiStage = stage;
+    if (s.consoleEnabled) this.enableConsole();
 
     // ---------------------------------------------------------------- alarms + dashboard
     this.createAlarms();
@@ -559,6 +562,23 @@ export class OrdersourceStack extends Stack {
     const pattern = `<${logicalId}.Arn>${REBUILT_TABLES_SUFFIX}`;
     const resources = statusIndex ? [pattern, `${pattern}/index/${STATUS_INDEX}`] : [pattern];
     return resources.map((r) => ({ id: `AwsSolutions::AwsSolutions-IAM5[Resource::${r}]`, reason }));
+  }
+
+  /**
+   * The console in the API function (consoleEnabled): it serves the console's routes, and
+   * reads each route queue's depth and dead letters and redrives them (the `Queues` port:
+   * GetQueueAttributes, Receive/Delete/ChangeMessageVisibility on the DLQ, SendMessage to
+   * the queue).
+   */
+  private enableConsole(): void {
+    const fn = this.apiFunction;
+    fn.addEnvironment(ENV.console, 'enabled');
+    fn.addEnvironment(ENV.queuePrefix, this.settings.queueNamePrefix);
+    for (const r of this.routeResources) {
+      r.queue.grant(fn, 'sqs:GetQueueUrl', 'sqs:GetQueueAttributes');
+      r.queue.grantSendMessages(fn);
+      r.dlq.grantConsumeMessages(fn);
+    }
   }
 
   /** One route: queue + DLQ, the rule that feeds the queue, the handler function. */
@@ -750,6 +770,26 @@ export class OrdersourceStack extends Stack {
         integration,
         authorizer,
         authorizationScopes: [s.jwtReadScope],
+      });
+    }
+    if (s.consoleEnabled) {
+      // The operator console (docs/console.md): its pages are reads, its actions writes,
+      // each with the API's scope. GET / is not matched by /{proxy+}.
+      for (const path of ['/', '/console', '/console/{proxy+}']) {
+        api.addRoutes({
+          path,
+          methods: [apigw.HttpMethod.GET],
+          integration,
+          authorizer,
+          authorizationScopes: authorizer ? [s.jwtReadScope] : undefined,
+        });
+      }
+      api.addRoutes({
+        path: '/console/{proxy+}',
+        methods: [apigw.HttpMethod.POST],
+        integration,
+        authorizer,
+        authorizationScopes: authorizer ? [s.jwtWriteScope] : undefined,
       });
     }
     if (authorizer) {
