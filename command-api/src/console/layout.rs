@@ -73,8 +73,10 @@ pub(super) fn page(title: &str, section: Section, live_token: &str, main: Markup
     }
 }
 
-/// Only the console's own origin: scripts, styles, the event stream and fragments.
-const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'";
+/// Only the console's own origin: scripts, styles, the event stream and fragments. Inline
+/// styles are allowed (the console has none, but tools that screenshot or inspect a page
+/// inject them, and a style cannot run code); inline scripts are not.
+const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'";
 
 /// An HTML answer (a page or a fragment); never cached, since it shows live data.
 pub(super) fn html(status: StatusCode, markup: Markup) -> Response {
