@@ -24,7 +24,8 @@ export class OrdersDev {
   private constructor(
     readonly baseURL: string,
     private readonly child: ChildProcess,
-    private readonly dataDir: string,
+    /** The service's data directory (`orders.db` in it), for tests that tamper with it. */
+    readonly dataDir: string,
     private readonly logPath: string,
   ) {}
 
