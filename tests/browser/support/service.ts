@@ -74,9 +74,16 @@ export class OrdersDev {
   /**
    * SIGTERM (so an instrumented binary writes its coverage profile) and waits for the exit;
    * SIGKILL only after the deadline, and then the shutdown is reported as a failure, since
-   * open console streams must not hold the server up.
+   * open console streams must not hold the server up. Stopping twice waits for the first.
    */
   async stop(): Promise<void> {
+    this.stopping ??= this.terminate();
+    return this.stopping;
+  }
+
+  private stopping?: Promise<void>;
+
+  private async terminate(): Promise<void> {
     const child = this.child;
     if (child.exitCode !== null || child.signalCode !== null) {
       this.cleanUp();
