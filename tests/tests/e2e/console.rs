@@ -7,7 +7,11 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::TestApp;
+use e2e::{
+    TestApp,
+    audit::{aws_prefix, bootstrap_aws},
+    moto, wait_for,
+};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
@@ -257,6 +261,28 @@ async fn actions_use_the_shown_version_and_a_stale_page_gets_changed_meanwhile()
     );
 }
 
+/// The dead letters page once it lists `order_id`'s message.
+async fn dead_letters_page_listing(app: &TestApp, order_id: &str) -> String {
+    let link = format!(r#"<a href="/console/orders/{order_id}">{order_id}</a>"#);
+    wait_for(
+        Duration::from_secs(60),
+        "the dead letter on the page",
+        || async {
+            let page = app.get("/console/dead-letters").await.text;
+            page.contains(&link).then_some(page)
+        },
+    )
+    .await
+}
+
+/// The id in the first redrive form of a dead letters page.
+fn first_message_id(page: &str) -> &str {
+    page.split(r#"name="message" value=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a redrive form for the message")
+}
+
 #[tokio::test]
 async fn a_poison_message_is_listed_with_its_error_and_redriven_from_the_page() {
     let app = TestApp::spawn_with(
@@ -269,15 +295,7 @@ async fn a_poison_message_is_listed_with_its_error_and_redriven_from_the_page() 
         &[],
     );
     app.place("C-DLQ", "POISON for the console").await;
-    let deadline = Instant::now() + Duration::from_secs(40);
-    let page = loop {
-        let page = app.get("/console/dead-letters").await.text;
-        if page.contains(r#"<a href="/console/orders/C-DLQ">C-DLQ</a>"#) {
-            break page;
-        }
-        assert!(Instant::now() < deadline, "no dead letter: {page}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let page = dead_letters_page_listing(&app, "C-DLQ").await;
     assert!(
         page.contains("failure marker"),
         "the handler's error: {page}"
@@ -286,11 +304,7 @@ async fn a_poison_message_is_listed_with_its_error_and_redriven_from_the_page() 
         page.contains(r#"<td class="num">5</td>"#),
         "received 5 times: {page}"
     );
-    let message = page
-        .split(r#"name="message" value=""#)
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .expect("a redrive form for the message");
+    let message = first_message_id(&page);
     let moved = console_post(
         &app,
         "/console/dead-letters/order-received/redrive",
@@ -364,4 +378,70 @@ async fn open_event_streams_end_on_sigterm_and_the_server_exits_promptly() {
             "the stream ended"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_the_aws_backend_the_console_counts_orders_checks_the_chain_redrives_and_audits() {
+    let endpoint = moto::endpoint();
+    let env = moto::env(&aws_prefix());
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    bootstrap_aws(&env);
+    let app = TestApp::spawn_with(
+        &[
+            "--backend",
+            "aws",
+            "--endpoint",
+            endpoint,
+            "--visibility-timeout",
+            "1",
+            "--handler-fail-marker",
+            "POISON",
+        ],
+        &env,
+    );
+    app.place("CA-1", "on DynamoDB").await;
+    console_post(&app, "/console/orders/CA-1/start", "version=1").await;
+    app.place("CA-P", "POISON on SQS").await;
+
+    // Counted by the status index: one received (the poison order), one in process.
+    wait_for(
+        Duration::from_secs(30),
+        "the counts on the overview",
+        || async {
+            let page = app.get("/console").await.text;
+            (page.contains(r#"status=received">received</a></th><td class="num">1</td>"#)
+                && page.contains(r#"status=inprocess">inprocess</a></th><td class="num">1</td>"#))
+            .then_some(())
+        },
+    )
+    .await;
+    let order = app.get("/console/orders/CA-1").await.text;
+    assert_eq!(order.matches("✓ linked").count(), 2, "{order}");
+    let listed = app.get("/console/orders").await.text;
+    let (newest, oldest) = (listed.find(">CA-P</a>"), listed.find(">CA-1</a>"));
+    assert!(
+        newest.is_some() && newest < oldest,
+        "newest first: {listed}"
+    );
+
+    let page = dead_letters_page_listing(&app, "CA-P").await;
+    let message = first_message_id(&page);
+    let moved = console_post(
+        &app,
+        "/console/dead-letters/order-received/redrive",
+        &format!("message={message}"),
+    )
+    .await;
+    assert!(
+        moved.text.contains("Moved 1 message back"),
+        "{}",
+        moved.text
+    );
+
+    let all = console_post(&app, "/console/audit", "scope=all").await;
+    assert!(
+        all.text.contains("OK: 2 orders, 3 events checked"),
+        "{}",
+        all.text
+    );
 }
