@@ -24,7 +24,7 @@ const PAGE_EVENTS: usize = 2_000;
 const SHOWN_PROBLEMS: usize = 200;
 
 pub(super) async fn page(State(app): State<App>) -> Response {
-    let token = Snapshot::read(&app).await.token();
+    let token = Snapshot::current(&app).await.token();
     let available = app.console.audit.is_some();
     layout::ok(layout::page(
         "Audit",

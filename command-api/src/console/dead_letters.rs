@@ -57,7 +57,7 @@ fn carried(body: &str) -> Carried {
 }
 
 pub(super) async fn page(State(app): State<App>) -> Response {
-    let token = Snapshot::read(&app).await.token();
+    let token = Snapshot::current(&app).await.token();
     let mut sections = Vec::new();
     for name in &app.console.queue_names {
         sections.push(queue_section(&app, name, None).await);
@@ -87,7 +87,7 @@ async fn queue_section(app: &App, queue: &str, note: Option<Markup>) -> Markup {
                     form method="post" action={ "/console/dead-letters/" (queue) "/redrive" }
                         hx-post={ "/console/dead-letters/" (queue) "/redrive" }
                         hx-target={ "#queue-" (queue) } hx-swap="outerHTML"
-                        hx-confirm={ "Move all " (messages.len()) " dead letters back to " (queue) "?" } {
+                        hx-confirm={ "Move every dead letter of " (queue) " (" (messages.len()) ") back to the queue?" } {
                         button type="submit" { "Redrive all" }
                     }
                 },

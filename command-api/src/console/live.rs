@@ -39,6 +39,9 @@ const TICK: Duration = Duration::from_secs(1);
 const IDLE_STOP: Duration = Duration::from_secs(30);
 /// The window the commands-per-second rate is measured over.
 const RATE_WINDOW: Duration = Duration::from_secs(10);
+/// How long a snapshot serves pages and streams before it is read again (under [`TICK`],
+/// so that the ticker sees every second's state).
+const SNAPSHOT_MAX_AGE: Duration = Duration::from_millis(900);
 /// When a one-event stream (API Lambda) tells the browser to reconnect.
 const LAMBDA_RETRY: Duration = Duration::from_secs(5);
 
@@ -71,7 +74,22 @@ const NOT_IN_LAMBDA: &str =
     "not available in Lambda (Lambda's event source mappings drive the pipeline; see CloudWatch)";
 
 impl Snapshot {
-    pub(super) async fn read(app: &App) -> Self {
+    /// The snapshot read less than [`SNAPSHOT_MAX_AGE`] ago, or a new one: the pages, the
+    /// streams and the ticker of one process share it, so that many consoles refreshing at
+    /// once cost one read of the figures (the counts read the whole projection's index).
+    pub(super) async fn current(app: &App) -> Self {
+        let mut latest = app.console.hub.latest.lock().await;
+        if let Some((at, s)) = latest.as_ref()
+            && at.elapsed() < SNAPSHOT_MAX_AGE
+        {
+            return s.clone();
+        }
+        let s = Self::read(app).await;
+        *latest = Some((Instant::now(), s.clone()));
+        s
+    }
+
+    async fn read(app: &App) -> Self {
         let counts = app
             .read_model
             .count_by_status()
@@ -125,6 +143,7 @@ pub(crate) struct Hub {
     samples: Mutex<VecDeque<(Instant, u64)>>,
     changes: broadcast::Sender<String>,
     ticking: AtomicBool,
+    latest: tokio::sync::Mutex<Option<(Instant, Snapshot)>>,
 }
 
 impl Default for Hub {
@@ -134,6 +153,7 @@ impl Default for Hub {
             samples: Mutex::new(VecDeque::new()),
             changes: broadcast::channel(16).0,
             ticking: AtomicBool::new(false),
+            latest: tokio::sync::Mutex::new(None),
         }
     }
 }
@@ -205,7 +225,7 @@ fn ensure_ticker(app: &App) {
             }
             idle_since = None;
             let rate = hub.commands_per_second();
-            let token = format!("{}-{:.1}", Snapshot::read(&app).await.token(), rate);
+            let token = format!("{}-{:.1}", Snapshot::current(&app).await.token(), rate);
             if token != last {
                 // No receiver left between the check and now: nothing to tell.
                 let _ = hub.changes.send(token.clone());
@@ -219,7 +239,7 @@ fn ensure_ticker(app: &App) {
 /// `GET /console/events`: `hello` with the current token, then `changed` with each new
 /// one, until the server shuts down (or, in the API Lambda, `hello` alone).
 pub(super) async fn events(State(app): State<App>) -> Response {
-    let token = Snapshot::read(&app).await.token();
+    let token = Snapshot::current(&app).await.token();
     let hello = Event::default().event("hello").data(token);
     let Some(shutdown) = app.console.shutdown.clone() else {
         let once = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(

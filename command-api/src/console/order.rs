@@ -138,7 +138,7 @@ async fn full_page(
         None => as_of_markup(shown.order.version, Some(&shown.order)),
     };
     let docs = documents_markup(app, id).await;
-    let token = Snapshot::read(app).await.token();
+    let token = Snapshot::current(app).await.token();
     let main = html! {
         h1 { "Order " (id) }
         (live_part(shown, version, as_of, note))
@@ -371,7 +371,7 @@ pub(super) async fn document(
         Ok(v) => serde_json::to_string_pretty(&v).unwrap_or_default(),
         Err(_) => String::from_utf8_lossy(&doc.body).into_owned(),
     };
-    let token = Snapshot::read(&app).await.token();
+    let token = Snapshot::current(&app).await.token();
     layout::ok(layout::page(
         &name,
         Section::Orders,

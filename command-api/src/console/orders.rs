@@ -149,7 +149,7 @@ async fn rows_for(app: &App, f: &Filter) -> Rows {
 pub(super) async fn page(State(app): State<App>, uri: Uri) -> Response {
     let f = Filter::parse(&uri);
     let rows = rows_for(&app, &f).await;
-    let token = Snapshot::read(&app).await.token();
+    let token = Snapshot::current(&app).await.token();
     let selected = f.status();
     let main = html! {
         h1 { "Orders" }

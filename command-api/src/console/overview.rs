@@ -11,7 +11,7 @@ use super::{
 use crate::App;
 
 pub(super) async fn page(State(app): State<App>) -> Response {
-    let snapshot = Snapshot::read(&app).await;
+    let snapshot = Snapshot::current(&app).await;
     let rate = app.console.hub.commands_per_second();
     let main = html! {
         h1 { "Overview" }
@@ -27,7 +27,7 @@ pub(super) async fn page(State(app): State<App>) -> Response {
 
 /// The overview alone, for htmx to swap in when it changed.
 pub(super) async fn fragment(State(app): State<App>) -> Response {
-    let snapshot = Snapshot::read(&app).await;
+    let snapshot = Snapshot::current(&app).await;
     let rate = app.console.hub.commands_per_second();
     layout::ok(overview(&snapshot, rate))
 }
