@@ -414,18 +414,40 @@ impl Queues for SqsQueues {
     async fn redrive(&self, queue: &str) -> Result<u64, StoreError> {
         let url = self.url(queue).await?;
         let dlq = self.dead_letter_url(queue).await?;
+        // Only what was dead-lettered before the redrive began: a consumer that dead-letters
+        // at once (the intake, for a message still invalid) sends redriven messages back
+        // meanwhile, and moving those again would never end. They stay for the next redrive.
+        let started = chrono::Utc::now();
         let mut moved = 0u64;
+        let mut later: Vec<String> = Vec::new();
+        let mut seen_later = std::collections::HashSet::new();
         loop {
             // A short wait, because a receive without one may miss messages on some servers.
             let batch = self
                 .receive_from(&dlq, BATCH, REDRIVE_VISIBILITY_SECONDS, 1)
                 .await?;
             if batch.is_empty() {
+                self.release(&dlq, &later).await?;
                 return Ok(moved);
             }
-            let bodies: Vec<String> = batch.iter().map(|m| m.body.clone()).collect();
+            let (earlier, newer): (Vec<QueueMessage>, Vec<QueueMessage>) =
+                batch.into_iter().partition(|m| m.sent_at <= started);
+            let mut fresh = false;
+            for m in newer {
+                fresh |= seen_later.insert(m.message_id);
+                later.push(m.receipt_handle);
+            }
+            if earlier.is_empty() {
+                // Only messages dead-lettered meanwhile, and none unseen: the rest is theirs.
+                if !fresh {
+                    self.release(&dlq, &later).await?;
+                    return Ok(moved);
+                }
+                continue;
+            }
+            let bodies: Vec<String> = earlier.iter().map(|m| m.body.clone()).collect();
             self.send_to(&url, &bodies).await?;
-            let handles: Vec<String> = batch.into_iter().map(|m| m.receipt_handle).collect();
+            let handles: Vec<String> = earlier.into_iter().map(|m| m.receipt_handle).collect();
             self.delete_from(&dlq, &handles).await?;
             moved += bodies.len() as u64;
         }

@@ -11,6 +11,7 @@ mod console;
 mod durability;
 mod fanout;
 mod hardening;
+mod intake;
 mod invoice;
 mod lambda_edge;
 mod lambda_runtime;

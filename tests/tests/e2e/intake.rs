@@ -1,0 +1,258 @@
+//! Commands from the intake queue on a running `orders dev`, embedded and on AWS APIs
+//! (moto): an operator sends them with `orders intake send` as the channels would, and
+//! reads the outcome as a client would, over HTTP (`/orders`, `/orders/{id}/events`,
+//! `/health`) and with `orders dlq list|redrive --queue order-intake`. A valid place (the
+//! Spanish shape) and a start are applied with their channel, a duplicate is counted and
+//! deleted, an invalid message is dead-lettered at once with its reason, and a message that
+//! fails on its first receive is retried and applied once.
+
+use std::{path::Path, process::Output, time::Duration};
+
+use e2e::{
+    TestApp,
+    audit::{aws_prefix, bootstrap_aws, count_in_log, explain, json_lines, orders_on_aws, stdout},
+    moto, orders_bin, wait_for, wait_until,
+};
+use serde_json::{Value, json};
+
+const TIMEOUT: Duration = Duration::from_secs(40);
+/// A message whose body holds this fails on its first receive (the intake's test hook).
+const FLAKY: &str = "flaky-on-first-receive";
+
+/// Where the messages go and what reads the dead letters: the data directory of the
+/// running service, or the AWS APIs at moto's endpoint under the test's names.
+enum Backend<'a> {
+    Embedded(&'a TestApp),
+    Aws(&'a [(String, String)]),
+}
+
+impl Backend<'_> {
+    async fn orders(&self, args: &[&str]) -> Output {
+        match self {
+            Backend::Embedded(app) => {
+                let mut command = std::process::Command::new(orders_bin());
+                command
+                    .args(args)
+                    .arg("--data")
+                    .arg(app.data_dir())
+                    .env_remove("ORDERS_BACKEND")
+                    .env("RUST_LOG", "warn");
+                tokio::task::spawn_blocking(move || command.output().expect("orders runs"))
+                    .await
+                    .expect("the command's thread")
+            }
+            Backend::Aws(env) => orders_on_aws(args, env).await,
+        }
+    }
+
+    /// `orders intake send` with `body` in a file; asserts it succeeded.
+    async fn send(&self, dir: &Path, args: &[&str], body: &str) {
+        let file = dir.join(format!("body-{}.json", uuid::Uuid::now_v7().simple()));
+        std::fs::write(&file, body).expect("the body file");
+        let file = file.to_string_lossy().into_owned();
+        let mut all = vec!["intake", "send"];
+        all.extend_from_slice(args);
+        all.push(&file);
+        let out = self.orders(&all).await;
+        assert!(out.status.success(), "{}", explain(&out));
+        assert!(
+            stdout(&out).contains("sent to order-intake"),
+            "{}",
+            explain(&out)
+        );
+    }
+
+    async fn dead_letters(&self) -> Vec<Value> {
+        let out = self
+            .orders(&["dlq", "list", "--queue", "order-intake"])
+            .await;
+        assert!(out.status.success(), "{}", explain(&out));
+        json_lines(&out)
+    }
+}
+
+async fn intake_health(app: &TestApp) -> Value {
+    app.get("/health").await.expect_status(200).json["intake"].clone()
+}
+
+/// The scenario both backends run; returns the accepted place's raw message as archived
+/// is checked by the caller (it is stored differently on each).
+async fn intake_scenario(app: &TestApp, backend: &Backend<'_>) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let dir = dir.path();
+    let spanish = r#"{"orderId": "ATM-1", "descripcion": "Retiro de tarjeta en cajero", "fecha_entrega": "24/12/2026", "estado": "recibida"}"#;
+    let place = ["--channel", "atm", "--request-id", "T17-000042"];
+    backend.send(dir, &place, spanish).await;
+    let ack = wait_for(TIMEOUT, "the ATM order", || async {
+        let r = app.get("/orders/ATM-1").await;
+        (r.status == 200).then_some(r.json)
+    })
+    .await;
+    assert_eq!(ack["description"], "Retiro de tarjeta en cajero");
+    assert_eq!(ack["deliveryDate"], "2026-12-24");
+    assert_eq!(ack["status"], "received");
+    // The channel sends the same request again (its own retry): counted, not applied.
+    backend.send(dir, &place, spanish).await;
+    wait_until(TIMEOUT, "the duplicate to be counted", || async {
+        intake_health(app).await["duplicates"] == 1
+    })
+    .await;
+    // A body the API would refuse with a 400, a start, and a message that fails once.
+    backend
+        .send(
+            dir,
+            &["--channel", "mobile", "--request-id", "M-7"],
+            r#"{"estado": "recibida"}"#,
+        )
+        .await;
+    backend
+        .send(
+            dir,
+            &[
+                "--channel",
+                "atm",
+                "--request-id",
+                "T17-000043",
+                "--order",
+                "ATM-1",
+                "--action",
+                "start",
+            ],
+            "",
+        )
+        .await;
+    backend
+        .send(
+            dir,
+            &["--channel", "web", "--request-id", "W-1"],
+            &json!({"orderId": "WEB-1", "description": FLAKY}).to_string(),
+        )
+        .await;
+    wait_until(TIMEOUT, "the start and the retried place", || async {
+        app.get("/orders/ATM-1").await.json["status"] == "inprocess"
+            && app.get("/orders/WEB-1").await.status == 200
+    })
+    .await;
+    let counts = wait_for(TIMEOUT, "every outcome counted", || async {
+        let h = intake_health(app).await;
+        (h["applied"] == 3 && h["invalid"] == 1).then_some(h)
+    })
+    .await;
+    assert_eq!(counts["duplicates"], 1, "{counts}");
+    assert!(counts["failed"].as_u64() >= Some(1), "{counts}");
+    assert_eq!(counts["queue"], "order-intake");
+
+    // Each command applied once, its events marked with the channel.
+    let events = app.events("ATM-1").await;
+    assert_eq!(events.len(), 2, "{events:?}");
+    for e in &events {
+        assert_eq!(e["metadata"]["channel"], "atm", "{e}");
+    }
+    assert_eq!(events[0]["metadata"]["correlationId"], "T17-000042");
+    let web = app.events("WEB-1").await;
+    assert_eq!(web.len(), 1);
+    assert_eq!(web[0]["metadata"]["channel"], "web");
+    // The duplicate is logged with both message ids: the first is the one that applied.
+    let first_message = events[0]["metadata"]["causationId"]
+        .as_str()
+        .expect("the applying message's id");
+    assert_eq!(count_in_log(app, "duplicate intake request"), 1);
+    let line = app
+        .log_lines()
+        .into_iter()
+        .find(|l| l.contains("duplicate intake request"))
+        .expect("the duplicate's log line");
+    assert!(
+        line.contains(&format!("first_message_id={first_message}")),
+        "{line}"
+    );
+    assert!(line.contains("message_id="), "{line}");
+
+    // The invalid message waits in the intake DLQ with its reason, not after retries.
+    let dead = backend.dead_letters().await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0]["body"]["requestId"], "M-7");
+    let reason = dead[0]["lastError"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("400") && reason.contains("Missing required field: description"),
+        "{reason}"
+    );
+    // Redriven, it is judged again (still invalid) and lands there once more.
+    let out = backend
+        .orders(&["dlq", "redrive", "--queue", "order-intake"])
+        .await;
+    assert!(out.status.success(), "{}", explain(&out));
+    wait_until(TIMEOUT, "the redriven message judged again", || async {
+        intake_health(app).await["invalid"] == 2
+    })
+    .await;
+    assert_eq!(backend.dead_letters().await.len(), 1);
+}
+
+fn flaky_env() -> Vec<(String, String)> {
+    vec![
+        ("ORDERS_INTAKE_FAIL_MARKER".into(), FLAKY.into()),
+        ("ORDERS_VISIBILITY_TIMEOUT".into(), "1".into()),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intake_messages_are_applied_once_deduplicated_dead_lettered_or_retried_embedded() {
+    let env = flaky_env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let app = TestApp::spawn_with_env(&env);
+    intake_scenario(&app, &Backend::Embedded(&app)).await;
+    // The accepted message is archived as received, under intake/ in the document store.
+    let conn = rusqlite::Connection::open_with_flags(
+        app.data_dir().join("orders.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("orders.db");
+    let archived: Vec<u8> = conn
+        .query_row(
+            "SELECT body FROM documents WHERE order_id = 'intake/atm' AND name = 'T17-000042.json'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("the archived message");
+    let archived: Value = serde_json::from_slice(&archived).expect("JSON");
+    assert_eq!(
+        archived["body"]["descripcion"],
+        "Retiro de tarjeta en cajero"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intake_messages_are_applied_once_deduplicated_dead_lettered_or_retried_on_aws() {
+    let prefix = aws_prefix();
+    let mut env = moto::env(&prefix);
+    env.extend(flaky_env());
+    let borrowed: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    bootstrap_aws(&borrowed);
+    let app = TestApp::spawn_with(
+        &["--backend", "aws", "--endpoint", moto::endpoint()],
+        &borrowed,
+    );
+    intake_scenario(&app, &Backend::Aws(&env)).await;
+    // The accepted message is archived as received in S3, under intake/ (the bucket is
+    // private: the request is signed as moto accepts it).
+    let addr = moto::endpoint()
+        .trim_start_matches("http://")
+        .parse()
+        .expect("moto's address");
+    let archived = e2e::Client { addr }
+        .get_with(
+            &format!("/{prefix}ordersource-documents/intake/atm/T17-000042.json"),
+            &[(
+                "authorization",
+                "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0",
+            )],
+        )
+        .await
+        .expect_status(200);
+    assert_eq!(
+        archived.json["body"]["descripcion"],
+        "Retiro de tarjeta en cajero"
+    );
+    assert_eq!(archived.json["channel"], "atm");
+}
