@@ -9,6 +9,8 @@
  *                                                            v
  *                              SQS queue (+DLQ) per status -> orders-handler (one per status)
  *
+ *   web / mobile / ATM channels -> intake queue (+DLQ) -> orders-intake -> event table
+ *
  * Every function has its own role holding exactly the actions it uses on exactly the
  * resources it uses; alarms go to one encrypted SNS topic.
  */
@@ -37,7 +39,7 @@ import { RustFunction } from 'cargo-lambda-cdk';
 import { Construct } from 'constructs';
 import { OrdersourceSettings, resolveSettings } from './config';
 import { eventSchemaDraft4, readDetailSchema, DETAIL_SCHEMA_FILE } from './event-schema';
-import { loadRouteTable, patternFor, REPO_ROOT, Route, RouteTable, ROUTES_FILE } from './routes';
+import { IntakeQueue, loadRouteTable, patternFor, REPO_ROOT, Route, RouteTable, ROUTES_FILE } from './routes';
 
 /** Names the Rust binaries read their configuration from (see backend's AWS adapters). */
 export const ENV = {
@@ -79,6 +81,8 @@ export const LIVE_TABLE_POINTER_PK = 'read-model#live';
  * claims. A function cannot read or overwrite another's records, whatever key it is given.
  */
 export const API_LEDGER_KEYS = 'api/*';
+/** The intake's keys: `intake/<channel>/<requestId>`. */
+export const INTAKE_LEDGER_KEYS = 'intake/*';
 export const handlerLedgerKeys = (handler: string) => `handler/${handler}/*`;
 
 /** Projector stream settings (pinned by the tests). */
@@ -102,8 +106,8 @@ export const TIMEOUTS = {
  * event sources, so that retries of a batch do not overlap a still-running invocation),
  * at least 1 s and never more than the visibility timeout itself.
  */
-export function handlerTimeout(route: Route): Duration {
-  return Duration.seconds(Math.max(1, Math.floor(route.visibilityTimeoutSeconds / 6)));
+export function handlerTimeout(queue: Route | IntakeQueue): Duration {
+  return Duration.seconds(Math.max(1, Math.floor(queue.visibilityTimeoutSeconds / 6)));
 }
 
 export interface OrdersourceStackProps extends StackProps {
@@ -123,6 +127,8 @@ interface NagAck {
 
 /** Where documents.rs keeps each order's documents: `orders/<orderId>/<name>`. */
 const DOCUMENTS_PREFIX = 'orders/';
+/** Where the intake archives accepted messages: `intake/<channel>/<requestId>.json`. */
+export const INTAKE_ARCHIVE_PREFIX = 'intake/';
 const WILDCARD_RESOURCE_ACK = 'AwsSolutions::AwsSolutions-IAM5[Resource::*]';
 const XRAY_ACK_REASON = 'Active tracing: xray:PutTraceSegments and xray:PutTelemetryRecords (added by Lambda for Tracing.ACTIVE) have no resource-level permissions, so IAM requires "*".';
 
@@ -145,6 +151,14 @@ function emfSearch(metricName: string, dimensions: string[], label: string): clo
     label,
     period: Duration.minutes(1),
   });
+}
+
+/** The intake: its queue, dead-letter queue and function (orders-intake). */
+interface IntakeResources {
+  readonly intake: IntakeQueue;
+  readonly queue: sqs.Queue;
+  readonly dlq: sqs.Queue;
+  readonly fn: lambda.Function;
 }
 
 interface RouteResources {
@@ -175,6 +189,7 @@ export class OrdersourceStack extends Stack {
   readonly operatorRole?: iam.Role;
   readonly projectorFailureQueue: sqs.Queue;
   readonly routeResources: readonly RouteResources[];
+  readonly intakeResources: IntakeResources;
   readonly alarmTopic: sns.Topic;
 
   constructor(scope: Construct, id: string, props: OrdersourceStackProps = {}) {
@@ -454,6 +469,9 @@ export class OrdersourceStack extends Stack {
     // orders-handler: one function per route, each fed by its own queue.
     this.routeResources = this.routeTable.routes.map((route) => this.createRoute(route, logRetention, rustLog));
 
+    // orders-intake: commands from the web, mobile and ATM channels on the intake queue.
+    this.intakeResources = this.createIntake(logRetention, rustLog);
+
     // ---------------------------------------------------------------- HTTP API
     const { api, stage } = this.createHttpApi(logRetention);
     this.api = api;
@@ -538,11 +556,12 @@ export class OrdersourceStack extends Stack {
    * cdk-nag acknowledgement of the `<documents bucket ARN>/orders/*` object resource (IAM5):
    * the orders' documents, reached with actions listed one by one.
    */
-  private objectWildcardAck(why: string): NagAck {
+  private objectWildcardAck(why: string, prefix: string = DOCUMENTS_PREFIX): NagAck {
     const logicalId = this.getLogicalId(this.documentsBucket.node.defaultChild as CfnElement);
+    const what = prefix === DOCUMENTS_PREFIX ? 'the orders\' documents' : 'the archived intake messages';
     return {
-      id: `AwsSolutions::AwsSolutions-IAM5[Resource::<${logicalId}.Arn>/${DOCUMENTS_PREFIX}*]`,
-      reason: `Object actions on the orders' documents (bucket ARN + "/${DOCUMENTS_PREFIX}*") to ${why}; the actions are listed one by one, none is a wildcard.`,
+      id: `AwsSolutions::AwsSolutions-IAM5[Resource::<${logicalId}.Arn>/${prefix}*]`,
+      reason: `Object actions on ${what} (bucket ARN + "/${prefix}*") to ${why}; the actions are listed one by one, none is a wildcard.`,
     };
   }
 
@@ -579,6 +598,85 @@ export class OrdersourceStack extends Stack {
       r.queue.grantSendMessages(fn);
       r.dlq.grantConsumeMessages(fn);
     }
+  }
+
+  /**
+   * The intake (routes.json's `intake`): its queue + DLQ and orders-intake, fed by the queue
+   * with partial batch responses. The function runs the API's commands (the event table as
+   * the API uses it, the ledger under `intake/` only), archives each accepted message under
+   * `intake/` in the documents bucket (PutObject only), and sends invalid messages to the
+   * DLQ itself with the reason (the queue's URL and redrive policy name it).
+   */
+  private createIntake(logRetention: logs.RetentionDays, rustLog: Record<string, string>): IntakeResources {
+    const s = this.settings;
+    const intake = this.routeTable.intake;
+    const dlq = new sqs.Queue(this, 'Intake-Dlq', {
+      queueName: `${s.queueNamePrefix}${intake.deadLetterQueue}`,
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      retentionPeriod: Duration.days(14),
+    });
+    const queue = new sqs.Queue(this, 'Intake-Queue', {
+      queueName: `${s.queueNamePrefix}${intake.queue}`,
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      visibilityTimeout: Duration.seconds(intake.visibilityTimeoutSeconds),
+      retentionPeriod: Duration.days(14),
+      deadLetterQueue: { queue: dlq, maxReceiveCount: intake.maxReceiveCount },
+    });
+    const fn = this.rustFunction('OrdersIntake', {
+      crate: 'command-api',
+      binaryName: 'orders-intake',
+      description: `ordersource intake: commands from the channels on ${intake.queue}`,
+      timeout: handlerTimeout(intake),
+      memorySize: 256,
+      logRetention,
+      environment: {
+        [ENV.eventsTable]: this.eventsTable.tableName,
+        [ENV.ledgerTable]: this.ledgerTable.tableName,
+        [ENV.documentsBucket]: this.documentsBucket.bucketName,
+        [ENV.queuePrefix]: s.queueNamePrefix,
+        ...rustLog,
+      },
+      statements: [
+        new iam.PolicyStatement({
+          sid: 'EventStore',
+          // As the API: appends are (conditional) PutItem, reads are Query (event_store.rs).
+          actions: ['dynamodb:Query', 'dynamodb:PutItem'],
+          resources: [this.eventsTable.tableArn],
+        }),
+        new iam.PolicyStatement({
+          sid: 'IntakeLedger',
+          // Claim/complete PutItem, lookup GetItem, release DeleteItem (idempotency.rs), on
+          // the intake's own keys only.
+          actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:DeleteItem'],
+          resources: [this.ledgerTable.tableArn],
+          conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [INTAKE_LEDGER_KEYS] } },
+        }),
+        new iam.PolicyStatement({
+          sid: 'IntakeArchive',
+          actions: ['s3:PutObject'],
+          resources: [this.documentsBucket.arnForObjects(`${INTAKE_ARCHIVE_PREFIX}*`)],
+        }),
+        new iam.PolicyStatement({
+          sid: 'IntakeQueueLookup',
+          // queues.rs dead_letter: the intake queue's URL, then its redrive policy's DLQ.
+          actions: ['sqs:GetQueueUrl', 'sqs:GetQueueAttributes'],
+          resources: [queue.queueArn],
+        }),
+        new iam.PolicyStatement({
+          sid: 'IntakeDeadLetter',
+          actions: ['sqs:GetQueueUrl', 'sqs:SendMessage'],
+          resources: [dlq.queueArn],
+        }),
+      ],
+      acknowledgements: [this.objectWildcardAck('archive each accepted intake message as received', INTAKE_ARCHIVE_PREFIX)],
+    });
+    fn.addEventSource(new SqsEventSource(queue, {
+      batchSize: intake.batchSize,
+      reportBatchItemFailures: true,
+    }));
+    return { intake, queue, dlq, fn };
   }
 
   /** One route: queue + DLQ, the rule that feeds the queue, the handler function. */
@@ -859,6 +957,9 @@ export class OrdersourceStack extends Stack {
         r.dlq.metricApproximateNumberOfMessagesVisible({ period: minute, statistic: 'Maximum' }),
         `Messages in ${r.route.deadLetterQueue}: ${r.route.status} events the handler could not process (or EventBridge could not deliver).`);
     }
+    alarm('Intake-DlqDepth',
+      this.intakeResources.dlq.metricApproximateNumberOfMessagesVisible({ period: minute, statistic: 'Maximum' }),
+      `Messages in ${this.intakeResources.intake.deadLetterQueue}: intake commands refused as invalid (the reason is each message's \`reason\` attribute) or failing past their retries. \`orders dlq list --queue ${this.intakeResources.intake.queue} --backend aws\`.`);
     alarm('ProjectorFailureQueueDepth',
       this.projectorFailureQueue.metricApproximateNumberOfMessagesVisible({ period: minute, statistic: 'Maximum' }),
       'Stream batches the projector gave up on: the read model and the bus are missing events. Run `orders rebuild` / `orders republish` after fixing.');
@@ -870,6 +971,7 @@ export class OrdersourceStack extends Stack {
       ['OrdersApi', this.apiFunction],
       ['OrdersProjector', this.projectorFunction],
       ...this.routeResources.map((r): [string, lambda.Function] => [`Handler-${r.route.handler}`, r.fn]),
+      ['OrdersIntake', this.intakeResources.fn],
     ];
     for (const [name, fn] of functions) {
       alarm(`${name}-Errors`, fn.metricErrors({ period: minute, statistic: 'Sum' }),
@@ -915,7 +1017,7 @@ export class OrdersourceStack extends Stack {
         width: 8,
       }),
     );
-    const allFns = [this.apiFunction, this.projectorFunction, ...this.routeResources.map((r) => r.fn)];
+    const allFns = [this.apiFunction, this.projectorFunction, ...this.routeResources.map((r) => r.fn), this.intakeResources.fn];
     dash.addWidgets(
       new cloudwatch.GraphWidget({
         title: 'Lambda errors',

@@ -1,7 +1,8 @@
 /**
- * The route table (status -> EventBridge rule -> SQS queue (+DLQ) -> handler), read at synth
- * time from the one file the Rust side also reads: `events-schema/routes.json`. This module
- * only loads and validates it; nothing in `cdk/` keeps a second copy of the routes.
+ * The route table (status -> EventBridge rule -> SQS queue (+DLQ) -> handler) and the intake
+ * queue (+DLQ) beside it, read at synth time from the one file the Rust side also reads:
+ * `events-schema/routes.json`. This module only loads and validates it; nothing in `cdk/`
+ * keeps a second copy of the routes or of the intake queue.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -26,9 +27,19 @@ export interface Route {
   readonly handler: string;
 }
 
+/** The intake queue of `routes.json`: commands from the web, mobile and ATM channels. */
+export interface IntakeQueue {
+  readonly queue: string;
+  readonly deadLetterQueue: string;
+  readonly maxReceiveCount: number;
+  readonly visibilityTimeoutSeconds: number;
+  readonly batchSize: number;
+}
+
 export interface RouteTable {
   /** The event source the file was written for (`ordersource.orders`). */
   readonly source: string;
+  readonly intake: IntakeQueue;
   readonly routes: readonly Route[];
 }
 
@@ -102,7 +113,21 @@ export function loadRouteTable(file: string = ROUTES_FILE): RouteTable {
     unique('queue', route.deadLetterQueue, where);
     return route;
   });
-  return { source, routes };
+  if (typeof doc.intake !== 'object' || doc.intake === null || Array.isArray(doc.intake)) {
+    fail(file, 'intake must be an object');
+  }
+  const i = doc.intake as Record<string, unknown>;
+  const intake: IntakeQueue = {
+    queue: requireString(file, 'intake.queue', i.queue),
+    deadLetterQueue: requireString(file, 'intake.deadLetterQueue', i.deadLetterQueue),
+    maxReceiveCount: requireInt(file, 'intake.maxReceiveCount', i.maxReceiveCount, 1, 1000),
+    visibilityTimeoutSeconds: requireInt(
+      file, 'intake.visibilityTimeoutSeconds', i.visibilityTimeoutSeconds, 1, 43200),
+    batchSize: requireInt(file, 'intake.batchSize', i.batchSize, 1, 10),
+  };
+  unique('queue', intake.queue, 'intake');
+  unique('queue', intake.deadLetterQueue, 'intake');
+  return { source, intake, routes };
 }
 
 /**

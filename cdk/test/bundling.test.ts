@@ -43,10 +43,11 @@ exit 1
       const words = args.split(' ');
       return [words[words.indexOf('--bin') + 1], { cwd, words }];
     }));
-    assert.deepEqual([...byBinary.keys()].sort(), ['orders-api', 'orders-handler', 'orders-projector']);
+    assert.deepEqual([...byBinary.keys()].sort(), ['orders-api', 'orders-handler', 'orders-intake', 'orders-projector']);
     assert.equal(byBinary.get('orders-api')!.cwd, path.join(REPO_ROOT, 'command-api'));
     assert.equal(byBinary.get('orders-projector')!.cwd, path.join(REPO_ROOT, 'projector'));
     assert.equal(byBinary.get('orders-handler')!.cwd, path.join(REPO_ROOT, 'handlers'));
+    assert.equal(byBinary.get('orders-intake')!.cwd, path.join(REPO_ROOT, 'command-api'));
     for (const { words } of byBinary.values()) {
       assert.ok(words.includes('--arm64'));
       assert.equal(words[words.indexOf('--profile') + 1], 'lambda');
@@ -57,7 +58,7 @@ exit 1
     const assetPaths = Object.values<any>(template.Resources)
       .filter((r) => r.Type === 'AWS::Lambda::Function')
       .map((r) => r.Metadata?.['aws:asset:path']);
-    assert.equal(assetPaths.length, 6);
+    assert.equal(assetPaths.length, 7);
     for (const p of assetPaths) {
       assert.ok(fs.existsSync(path.join(outdir, p, 'bootstrap')), `${p} has a bootstrap`);
     }

@@ -102,8 +102,8 @@ export function handlerFunction(json: Synth['json'], handler: string): [string, 
 }
 
 /** The function built from this cargo binary (by the description the stack gives it). */
-export function functionsOf(json: Synth['json'], binary: 'orders-api' | 'orders-projector' | 'orders-handler'): [string, Resources[string]][] {
-  const prefix = { 'orders-api': 'OrdersApi', 'orders-projector': 'OrdersProjector', 'orders-handler': 'Handler' }[binary];
+export function functionsOf(json: Synth['json'], binary: 'orders-api' | 'orders-projector' | 'orders-handler' | 'orders-intake'): [string, Resources[string]][] {
+  const prefix = { 'orders-api': 'OrdersApi', 'orders-projector': 'OrdersProjector', 'orders-handler': 'Handler', 'orders-intake': 'OrdersIntake' }[binary];
   return ofType(json, 'AWS::Lambda::Function').filter(([id]) => id.startsWith(prefix));
 }
 

@@ -37,8 +37,8 @@ describe('X-Ray', () => {
   const functions = ofType(json, 'AWS::Lambda::Function')
     .filter(([, r]) => r.Properties?.Runtime === 'provided.al2023');
 
-  it('traces every Rust function actively: the API, the projector and one handler per route', () => {
-    assert.equal(functions.length, 2 + ROUTES.routes.length);
+  it('traces every Rust function actively: the API, the projector, one handler per route and the intake', () => {
+    assert.equal(functions.length, 3 + ROUTES.routes.length);
     for (const [id, fn] of functions) {
       assert.deepEqual(fn.Properties.TracingConfig, { Mode: 'Active' }, id);
     }

@@ -110,8 +110,9 @@ describe('documents bucket', () => {
 
 describe('Lambda functions', () => {
   const fns = ofType(json, 'AWS::Lambda::Function');
-  it(`are orders-api, orders-projector and one orders-handler per route (${2 + N})`, () => {
-    assert.equal(fns.length, 2 + N);
+  it(`are orders-api, orders-projector, one orders-handler per route and orders-intake (${3 + N})`, () => {
+    assert.equal(fns.length, 3 + N);
+    assert.equal(functionsOf(json, 'orders-intake').length, 1);
     assert.equal(functionsOf(json, 'orders-api').length, 1);
     assert.equal(functionsOf(json, 'orders-projector').length, 1);
     assert.equal(functionsOf(json, 'orders-handler').length, N);
@@ -170,11 +171,12 @@ describe('Lambda functions', () => {
     for (const [id, g] of groups) assert.equal(g.Properties.RetentionInDays, 30, id);
   });
   it('are built from the workspace crates by cargo-lambda (asset metadata)', () => {
-    const paths = (binary: 'orders-api' | 'orders-projector' | 'orders-handler') =>
+    const paths = (binary: 'orders-api' | 'orders-projector' | 'orders-handler' | 'orders-intake') =>
       functionsOf(json, binary).map(([, f]) => String(f.Metadata?.['aws:asset:path']));
     assert.ok(paths('orders-api').every((p) => p.endsWith('command-api')));
     assert.ok(paths('orders-projector').every((p) => p.endsWith('projector')));
     assert.ok(paths('orders-handler').every((p) => p.endsWith('handlers')));
+    assert.ok(paths('orders-intake').every((p) => p.endsWith('command-api')));
   });
 });
 
@@ -267,8 +269,8 @@ describe('EventBridge bus, archive and one rule per route (from routes.json)', (
 
 describe('route queues, DLQs, queue policies and handler event sources', () => {
   const queues = ofType(json, 'AWS::SQS::Queue');
-  it(`has ${2 * N} route queues plus the projector failure queue, all encrypted`, () => {
-    assert.equal(queues.length, 2 * N + 1);
+  it(`has ${2 * N} route queues, the intake queue and its DLQ, and the projector failure queue, all encrypted`, () => {
+    assert.equal(queues.length, 2 * N + 2 + 1);
     for (const [id, q] of queues) assert.equal(q.Properties.SqsManagedSseEnabled, true, id);
   });
   for (const route of ROUTES.routes) {
@@ -369,15 +371,16 @@ describe('alarms and dashboard', () => {
       assert.deepEqual(a.Properties.AlarmActions, [{ Ref: topicId }], id);
     }
   });
-  it('alarm on depth > 0 of every DLQ and of the projector failure queue', () => {
+  it('alarm on depth > 0 of every DLQ (the intake\'s too) and of the projector failure queue', () => {
     const depthAlarms = alarms.filter(([, a]) => a.Properties.MetricName === 'ApproximateNumberOfMessagesVisible');
     const alarmedQueues = new Set(depthAlarms.map(([, a]) => refsIn(a.Properties.Dimensions)).flatMap((s) => [...s]));
-    const expected = [...ROUTES.routes.map((r) => queueNamed(json, r.deadLetterQueue)[0])];
+    const expected = [...ROUTES.routes.map((r) => queueNamed(json, r.deadLetterQueue)[0]),
+      queueNamed(json, ROUTES.intake.deadLetterQueue)[0]];
     const failureQueue = refId(ofType(json, 'AWS::Lambda::EventSourceMapping')
       .find(([, m]) => m.Properties.DestinationConfig)![1].Properties.DestinationConfig.OnFailure.Destination)!;
     expected.push(failureQueue);
     assert.deepEqual(alarmedQueues, new Set(expected));
-    assert.equal(depthAlarms.length, N + 1);
+    assert.equal(depthAlarms.length, N + 2);
     for (const [id, a] of depthAlarms) {
       assert.equal(a.Properties.Threshold, 0, id);
       assert.equal(a.Properties.ComparisonOperator, 'GreaterThanThreshold', id);
@@ -404,7 +407,8 @@ describe('alarms and dashboard', () => {
     assert.equal(refId(x[0][1].Properties.Dimensions[0].Value), apisId());
   });
   it('has no other alarms', () => {
-    assert.equal(alarms.length, (N + 1) + 1 + 2 * fns.length + 1);
+    // A DLQ depth alarm per route, the intake's and the projector's failure queue's.
+    assert.equal(alarms.length, (N + 2) + 1 + 2 * fns.length + 1);
   });
   it('has a pipeline dashboard', () => {
     template.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
@@ -522,14 +526,15 @@ describe('least-privilege IAM', () => {
     assert.equal(list.length, 1);
     assert.deepEqual(list[0].Condition, { StringLike: { 's3:prefix': ['orders/*'] } });
   });
-  it('object grants reach the orders/ prefix only (the API reads and signs, handlers write)', () => {
+  it('object grants reach the orders/ prefix only (the API reads and signs, handlers write), the intake\'s intake/ only', () => {
     const objectStatements = Object.values<any>(json.Resources)
       .filter((r) => r.Type === 'AWS::IAM::Policy')
       .flatMap((r) => r.Properties.PolicyDocument.Statement)
       .filter((s: any) => asArray(s.Action).some((a: string) => a === 's3:GetObject' || a === 's3:PutObject'));
-    assert.ok(objectStatements.length >= 5, `${objectStatements.length}`);
+    assert.ok(objectStatements.length >= 6, `${objectStatements.length}`);
     for (const s of objectStatements) {
-      assert.deepEqual(s.Resource, { 'Fn::Join': ['', [{ 'Fn::GetAtt': [bucketId, 'Arn'] }, '/orders/*']] });
+      const prefix = s.Sid === 'IntakeArchive' ? '/intake/*' : '/orders/*';
+      assert.deepEqual(s.Resource, { 'Fn::Join': ['', [{ 'Fn::GetAtt': [bucketId, 'Arn'] }, prefix]] });
     }
   });
   it('orders-projector: stream read, read-model writes, PutEvents on the bus, SendMessage to its failure queue', () => {

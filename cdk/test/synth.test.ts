@@ -49,9 +49,11 @@ function synthToDir(settings: Partial<OrdersourceSettings>): { dir: string; repo
 const EXPECTED_ACKS: Record<string, RegExp> = {
   // dynamodb:ListStreams (projector) and X-Ray's PutTraceSegments/PutTelemetryRecords
   // (active tracing, every function) cannot be scoped.
-  'AwsSolutions-IAM5[Resource::*]': /^Ordersource\/(OrdersApi|OrdersProjector|Handler-[a-z]+)Role\//,
+  'AwsSolutions-IAM5[Resource::*]': /^Ordersource\/(OrdersApi|OrdersProjector|OrdersIntake|Handler-[a-z]+)Role\//,
   // <documents bucket ARN>/* object resources (orders-api reads, handlers write).
   'AwsSolutions-IAM5[Resource::<DocumentsBucket9EC9DEB9.Arn>/orders/*]': /^Ordersource\/(OrdersApi|Handler-[a-z]+)Role\//,
+  // <documents bucket ARN>/intake/* (orders-intake archives each accepted message).
+  'AwsSolutions-IAM5[Resource::<DocumentsBucket9EC9DEB9.Arn>/intake/*]': /^Ordersource\/OrdersIntakeRole\//,
   // The tables `orders rebuild` creates beside the read model table (orders-api reads,
   // the projector writes whichever the live-table pointer names).
   'AwsSolutions-IAM5[Resource::<ReadModelTableE615DA28.Arn>-rebuild-*]': /^Ordersource\/(OrdersApi|OrdersProjector)Role\//,
