@@ -10,6 +10,7 @@ use axum::{
     response::Response,
 };
 use backend::StoreError;
+use chrono::{DateTime, NaiveDateTime, Utc};
 use events_schema::{ChainHash, Command, Envelope, Order, OrderId, Status, hash_of};
 use maud::{Markup, html};
 use serde_json::{Map, Value};
@@ -113,29 +114,58 @@ pub(super) async fn page(State(app): State<App>, Path(raw): Path<String>, uri: U
         Ok(None) => return not_found(&format!("No order has the id {id}.")),
         Err(e) => return layout::ok(layout::unavailable("the order", &e)),
     };
-    // Without JavaScript, the time travel form asks for ?version=N.
-    let version = uri
-        .query()
-        .and_then(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(q).ok())
-        .and_then(|pairs| {
-            pairs
-                .into_iter()
-                .find(|(k, _)| k == "version")
-                .and_then(|(_, v)| v.parse::<u64>().ok())
-        });
-    full_page(&app, &shown, version, None).await
+    // Without JavaScript, the time travel forms ask for ?version=N or ?at=TIME.
+    full_page(&app, &shown, AsOf::parse(&uri), None).await
 }
 
-async fn full_page(
-    app: &App,
-    shown: &Shown,
-    version: Option<u64>,
-    note: Option<Markup>,
-) -> Response {
+/// Which past state the time travel shows: the one stored with a version, or with the
+/// latest event at or before a time (`GET /orders/{id}?version=` and `?at=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AsOf {
+    Version(u64),
+    At(DateTime<Utc>),
+}
+
+impl AsOf {
+    /// `?version=N`, or `?at=` as RFC 3339 or as a `datetime-local` field sends it
+    /// (`2026-01-31T08:00[:00]`, read as UTC, as the page shows times).
+    fn parse(uri: &Uri) -> Option<Self> {
+        let pairs: Vec<(String, String)> = uri
+            .query()
+            .and_then(|q| serde_urlencoded::from_str(q).ok())
+            .unwrap_or_default();
+        let get = |name: &str| {
+            pairs
+                .iter()
+                .find(|(k, v)| k == name && !v.trim().is_empty())
+                .map(|(_, v)| v.trim())
+        };
+        if let Some(at) = get("at") {
+            let parsed = DateTime::parse_from_rfc3339(at)
+                .map(|t| t.to_utc())
+                .ok()
+                .or_else(|| {
+                    ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"]
+                        .iter()
+                        .find_map(|f| NaiveDateTime::parse_from_str(at, f).ok())
+                        .map(|t| t.and_utc())
+                });
+            return parsed.map(AsOf::At);
+        }
+        get("version")
+            .and_then(|v| v.parse().ok())
+            .map(AsOf::Version)
+    }
+}
+
+async fn full_page(app: &App, shown: &Shown, past: Option<AsOf>, note: Option<Markup>) -> Response {
     let id = &shown.order.order_id;
-    let as_of = match version {
-        Some(v) => as_of(app, id, v).await,
-        None => as_of_markup(shown.order.version, Some(&shown.order)),
+    let (as_of, version) = match past {
+        Some(p) => as_of(app, id, p).await,
+        None => (
+            as_of_markup(AsOf::Version(shown.order.version), Some(&shown.order)),
+            None,
+        ),
     };
     let docs = documents_markup(app, id).await;
     let token = Snapshot::current(app).await.token();
@@ -230,7 +260,16 @@ fn live_part(shown: &Shown, version: Option<u64>, as_of: Markup, note: Option<Ma
                         hx-get={ "/console/orders/" (id) "/at" } hx-trigger="input changed delay:100ms, change"
                         hx-target="#as-of" hx-swap="innerHTML";
                     " "
-                    button.secondary type="submit" { "Show" }
+                    button.secondary type="submit" { "Show version" }
+                }
+                form method="get" action={ "/console/orders/" (id) } {
+                    label for="at" { "Time (UTC)" }
+                    input #at type="datetime-local" name="at" step="1"
+                        value=(local_input(o.updated_at))
+                        hx-get={ "/console/orders/" (id) "/at" } hx-trigger="change"
+                        hx-target="#as-of" hx-swap="innerHTML";
+                    " "
+                    button.secondary type="submit" { "Show time" }
                 }
                 div #as-of aria-live="polite" { (as_of) }
             }
@@ -277,7 +316,18 @@ fn action_form(id: &OrderId, action: &str, version: u64, inner: Markup) -> Marku
     }
 }
 
-/// `GET /console/orders/{id}/at?version=N`: the state stored with event N.
+/// A `datetime-local` field's value for `t` (UTC, to the second, rounded up so that the
+/// state at that time includes the event at `t`).
+fn local_input(t: DateTime<Utc>) -> String {
+    let up = if t.timestamp_subsec_nanos() > 0 {
+        t + chrono::Duration::seconds(1)
+    } else {
+        t
+    };
+    up.format("%Y-%m-%dT%H:%M:%S").to_string()
+}
+
+/// `GET /console/orders/{id}/at?version=N` or `?at=TIME`: the state then.
 pub(super) async fn at_version(
     State(app): State<App>,
     Path(raw): Path<String>,
@@ -287,34 +337,49 @@ pub(super) async fn at_version(
         Ok(id) => id,
         Err(e) => return not_found(&e),
     };
-    let version = uri
-        .query()
-        .and_then(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(q).ok())
-        .and_then(|p| p.into_iter().find(|(k, _)| k == "version"))
-        .and_then(|(_, v)| v.parse::<u64>().ok())
-        .unwrap_or(1);
-    layout::ok(as_of(&app, &id, version).await)
+    let past = AsOf::parse(&uri).unwrap_or(AsOf::Version(1));
+    layout::ok(as_of(&app, &id, past).await.0)
 }
 
-async fn as_of(app: &App, id: &OrderId, version: u64) -> Markup {
-    match app.commands.events.at_version(id, version).await {
-        Ok(found) => as_of_markup(version, found.as_ref()),
-        Err(e) => layout::unavailable(&format!("version {version}"), &e),
+/// The state at `past` and the version it is the state of (for the slider).
+async fn as_of(app: &App, id: &OrderId, past: AsOf) -> (Markup, Option<u64>) {
+    let events = &app.commands.events;
+    let found = match past {
+        AsOf::Version(v) => events.at_version(id, v).await,
+        AsOf::At(t) => events.at_time(id, t).await,
+    };
+    match found {
+        Ok(found) => {
+            let version = found.as_ref().map(|o| o.version);
+            (as_of_markup(past, found.as_ref()), version)
+        }
+        Err(e) => (layout::unavailable("that state", &e), None),
     }
 }
 
-fn as_of_markup(version: u64, order: Option<&Order>) -> Markup {
+fn as_of_markup(past: AsOf, order: Option<&Order>) -> Markup {
     html! {
-        @match order {
-            Some(o) => {
+        @match (order, past) {
+            (Some(o), AsOf::Version(version)) => {
                 p { "State at version " (version) ": " (o.status.as_str()) }
-                dl.state {
-                    div { dt { "Description" } dd { (o.description.as_str()) } }
-                    div { dt { "Updated" } dd { (layout::time(o.updated_at)) } }
-                    @if let Some(r) = &o.reason_for_cancellation { div { dt { "Reason for cancellation" } dd { (r.as_str()) } } }
-                }
+                (past_state(o))
             },
-            None => p.note { "The order has no version " (version) "." },
+            (Some(o), AsOf::At(t)) => {
+                p { "State at " (layout::time(t)) ": version " (o.version) ", " (o.status.as_str()) }
+                (past_state(o))
+            },
+            (None, AsOf::Version(version)) => p.note { "The order has no version " (version) "." },
+            (None, AsOf::At(t)) => p.note { "The order did not exist yet at " (layout::time(t)) "." },
+        }
+    }
+}
+
+fn past_state(o: &Order) -> Markup {
+    html! {
+        dl.state {
+            div { dt { "Description" } dd { (o.description.as_str()) } }
+            div { dt { "Updated" } dd { (layout::time(o.updated_at)) } }
+            @if let Some(r) = &o.reason_for_cancellation { div { dt { "Reason for cancellation" } dd { (r.as_str()) } } }
         }
     }
 }
@@ -526,7 +591,7 @@ async fn act(
         }
     };
     if from_htmx(headers) {
-        let current = as_of_markup(shown.order.version, Some(&shown.order));
+        let current = as_of_markup(AsOf::Version(shown.order.version), Some(&shown.order));
         layout::ok(live_part(&shown, None, current, Some(done)))
     } else {
         full_page(app, &shown, None, Some(done)).await
@@ -654,9 +719,42 @@ mod tests {
     }
 
     #[test]
+    fn time_travel_reads_a_version_or_a_time_from_the_query_the_forms_send() {
+        let parse = |q: &str| AsOf::parse(&format!("/x?{q}").parse::<Uri>().expect("uri"));
+        assert_eq!(parse("version=2"), Some(AsOf::Version(2)));
+        let at = |s: &str| AsOf::At(DateTime::parse_from_rfc3339(s).expect("time").to_utc());
+        assert_eq!(
+            parse("at=2026-01-31T08:00:05"),
+            Some(at("2026-01-31T08:00:05Z"))
+        );
+        assert_eq!(
+            parse("at=2026-01-31T08:00"),
+            Some(at("2026-01-31T08:00:00Z"))
+        );
+        assert_eq!(
+            parse("at=2026-01-31T09%3A00%3A00%2B01%3A00&version=3"),
+            Some(at("2026-01-31T08:00:00Z")),
+            "a time wins over the slider's version"
+        );
+        assert_eq!(parse("version=&at="), None);
+        assert_eq!(parse("at=yesterday"), None);
+        let first = history(&[]).remove(0).order;
+        let then = as_of_markup(at("2026-01-31T08:00:05Z"), Some(&first)).into_string();
+        assert!(then.contains(": version 1, received"), "{then}");
+        let before = as_of_markup(at("2026-01-31T08:00:05Z"), None).into_string();
+        assert!(before.contains("did not exist yet"), "{before}");
+    }
+
+    #[test]
     fn the_page_escapes_what_the_order_holds_and_shows_the_state_at_a_version() {
         let s = shown(&[Command::Start]);
-        let out = live_part(&s, Some(1), as_of_markup(1, Some(&s.order)), None).into_string();
+        let out = live_part(
+            &s,
+            Some(1),
+            as_of_markup(AsOf::Version(1), Some(&s.order)),
+            None,
+        )
+        .into_string();
         assert!(out.contains("a &lt;b&gt;desk&lt;/b&gt;"), "{out}");
         assert!(!out.contains("<b>desk"), "{out}");
         assert!(
@@ -664,7 +762,7 @@ mod tests {
             "{out}"
         );
         let first = history(&[]).remove(0).order;
-        let at = as_of_markup(1, Some(&first)).into_string();
+        let at = as_of_markup(AsOf::Version(1), Some(&first)).into_string();
         assert!(at.contains("State at version 1: received"), "{at}");
     }
 }

@@ -81,6 +81,15 @@ async fn every_console_page_is_html_with_the_console_navigation_and_unknown_api_
     assert!(!order.contains("broken link"), "{order}");
     let at = app.get("/console/orders/C-1/at?version=1").await.text;
     assert!(at.contains("State at version 1: received"), "{at}");
+    let started_at = app.events("C-1").await[1]["occurredAt"]
+        .as_str()
+        .expect("occurredAt")
+        .to_owned();
+    let then = app
+        .get(&format!("/console/orders/C-1/at?at={started_at}"))
+        .await
+        .text;
+    assert!(then.contains(": version 2, inprocess"), "{then}");
 
     let page = app.get("/").await.text;
     let htmx = page
