@@ -62,14 +62,12 @@ export class OrdersDev {
     }
   }
 
-  /** The end of the service's log, for failure messages. */
+  /** The end of the service's log (kept after the data directory is removed). */
   logTail(chars = 4000): string {
-    try {
-      return readFileSync(this.logPath, 'utf8').slice(-chars);
-    } catch {
-      return '(no log)';
-    }
+    return (this.finalLog ?? readLog(this.logPath)).slice(-chars);
   }
+
+  private finalLog?: string;
 
   /**
    * SIGTERM (so an instrumented binary writes its coverage profile) and waits for the exit;
@@ -99,8 +97,8 @@ export class OrdersDev {
       child.kill('SIGKILL');
       await exited;
     }
-    const tail = this.logTail();
     this.cleanUp();
+    const tail = this.logTail();
     if (!inTime) {
       throw new Error(`orders dev did not stop within ${SHUTDOWN_TIMEOUT_MS} ms of SIGTERM\nlog:\n${tail}`);
     }
@@ -110,19 +108,22 @@ export class OrdersDev {
   }
 
   private cleanUp(): void {
+    this.finalLog = readLog(this.logPath);
     if (!process.env.BROWSER_KEEP_DATA) rmSync(this.dataDir, { recursive: true, force: true });
+  }
+}
+
+function readLog(logPath: string): string {
+  try {
+    return readFileSync(logPath, 'utf8');
+  } catch {
+    return '(no log)';
   }
 }
 
 /** Reads the `listening on http://127.0.0.1:PORT` line, within a deadline. */
 function firstLine(child: ChildProcess, bin: string, logPath: string): Promise<string> {
-  const log = () => {
-    try {
-      return readFileSync(logPath, 'utf8').slice(-4000);
-    } catch {
-      return '';
-    }
-  };
+  const log = () => readLog(logPath).slice(-4000);
   return new Promise((resolve, reject) => {
     const lines = createInterface({ input: child.stdout! });
     const timer = setTimeout(
