@@ -12,7 +12,7 @@ use crate::App;
 
 pub(super) async fn page(State(app): State<App>) -> Response {
     let snapshot = Snapshot::current(&app).await;
-    let rate = app.console.hub.commands_per_second();
+    let rate = rate(&app);
     let main = html! {
         h1 { "Overview" }
         (overview(&snapshot, rate))
@@ -28,8 +28,16 @@ pub(super) async fn page(State(app): State<App>) -> Response {
 /// The overview alone, for htmx to swap in when it changed.
 pub(super) async fn fragment(State(app): State<App>) -> Response {
     let snapshot = Snapshot::current(&app).await;
-    let rate = app.console.hub.commands_per_second();
+    let rate = rate(&app);
     layout::ok(overview(&snapshot, rate))
+}
+
+/// This server's command rate; none in the API Lambda, where each instance would count
+/// only the requests it happened to serve.
+fn rate(app: &App) -> Option<f64> {
+    app.pipeline
+        .is_some()
+        .then(|| app.console.hub.commands_per_second())
 }
 
 fn figure(f: &Figure, unit: &str) -> Markup {
@@ -42,7 +50,7 @@ fn figure(f: &Figure, unit: &str) -> Markup {
     }
 }
 
-pub(super) fn overview(s: &Snapshot, commands_per_second: f64) -> Markup {
+pub(super) fn overview(s: &Snapshot, commands_per_second: Option<f64>) -> Markup {
     html! {
         div #overview hx-get="/console/overview" hx-trigger="console:refresh from:body, console:rate from:body" hx-swap="outerHTML" {
             div.grid {
@@ -68,7 +76,12 @@ pub(super) fn overview(s: &Snapshot, commands_per_second: f64) -> Markup {
                 dl.figures {
                     div {
                         dt { "Commands per second" }
-                        dd { (format!("{commands_per_second:.1}")) " " span.note { "(accepted by this server, last 10 s)" } }
+                        dd {
+                            @match commands_per_second {
+                                Some(r) => { (format!("{r:.1}")) " " span.note { "(accepted by this server, last 10 s)" } },
+                                None => span.note { "not available in Lambda (see the Commands metric in CloudWatch)" },
+                            }
+                        }
                     }
                     div {
                         dt { "Projector lag" }
@@ -140,7 +153,7 @@ mod tests {
                 },
             ],
         };
-        let out = overview(&s, 12.34).into_string();
+        let out = overview(&s, Some(12.34)).into_string();
         for text in [
             "<caption>Orders by status</caption>",
             "<caption>Queues</caption>",
