@@ -9,7 +9,8 @@ use std::{sync::Arc, time::Duration};
 use backend::{
     Append, AppendError, BusEntry, ChangeFeed, Claim, Document, DocumentStore, EventPublisher,
     EventStore, Head, IN_PROGRESS_EXPIRY, IdempotencyKey, IdempotencyRecord, IdempotencyStore,
-    LedgerKey, ListQuery, ParkedRecords, QueueMessage, Queues, ReadModel, SavedResponse,
+    IntakeArchive, LedgerKey, ListQuery, ParkedRecords, QueueMessage, Queues, ReadModel,
+    SavedResponse,
 };
 use chrono::{TimeZone, Utc};
 use events_schema::{
@@ -27,6 +28,7 @@ pub struct Fixture {
     pub publisher: Arc<dyn EventPublisher>,
     pub queues: Arc<dyn Queues>,
     pub documents: Arc<dyn DocumentStore>,
+    pub intake_archive: Arc<dyn IntakeArchive>,
     pub parked: Arc<dyn ParkedRecords>,
     /// The EventBridge `Source` the backend's rules match.
     pub source: String,
@@ -1037,6 +1039,94 @@ pub async fn a_message_received_max_receive_count_times_is_dead_lettered_and_red
     assert_eq!((stats.in_flight, stats.dead_letters), (1, 0));
 }
 
+pub async fn the_intake_queue_takes_messages_and_dead_letters_at_once_with_the_reason(f: Fixture) {
+    let intake = &route_table().intake;
+    let queue = intake.queue.clone();
+    f.queues
+        .send(&queue, &[r#"{"channel":"atm"}"#.to_owned()])
+        .await
+        .expect("send");
+    let got = receive_all(
+        &f,
+        &queue,
+        1,
+        Duration::from_secs(30),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(got.len(), 1);
+    f.queues
+        .dead_letter(
+            &queue,
+            &got[0].body,
+            "400 Bad Request: Missing required field: requestId",
+        )
+        .await
+        .expect("dead-letter at once");
+    f.queues
+        .delete(&queue, &[got[0].receipt_handle.clone()])
+        .await
+        .expect("delete");
+    let dead = f.queues.dead_letters(&queue).await.expect("dead letters");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].body, r#"{"channel":"atm"}"#);
+    assert_eq!(
+        dead[0].last_error.as_deref(),
+        Some("400 Bad Request: Missing required field: requestId")
+    );
+    let stats = f.queues.stats(&queue).await.expect("stats");
+    assert_eq!(
+        (stats.visible, stats.in_flight, stats.dead_letters),
+        (0, 0, 1)
+    );
+}
+
+pub async fn accepted_intake_messages_are_archived_apart_from_the_orders_documents(f: Fixture) {
+    let atm = events_schema::Channel::parse("atm").expect("channel");
+    let web = events_schema::Channel::parse("web").expect("channel");
+    let request = events_schema::RequestId::parse("T17-000042").expect("request id");
+    let message = r#"{"channel":"atm","requestId":"T17-000042","command":"place","body":{"descripcion":"Caja ñ"}}"#;
+    assert_eq!(
+        f.intake_archive
+            .archived(&atm, &request)
+            .await
+            .expect("read"),
+        None
+    );
+    f.intake_archive
+        .archive(&atm, &request, message)
+        .await
+        .expect("archive");
+    // A redelivery archives the same bytes again.
+    f.intake_archive
+        .archive(&atm, &request, message)
+        .await
+        .expect("archive again");
+    assert_eq!(
+        f.intake_archive
+            .archived(&atm, &request)
+            .await
+            .expect("read")
+            .as_deref(),
+        Some(message)
+    );
+    assert_eq!(
+        f.intake_archive
+            .archived(&web, &request)
+            .await
+            .expect("read"),
+        None,
+        "the same request id on another channel is another request"
+    );
+    // No order's documents include it, whatever the order is called.
+    for id in ["intake", "atm", "T17-000042"] {
+        assert!(
+            f.documents.list(&oid(id)).await.expect("list").is_empty(),
+            "{id}"
+        );
+    }
+}
+
 pub async fn a_dead_letter_says_why_and_is_redriven_alone(f: Fixture) {
     let route = route_table().route(Status::Canceled).expect("a route");
     let queue = route.queue.clone();
@@ -1253,6 +1343,7 @@ mod backends {
                 publisher: e.bus.clone(),
                 queues: e.queues.clone(),
                 documents: e.documents.clone(),
+                intake_archive: e.documents.clone(),
                 parked: e.parked.clone(),
                 source: routes.source.clone(),
                 _guard: Box::new((Arc::new(e), dir)),
@@ -1272,6 +1363,7 @@ mod backends {
                 publisher: ports.publisher,
                 queues: ports.queues,
                 documents: ports.documents,
+                intake_archive: aws.documents.clone(),
                 parked: ports.parked,
                 source: aws.config.event_source.clone(),
                 _guard: Box::new(()),
@@ -1306,6 +1398,8 @@ macro_rules! every_backend {
             queues_hide_received_messages_until_deleted_or_their_visibility_ends,
             a_message_received_max_receive_count_times_is_dead_lettered_and_redriven,
             a_dead_letter_says_why_and_is_redriven_alone,
+            the_intake_queue_takes_messages_and_dead_letters_at_once_with_the_reason,
+            accepted_intake_messages_are_archived_apart_from_the_orders_documents,
             documents_are_kept_per_order_listed_by_name_and_read_back,
             a_document_link_names_the_document_and_its_expiry_or_there_is_none,
         );
