@@ -200,40 +200,60 @@ fn ensure_ticker(app: &App) {
     let app = app.clone();
     tokio::spawn(async move {
         let hub = app.console.hub.clone();
-        let mut shutdown = app.console.shutdown.clone();
-        let mut last = String::new();
-        let mut idle_since: Option<Instant> = None;
         loop {
-            let stopping = async {
-                match shutdown.as_mut() {
-                    Some(s) => {
-                        let _ = s.wait_for(|down| *down).await;
-                    }
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                () = tokio::time::sleep(TICK) => {}
-                () = stopping => break,
-            }
-            if hub.changes.receiver_count() == 0 {
-                let since = *idle_since.get_or_insert_with(Instant::now);
-                if since.elapsed() >= IDLE_STOP {
-                    break;
-                }
-                continue;
-            }
-            idle_since = None;
-            let rate = hub.commands_per_second();
-            let token = format!("{}-{:.1}", Snapshot::current(&app).await.token(), rate);
-            if token != last {
-                // No receiver left between the check and now: nothing to tell.
-                let _ = hub.changes.send(token.clone());
-                last = token;
+            let stop = tick_until_stopped(&app).await;
+            hub.ticking.store(false, Ordering::Release);
+            // A stream that subscribed while this ticker was stopping for lack of listeners
+            // found it still running: go on for it.
+            let wanted = stop == Stop::Idle && hub.changes.receiver_count() > 0;
+            if !wanted || hub.ticking.swap(true, Ordering::AcqRel) {
+                break;
             }
         }
-        hub.ticking.store(false, Ordering::Release);
     });
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Shutdown,
+    Idle,
+}
+
+/// The ticker's loop, until shutdown or [`IDLE_STOP`] without listeners.
+async fn tick_until_stopped(app: &App) -> Stop {
+    let hub = &app.console.hub;
+    let mut shutdown = app.console.shutdown.clone();
+    let mut last = String::new();
+    let mut idle_since: Option<Instant> = None;
+    loop {
+        let stopping = async {
+            match shutdown.as_mut() {
+                Some(s) => {
+                    let _ = s.wait_for(|down| *down).await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(TICK) => {}
+            () = stopping => return Stop::Shutdown,
+        }
+        if hub.changes.receiver_count() == 0 {
+            let since = *idle_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= IDLE_STOP {
+                return Stop::Idle;
+            }
+            continue;
+        }
+        idle_since = None;
+        let rate = hub.commands_per_second();
+        let token = format!("{}-{:.1}", Snapshot::current(app).await.token(), rate);
+        if token != last {
+            // No receiver left between the check and now: nothing to tell.
+            let _ = hub.changes.send(token.clone());
+            last = token;
+        }
+    }
 }
 
 /// `GET /console/events`: `hello` with the current token, then `changed` with each new
