@@ -137,6 +137,30 @@ test('time slider: version 1 shows received', async ({ page, api, snap }) => {
   await expect(field(page, 'Status')).toHaveText('completed');
 });
 
+test('time field: the state at the moment the order was placed is received, and before it there was no order', async ({
+  page,
+  api,
+  snap,
+}) => {
+  const order = await api.place('Garden gate, time travel by time');
+  const placedAt = Date.parse(order.createdAt);
+  // The field is to the second (UTC): wait for the clock to leave the second the order was
+  // placed in, so that the later events fall after the time read back.
+  const placedSecond = Math.floor(placedAt / 1000) * 1000;
+  await expect.poll(() => Date.now(), { timeout: 3_000 }).toBeGreaterThan(placedSecond + 1_050);
+  await api.transition(order.orderId, 'start');
+  await api.transition(order.orderId, 'complete');
+  await openOrder(page, order.orderId);
+
+  const timeTravel = section(page, 'Time travel');
+  const field = (t: number) => new Date(t).toISOString().slice(0, 19);
+  await timeTravel.getByLabel('Time (UTC)').fill(field(placedSecond + 1_000));
+  await expect(timeTravel).toContainText(/version 1, received/);
+  await snap('time-travel-by-time');
+  await timeTravel.getByLabel('Time (UTC)').fill(field(placedSecond - 60_000));
+  await expect(timeTravel).toContainText(/did not exist yet/);
+});
+
 test('the order page works from the keyboard: Tab to "Start" and press Enter', async ({ page, api }) => {
   const order = await api.place('Window frames, keyboard only');
   await openOrder(page, order.orderId);

@@ -10,6 +10,7 @@ export interface Order {
   status: string;
   version: number;
   description: string;
+  createdAt: string;
 }
 
 /** Setup and checks through the service's real HTTP API (the same one clients use). */
