@@ -79,3 +79,37 @@ async fn in_lambda_the_event_stream_is_one_hello_with_a_retry_and_the_overview_s
     assert!(overview.contains("not available in Lambda"), "{overview}");
     assert!(overview.contains("<caption>Queues</caption>"), "{overview}");
 }
+
+#[tokio::test]
+async fn a_live_stream_says_hello_then_ends_when_the_shutdown_signal_flips() {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let e = support::embedded(dir.path());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let app = router(App::new(&e.ports(), events_schema::route_table()).with_shutdown(stopped));
+    let res = app.oneshot(get("/console/events")).await.expect("served");
+    assert_eq!(res.status(), 200);
+    let mut body = res.into_body();
+    let first = body
+        .frame()
+        .await
+        .expect("a first frame")
+        .expect("readable")
+        .into_data()
+        .expect("data");
+    assert!(
+        String::from_utf8_lossy(&first).starts_with("event: hello\n"),
+        "{first:?}"
+    );
+    stop.send(true).expect("signal");
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        // Whatever comes before the end (a keep-alive, a change) is read past.
+        while let Some(frame) = body.frame().await {
+            frame.expect("readable");
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream ended on the shutdown signal");
+}
