@@ -33,8 +33,9 @@ pub(super) async fn page(State(app): State<App>) -> Response {
         html! {
             h1 { "Audit" }
             p { "Checks each order's stored history as an outside auditor would: versions without gaps, the hash chain, the state stored with each event, and the read model against the fold of the events. The same check as " code { "orders audit verify" } "." }
+            p.note { "Verifying all orders reads the whole store: on a large one the request may reach the server's time limit; " code { "orders audit verify" } " runs the same check without one." }
             @if available {
-                form.search method="post" action="/console/audit" hx-post="/console/audit" hx-target="#audit-result" hx-swap="innerHTML" {
+                form.search method="post" action="/console/audit" hx-post="/console/audit" hx-disabled-elt="find button" hx-target="#audit-result" hx-swap="innerHTML" {
                     div {
                         label for="audit-order" { "Order id" }
                         input #audit-order type="text" name="order" autocomplete="off";
@@ -63,6 +64,11 @@ pub(super) async fn verify(State(app): State<App>, body: Bytes) -> Response {
         return layout::ok(
             html! { p.alert role="alert" { "The audit is not available in this process." } },
         );
+    };
+    let Ok(_slot) = app.console.audit_slot.try_acquire() else {
+        return layout::ok(html! {
+            p.alert role="alert" { "An audit is already running in this server; try again when it has finished." }
+        });
     };
     let started = Instant::now();
     let mut findings: Vec<Finding> = Vec::new();

@@ -85,7 +85,7 @@ async fn queue_section(app: &App, queue: &str, note: Option<Markup>) -> Markup {
                 Ok(messages) => {
                     (table(queue, &messages))
                     form method="post" action={ "/console/dead-letters/" (queue) "/redrive" }
-                        hx-post={ "/console/dead-letters/" (queue) "/redrive" }
+                        hx-post={ "/console/dead-letters/" (queue) "/redrive" } hx-disabled-elt="find button"
                         hx-target={ "#queue-" (queue) } hx-swap="outerHTML"
                         hx-confirm={ "Move every dead letter of " (queue) " (" (messages.len()) ") back to the queue?" } {
                         button type="submit" { "Redrive all" }
@@ -127,7 +127,7 @@ fn table(queue: &str, messages: &[QueueMessage]) -> Markup {
                             td { (m.last_error.as_deref().unwrap_or("not recorded")) }
                             td {
                                 form method="post" action={ "/console/dead-letters/" (queue) "/redrive" }
-                                    hx-post={ "/console/dead-letters/" (queue) "/redrive" }
+                                    hx-post={ "/console/dead-letters/" (queue) "/redrive" } hx-disabled-elt="find button"
                                     hx-target={ "#queue-" (queue) } hx-swap="outerHTML"
                                     hx-confirm={ "Move message " (m.message_id) " back to " (queue) "?" } {
                                     input type="hidden" name="message" value=(m.message_id);

@@ -45,6 +45,8 @@ pub(crate) struct Console {
     pub(crate) queue_names: Vec<String>,
     pub(crate) hub: Arc<Hub>,
     pub(crate) audit: Option<Arc<backend::audit::Verifier>>,
+    /// One audit at a time per process: a second click waits for nothing, it is told.
+    pub(crate) audit_slot: Arc<tokio::sync::Semaphore>,
     /// Flips to `true` when the server shuts down; `None` where nothing shuts the process
     /// down gracefully with open streams (the API Lambda answers one event and ends).
     pub(crate) shutdown: Option<watch::Receiver<bool>>,
@@ -58,6 +60,7 @@ impl Console {
             queue_names,
             hub: Arc::new(Hub::default()),
             audit: None,
+            audit_slot: Arc::new(tokio::sync::Semaphore::new(1)),
             shutdown: None,
         }
     }

@@ -309,7 +309,7 @@ fn actions(o: &Order) -> Markup {
 fn action_form(id: &OrderId, action: &str, version: u64, inner: Markup) -> Markup {
     let url = format!("/console/orders/{id}/{action}");
     html! {
-        form method="post" action=(url) hx-post=(url) hx-target="#order-live" hx-swap="outerHTML" {
+        form method="post" action=(url) hx-post=(url) hx-disabled-elt="find button" hx-target="#order-live" hx-swap="outerHTML" {
             input type="hidden" name="version" value=(version);
             (inner)
         }
