@@ -71,14 +71,22 @@ pub(crate) async fn begin(
     let Some(key) = key else {
         return Ok(Begin::Proceed(None));
     };
-    claim(store, LedgerKey::api(actor, key), fingerprint()).await
+    claim(
+        store,
+        LedgerKey::api(actor, key),
+        fingerprint(),
+        crate::service::IDEMPOTENCY_TTL,
+    )
+    .await
 }
 
-/// Claims `key` for a request with `fingerprint`: the API's keys and the intake's alike.
+/// Claims `key` for a request with `fingerprint`, its outcome to be kept for `ttl`: the
+/// API's keys and the intake's alike.
 pub(crate) async fn claim(
     store: &Arc<dyn IdempotencyStore>,
     key: LedgerKey,
     fingerprint: String,
+    ttl: chrono::Duration,
 ) -> Result<Begin, CommandError> {
     match store
         .claim(&key, &fingerprint, crate::service::now())
@@ -86,7 +94,11 @@ pub(crate) async fn claim(
     {
         Claim::Acquired => Ok(Begin::Proceed(Some(ClaimGuard {
             store: store.clone(),
-            claimed: Claimed { key, fingerprint },
+            claimed: Claimed {
+                key,
+                fingerprint,
+                ttl,
+            },
             armed: true,
         }))),
         Claim::Replay(saved) => Ok(Begin::Replay(saved)),

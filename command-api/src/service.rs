@@ -18,8 +18,8 @@ use events_schema::{
 
 use crate::request::{IfMatch, PlaceRequest};
 
-/// How long a saved response answers retries with the same idempotency key.
-const IDEMPOTENCY_TTL: chrono::Duration = chrono::Duration::hours(24);
+/// How long a saved response answers retries with the same `Idempotency-Key`.
+pub(crate) const IDEMPOTENCY_TTL: chrono::Duration = chrono::Duration::hours(24);
 /// Version races are resolved by retrying; this many in a row means sustained contention.
 const MAX_ATTEMPTS: usize = 64;
 /// After a lost race, a retry waits a random time up to this, doubled after each further
@@ -95,6 +95,8 @@ impl From<Rejection> for CommandError {
 pub(crate) struct Claimed {
     pub(crate) key: backend::LedgerKey,
     pub(crate) fingerprint: String,
+    /// How long the saved response answers repeats of the key.
+    pub(crate) ttl: chrono::Duration,
 }
 
 impl Claimed {
@@ -103,7 +105,7 @@ impl Claimed {
             key: self.key.clone(),
             fingerprint: self.fingerprint.clone(),
             response,
-            expires_at: now + IDEMPOTENCY_TTL,
+            expires_at: now + self.ttl,
         }
     }
 }

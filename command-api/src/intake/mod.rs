@@ -53,6 +53,10 @@ use crate::{
 /// redelivery of that very message is not a duplicate from the channel.
 const FIRST_MESSAGE_ID: &str = "intake-message-id";
 
+/// How long a request id is remembered once applied: as long as SQS may keep a message
+/// (its longest retention), so that no copy still queued can apply the command again.
+const REQUEST_TTL: chrono::Duration = chrono::Duration::days(14);
+
 /// One message of the intake queue, as received.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IntakeDelivery {
@@ -291,6 +295,7 @@ impl Intake {
             &self.commands.idempotency,
             key.clone(),
             fingerprint(&message),
+            REQUEST_TTL,
         )
         .await;
         let guard = match claimed {
