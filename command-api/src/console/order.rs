@@ -6,7 +6,7 @@
 use axum::{
     body::Bytes,
     extract::{Path, State},
-    http::{HeaderMap, HeaderValue, StatusCode, Uri, header},
+    http::{HeaderMap, HeaderValue, StatusCode, Uri},
     response::Response,
 };
 use backend::StoreError;
@@ -517,6 +517,7 @@ async fn act(
     let Some(version) = field(&form, "version").and_then(|v| v.parse::<u64>().ok()) else {
         return message(
             headers,
+            &id,
             "The page sent no version; reload it and try again.",
         );
     };
@@ -528,6 +529,7 @@ async fn act(
             if reason.is_empty() {
                 return message(
                     headers,
+                    &id,
                     "A reason is required to cancel; nothing was changed.",
                 );
             }
@@ -540,7 +542,7 @@ async fn act(
     };
     let command = match command {
         Ok(c) => c,
-        Err(e) => return message(headers, &format!("{e}; nothing was changed.")),
+        Err(e) => return message(headers, &id, &format!("{e}; nothing was changed.")),
     };
     // The same bytes the JSON API would have received, for the write's fingerprint.
     let raw_body = serde_json::to_vec(&json).unwrap_or_default();
@@ -567,19 +569,21 @@ async fn act(
             };
             return message(
                 headers,
+                &id,
                 &format!(
                     "This order changed meanwhile{now}; reload to see it. Nothing was changed."
                 ),
             );
         }
-        Err(e) => return message(headers, &format!("{e}; nothing was changed.")),
+        Err(e) => return message(headers, &id, &format!("{e}; nothing was changed.")),
     }
     let shown = match read(app, &id).await {
         Ok(Some(s)) => s,
-        Ok(None) => return message(headers, "The order is gone; reload the page."),
+        Ok(None) => return message(headers, &id, "The order is gone; reload the page."),
         Err(e) => {
             return message(
                 headers,
+                &id,
                 &format!("Done, but the order could not be read back: {e}"),
             );
         }
@@ -600,7 +604,7 @@ async fn act(
 
 /// An inline message in place of the action's result, the page left as it was (htmx), or
 /// a small page saying it (a form post without JavaScript).
-fn message(headers: &HeaderMap, text: &str) -> Response {
+fn message(headers: &HeaderMap, id: &OrderId, text: &str) -> Response {
     let alert = html! { p.alert role="alert" { (text) } };
     if from_htmx(headers) {
         let mut r = layout::ok(alert);
@@ -609,19 +613,16 @@ fn message(headers: &HeaderMap, text: &str) -> Response {
         h.insert("hx-reswap", HeaderValue::from_static("innerHTML"));
         r
     } else {
-        let mut r = layout::ok(layout::page(
+        layout::ok(layout::page(
             "Not done",
             Section::Orders,
             "",
             html! {
                 h1 { "Not done" }
                 (alert)
-                p { "Go back to the order and reload it." }
+                p { a href={ "/console/orders/" (id) } { "Back to order " (id) } }
             },
-        ));
-        r.headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        r
+        ))
     }
 }
 

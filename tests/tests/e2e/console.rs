@@ -233,6 +233,28 @@ async fn actions_use_the_shown_version_and_a_stale_page_gets_changed_meanwhile()
         (Some("inprocess"), Some(2))
     );
 
+    // Without JavaScript the form post gets a whole page saying so, with the way back.
+    let plain = app
+        .post_with(
+            "/console/orders/C-2/start",
+            "version=1",
+            &[
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("sec-fetch-site", "same-origin"),
+            ],
+        )
+        .await;
+    assert_eq!(plain.status, 200, "{}", plain.text);
+    assert!(plain.text.contains("<h1>Not done</h1>"), "{}", plain.text);
+    assert!(plain.text.contains("changed meanwhile"), "{}", plain.text);
+    assert!(
+        plain
+            .text
+            .contains(r#"<a href="/console/orders/C-2">Back to order C-2</a>"#),
+        "{}",
+        plain.text
+    );
+
     // A page of another site cannot make the browser act.
     let cross = app
         .post_with(
