@@ -49,9 +49,17 @@ fn carried(body: &str) -> Carried {
                 _ => Some(kind),
             }
         }
-        None => text(v.get("command"))
-            .or_else(|| text(v.get("type")))
-            .map(|c| format!("intake: {c}")),
+        // An intake message: the command, from which channel, under which request id.
+        None => text(v.get("command")).map(|c| {
+            let mut what = format!("intake: {c}");
+            if let Some(channel) = text(v.get("channel")) {
+                what.push_str(&format!(" from {channel}"));
+            }
+            if let Some(request) = text(v.get("requestId")) {
+                what.push_str(&format!(" (request {request})"));
+            }
+            what
+        }),
     };
     Carried { order_id, event }
 }
@@ -198,10 +206,10 @@ mod tests {
         );
         assert_eq!(carried("not json"), Carried::default());
         assert_eq!(
-            carried(r#"{"command":"place","orderId":"ORD-2"}"#),
+            carried(r#"{"channel":"web","requestId":"r-1","command":"place","orderId":"ORD-2"}"#),
             Carried {
                 order_id: Some("ORD-2".into()),
-                event: Some("intake: place".into()),
+                event: Some("intake: place from web (request r-1)".into()),
             }
         );
     }
