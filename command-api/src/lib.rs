@@ -28,7 +28,10 @@ use backend::{
 use events_schema::RouteTable;
 
 pub use guard::LocalGuard;
-pub use intake::{Intake, IntakeCounters, IntakeCounts, IntakeDelivery, lambda as intake_lambda};
+pub use intake::{
+    Intake, IntakeCounters, IntakeCounts, IntakeDelivery, fingerprint as intake_fingerprint,
+    lambda as intake_lambda,
+};
 pub use routes::{Actor, TraceHeader, openapi, router};
 
 /// What the API needs from a backend.

@@ -241,7 +241,9 @@ impl Intake {
             }
             Outcome::Duplicate { first_message_id } => {
                 c.duplicates.fetch_add(1, Ordering::Relaxed);
+                // Both ids on the line itself: Lambda's JSON log leaves the span out.
                 tracing::warn!(
+                    message_id = %delivery.message_id,
                     first_message_id = %first_message_id,
                     "duplicate intake request (its channel and request id came before); deleted"
                 );
@@ -475,8 +477,10 @@ fn parse(message: &IntakeMessage) -> Result<Parsed, ApiError> {
 }
 
 /// What makes the same request: the command, its order, its expected version and its body
-/// (as canonical JSON), not the channel and request id (the key) nor the formatting.
-fn fingerprint(message: &IntakeMessage) -> String {
+/// (as canonical JSON), not the channel and request id (the key) nor the formatting. Two
+/// messages with the same channel and request id but another fingerprint are a request id
+/// reused for another command.
+pub fn fingerprint(message: &IntakeMessage) -> String {
     let target = format!(
         "{}@{}",
         message.order_id.as_deref().unwrap_or(""),

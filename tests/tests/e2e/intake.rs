@@ -4,16 +4,27 @@
 //! `/health`) and with `orders dlq list|redrive --queue order-intake`. A valid place (the
 //! Spanish shape) and a start are applied with their channel, a duplicate is counted and
 //! deleted, an invalid message is dead-lettered at once with its reason, and a message that
-//! fails on its first receive is retried and applied once.
+//! fails on its first receive is retried and applied once. And the `orders-intake` Lambda
+//! binary itself, fed a mixed SQS batch through a Runtime API emulator.
 
 use std::{path::Path, process::Output, time::Duration};
 
+use backend::{
+    Claim, EventStore, IdempotencyStore, IntakeArchive, LedgerKey, Queues,
+    aws::{
+        AwsConfig,
+        config::{ENV_DOCUMENTS_BUCKET, ENV_EVENTS_TABLE, ENV_LEDGER_TABLE, ENV_QUEUE_PREFIX},
+    },
+};
 use e2e::{
     TestApp,
     audit::{aws_prefix, bootstrap_aws, count_in_log, explain, json_lines, orders_on_aws, stdout},
     moto, orders_bin, wait_for, wait_until,
 };
+use events_schema::{Channel, OrderId, RequestId, route_table};
 use serde_json::{Value, json};
+
+use crate::lambda_runtime::{ACCOUNT, Function, REGION, lambda_bin};
 
 const TIMEOUT: Duration = Duration::from_secs(40);
 /// A message whose body holds this fails on its first receive (the intake's test hook).
@@ -255,4 +266,156 @@ async fn intake_messages_are_applied_once_deduplicated_dead_lettered_or_retried_
         "Retiro de tarjeta en cajero"
     );
     assert_eq!(archived.json["channel"], "atm");
+}
+
+/// An SQS event (Lambda's shape) of intake messages `(message id, body)`, each received once.
+fn intake_event(queue: &str, messages: &[(&str, &str)]) -> Value {
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|(id, body)| {
+            json!({
+                "messageId": id,
+                "receiptHandle": format!("receipt-{id}"),
+                "body": body,
+                "attributes": {
+                    "ApproximateReceiveCount": "1",
+                    "SentTimestamp": chrono::Utc::now().timestamp_millis().to_string(),
+                    "SenderId": "AIDAIENQZJOLO23YVJ4VO",
+                    "ApproximateFirstReceiveTimestamp": chrono::Utc::now().timestamp_millis().to_string(),
+                },
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": format!("arn:aws:sqs:{REGION}:{ACCOUNT}:{queue}"),
+                "awsRegion": REGION,
+            })
+        })
+        .collect();
+    json!({ "Records": records })
+}
+
+/// The `orders-intake` binary started as Lambda starts it (Runtime API emulator) on a moto
+/// deployment, fed SQS batches: a valid place, a duplicate of it, an invalid message and
+/// one whose request another delivery still holds; only that one is a batch item failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_intake_function_fails_only_the_passing_failure_of_a_mixed_sqs_batch() {
+    let aws =
+        crate::aws_requests::connect(AwsConfig::prefixed(&crate::aws_requests::prefix())).await;
+    aws.bootstrap(route_table())
+        .await
+        .expect("bootstrap on moto");
+    let c = &aws.config;
+    let mut intake = Function::start(
+        &lambda_bin("orders-intake"),
+        "OrdersIntake",
+        256,
+        moto::endpoint(),
+        &[
+            (ENV_EVENTS_TABLE, c.events_table.clone()),
+            (ENV_LEDGER_TABLE, c.ledger_table.clone()),
+            (ENV_DOCUMENTS_BUCKET, c.documents_bucket.clone()),
+            (ENV_QUEUE_PREFIX, c.queue_prefix.clone()),
+        ],
+    )
+    .await;
+    let queue = c.queue_name(&route_table().intake.queue);
+    let place = r#"{"channel":"atm","requestId":"T-1","command":"place","body":{"orderId":"LAMBDA-1","descripcion":"Retiro en cajero"}}"#;
+    let first = intake
+        .invoke(intake_event(&queue, &[("m-0", place)]))
+        .await
+        .response();
+    assert_eq!(
+        first,
+        json!({ "batchItemFailures": [] }),
+        "{}",
+        intake.log()
+    );
+
+    // Another delivery of W-busy (the same command) holds its claim: an invocation still
+    // running elsewhere.
+    let busy = r#"{"channel":"web","requestId":"W-busy","command":"place","body":{"description":"waits"}}"#;
+    let busy_key = LedgerKey::intake(
+        &Channel::parse("web").expect("channel"),
+        &RequestId::parse("W-busy").expect("request id"),
+    );
+    let fingerprint =
+        command_api::intake_fingerprint(&serde_json::from_str(busy).expect("a message"));
+    let held = aws
+        .ledger
+        .claim(&busy_key, &fingerprint, chrono::Utc::now())
+        .await
+        .expect("claim");
+    assert_eq!(held, Claim::Acquired);
+    let invalid = r#"{"channel":"mobile","requestId":"M-1","command":"start","orderId":"LAMBDA-1","body":{"extra":true}}"#;
+    let answer = intake
+        .invoke(intake_event(
+            &queue,
+            &[
+                ("m-1", place),
+                ("m-2", invalid),
+                ("m-3", busy),
+                (
+                    "m-4",
+                    r#"{"channel":"atm","requestId":"T-2","command":"start","orderId":"LAMBDA-1"}"#,
+                ),
+            ],
+        ))
+        .await
+        .response();
+    assert_eq!(
+        answer,
+        json!({ "batchItemFailures": [{ "itemIdentifier": "m-3" }] }),
+        "{}",
+        intake.log()
+    );
+    let order = OrderId::parse("LAMBDA-1").expect("id");
+    let events = aws
+        .events
+        .events(&order, 0, 10)
+        .await
+        .expect("events")
+        .items;
+    assert_eq!(events.len(), 2, "placed once, then started");
+    assert!(
+        events
+            .iter()
+            .all(|e| e.metadata.channel.as_deref() == Some("atm"))
+    );
+    assert_eq!(events[0].metadata.causation_id.as_deref(), Some("m-0"));
+    let dead = aws
+        .queues
+        .dead_letters(&route_table().intake.queue)
+        .await
+        .expect("dead letters");
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].body, invalid);
+    assert!(
+        dead[0]
+            .last_error
+            .as_deref()
+            .is_some_and(|r| r.starts_with("400 Bad Request")),
+        "{dead:?}"
+    );
+    let archived = aws
+        .documents
+        .archived(
+            &Channel::parse("atm").expect("channel"),
+            &RequestId::parse("T-1").expect("request id"),
+        )
+        .await
+        .expect("read");
+    assert_eq!(archived.as_deref(), Some(place));
+    let log = intake.log();
+    assert!(
+        log.contains("duplicate intake request") && log.contains("m-0") && log.contains("m-1"),
+        "{log}"
+    );
+    let duplicates = log
+        .lines()
+        .filter(|l| l.contains("\"Duplicates\"") && l.contains("IntakeRequest"))
+        .count();
+    assert_eq!(
+        duplicates, 1,
+        "one EMF Duplicates sample of kind IntakeRequest\n{log}"
+    );
 }
