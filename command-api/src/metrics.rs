@@ -43,6 +43,27 @@ pub(crate) fn samples(backend: Vec<Metric>, pipeline: Option<&PipelineState>) ->
     samples
 }
 
+/// The intake queue this process polls (its depth, in-flight and dead letters, labelled like
+/// the route queues'), and what became of its messages.
+pub(crate) fn intake_samples(queue: &QueueStats, counts: crate::IntakeCounts) -> Vec<Metric> {
+    let mut samples = queue_gauges(std::slice::from_ref(queue));
+    for (outcome, value) in [
+        ("applied", counts.applied),
+        ("duplicate", counts.duplicates),
+        ("invalid", counts.invalid),
+        ("failed", counts.failed),
+    ] {
+        samples.push(Metric {
+            name: "orders_intake_messages_total",
+            help: "Intake messages by outcome: applied (once per channel request id), duplicate (deleted), invalid (dead-lettered at once), failed (left to be retried).",
+            kind: MetricKind::Counter,
+            labels: vec![("outcome", outcome.to_owned())],
+            value: value as f64,
+        });
+    }
+    samples
+}
+
 fn queue_gauges(queues: &[QueueStats]) -> Vec<Metric> {
     let gauge = |name, help, queue: &QueueStats, value: u64| Metric {
         name,

@@ -771,7 +771,7 @@ async fn order_document(
 }
 
 #[utoipa::path(get, path = "/health", tag = "operations",
-    description = "The pipeline's state: projector lag, parked records and, per route queue, depth, in-flight and dead letters.",
+    description = "The pipeline's state: projector lag, parked records and, per route queue, depth, in-flight and dead letters; where this process polls the intake queue, its depth, in-flight, dead letters and messages by outcome.",
     responses((status = 200, body = Health), (status = 503, body = Problem, content_type = "application/problem+json")))]
 async fn health(State(app): State<App>) -> Result<Json<Health>, ApiError> {
     let intake = match &app.intake {
@@ -804,7 +804,7 @@ async fn health(State(app): State<App>) -> Result<Json<Health>, ApiError> {
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4";
 
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    description = "Prometheus text exposition format 0.0.4: the backend's own counters, the projector lag and, per route queue, depth, in-flight and dead letters (where this process drives the pipeline), and the process's CPU seconds.",
+    description = "Prometheus text exposition format 0.0.4: the backend's own counters, the projector lag and, per route queue and the intake queue, depth, in-flight and dead letters, intake messages by outcome (where this process drives the pipeline), and the process's CPU seconds.",
     responses(
         (status = 200, description = "The metrics", body = String, content_type = "text/plain; version=0.0.4"),
         (status = 503, body = Problem, content_type = "application/problem+json"),
@@ -814,7 +814,11 @@ async fn metrics(State(app): State<App>) -> Result<Response, ApiError> {
         Some(p) => Some(p.state().await?),
         None => None,
     };
-    let samples = metrics::samples(app.telemetry.metrics(), pipeline.as_ref());
+    let mut samples = metrics::samples(app.telemetry.metrics(), pipeline.as_ref());
+    if let Some(source) = &app.intake {
+        let queue = source.queues.stats(&source.queue).await?;
+        samples.extend(metrics::intake_samples(&queue, source.counters.read()));
+    }
     let mut r = metrics::render(&samples).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -400,7 +400,7 @@ async fn a_batch_mixing_all_four_outcomes_fails_only_the_passing_failure() {
 }
 
 #[tokio::test]
-async fn health_reports_the_intake_queue_and_its_counts_where_this_process_polls_it() {
+async fn health_and_metrics_report_the_intake_queue_and_its_counts_where_this_process_polls_it() {
     let f = fixture();
     assert!(
         f.intake
@@ -426,6 +426,18 @@ async fn health_reports_the_intake_queue_and_its_counts_where_this_process_polls
     assert_eq!(intake["duplicates"], 1);
     assert_eq!(intake["applied"], 1);
     assert_eq!(intake["deadLetters"], 0);
+    let req = http::Request::get("/metrics")
+        .body(axum::body::Body::empty())
+        .expect("request");
+    let metrics = send(&app, req).await.text;
+    for line in [
+        "orders_intake_messages_total{outcome=\"applied\"} 1",
+        "orders_intake_messages_total{outcome=\"duplicate\"} 1",
+        "orders_intake_messages_total{outcome=\"invalid\"} 0",
+        "orders_queue_depth{queue=\"order-intake\"} 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
     let without = support::app_on(&f.ports);
     let req = http::Request::get("/health")
         .body(axum::body::Body::empty())
