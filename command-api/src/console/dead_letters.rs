@@ -5,8 +5,8 @@
 use axum::{
     body::Bytes,
     extract::{Path, State},
-    http::StatusCode,
-    response::Response,
+    http::{StatusCode, Uri},
+    response::{IntoResponse, Response},
 };
 use backend::QueueMessage;
 use maud::{Markup, html};
@@ -83,11 +83,27 @@ pub(super) async fn page(State(app): State<App>) -> Response {
 }
 
 async fn queue_section(app: &App, queue: &str, note: Option<Markup>) -> Markup {
-    let listed = app.console.queues.dead_letters(queue).await;
     html! {
         section #{ "queue-" (queue) } aria-labelledby={ "h-" (queue) } {
             h2 #{ "h-" (queue) } { (queue) }
             div role="status" { @if let Some(n) = note { (n) } }
+            (messages(app, queue).await)
+        }
+    }
+}
+
+/// A queue's dead letters and its "Redrive all". It refreshes itself when the page hears of
+/// a change, asking with the count it shows: the answer is empty (204, nothing swapped)
+/// while the dead-letter queue still holds that many, so that an unrelated change costs a
+/// `stats` and not a listing (on SQS a listing is a receive, which counts against each
+/// message's receive count).
+async fn messages(app: &App, queue: &str) -> Markup {
+    let listed = app.console.queues.dead_letters(queue).await;
+    let shown = listed.as_ref().map_or(0, Vec::len);
+    html! {
+        div #{ "dead-" (queue) }
+            hx-get={ "/console/dead-letters/" (queue) "/messages?shown=" (shown) }
+            hx-trigger="console:refresh from:body" hx-swap="outerHTML" {
             @match listed {
                 Ok(messages) if messages.is_empty() => p.note { "No dead letters." },
                 Ok(messages) => {
@@ -103,6 +119,32 @@ async fn queue_section(app: &App, queue: &str, note: Option<Markup>) -> Markup {
             }
         }
     }
+}
+
+/// `GET /console/dead-letters/{queue}/messages?shown=N`: the list again, or 204 when the
+/// dead-letter queue still holds the `N` messages the page shows.
+pub(super) async fn refresh(
+    State(app): State<App>,
+    Path(queue): Path<String>,
+    uri: Uri,
+) -> Response {
+    if !app.console.queue_names.contains(&queue) {
+        return layout::html(
+            StatusCode::NOT_FOUND,
+            html! { p.alert role="alert" { "No queue " (queue) " here." } },
+        );
+    }
+    let shown = uri
+        .query()
+        .and_then(|q| serde_urlencoded::from_str::<Vec<(String, u64)>>(q).ok())
+        .and_then(|pairs| pairs.into_iter().find(|(k, _)| k == "shown"))
+        .map(|(_, n)| n);
+    if let (Some(shown), Ok(stats)) = (shown, app.console.queues.stats(&queue).await)
+        && stats.dead_letters == shown
+    {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    layout::ok(messages(&app, &queue).await)
 }
 
 fn table(queue: &str, messages: &[QueueMessage]) -> Markup {

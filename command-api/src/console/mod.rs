@@ -93,6 +93,10 @@ pub(crate) fn routes() -> Router<App> {
             get(order::document),
         )
         .route("/console/dead-letters", get(dead_letters::page))
+        .route(
+            "/console/dead-letters/{queue}/messages",
+            get(dead_letters::refresh),
+        )
         .route("/console/audit", get(audit::page))
         .route("/console/events", get(live::events))
         .route("/console/static/{file}", get(assets::serve))

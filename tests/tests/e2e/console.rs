@@ -336,6 +336,16 @@ async fn a_poison_message_is_listed_with_its_error_and_redriven_from_the_page() 
         "received 5 times: {page}"
     );
     let message = first_message_id(&page);
+    // The live refresh asks with the count it shows: nothing new, nothing sent.
+    let same = app
+        .get("/console/dead-letters/order-received/messages?shown=1")
+        .await;
+    assert_eq!(same.status, 204, "{}", same.text);
+    let stale = app
+        .get("/console/dead-letters/order-received/messages?shown=0")
+        .await;
+    assert_eq!(stale.status, 200);
+    assert!(stale.text.contains(message), "{}", stale.text);
     let moved = console_post(
         &app,
         "/console/dead-letters/order-received/redrive",
