@@ -29,7 +29,7 @@ export function rowNamed(table: Locator, name: string): Locator {
   return table.getByRole('row', { name: new RegExp(`^\\s*${escape(name)}(\\s|$)`) });
 }
 
-export function escape(text: string): string {
+function escape(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 

@@ -34,12 +34,6 @@ export class Api {
     expect(response.status(), await response.text()).toBe(200);
     return ((await response.json()) as { order: Order }).order;
   }
-
-  async documents(id: string): Promise<string[]> {
-    const response = await this.request.get(`/orders/${encodeURIComponent(id)}/documents`);
-    expect(response.status(), await response.text()).toBe(200);
-    return ((await response.json()) as { items: { name: string }[] }).items.map((d) => d.name);
-  }
 }
 
 interface Fixtures {
