@@ -99,8 +99,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn asset_urls_change_with_their_content_and_name_the_htmx_version() {
+    fn asset_urls_name_the_htmx_version_and_carry_a_digest_of_the_content() {
         assert!(htmx_url().starts_with("/console/static/htmx-2.0.11.min.js?v="));
+        let digest = hex::encode(Sha256::digest(STYLE.body.as_bytes()));
+        assert_eq!(
+            style_url(),
+            format!("/console/static/console.css?v={}", &digest[..12])
+        );
         assert_ne!(script_url(), style_url());
         assert!(HTMX.body.contains("htmx"), "the vendored file is htmx");
         assert!(LICENCE.body.contains("Zero-Clause BSD"));
