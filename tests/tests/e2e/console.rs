@@ -486,3 +486,49 @@ async fn on_the_aws_backend_the_console_counts_orders_checks_the_chain_redrives_
         all.text
     );
 }
+
+/// The API Lambda as API Gateway invokes it (a Runtime API emulator, moto behind it): the
+/// console only with `ORDERS_CONSOLE=enabled`, its stream one `hello` with a retry delay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_lambda_serves_the_console_only_when_the_deployment_turns_it_on() {
+    use crate::lambda_edge::{api_function_with, deployment, http_event};
+
+    let aws = deployment().await;
+    let mut off = api_function_with(&aws, &[]).await;
+    let answer = off
+        .invoke(http_event("GET", "/console", &[], None))
+        .await
+        .response();
+    assert_eq!(answer["statusCode"], 404, "{answer}");
+
+    let prefix = aws.config.queue_prefix.clone();
+    let mut on = api_function_with(
+        &aws,
+        &[
+            ("ORDERS_CONSOLE", "enabled".to_owned()),
+            ("ORDERS_QUEUE_PREFIX", prefix),
+        ],
+    )
+    .await;
+    let overview = on
+        .invoke(http_event("GET", "/", &[], None))
+        .await
+        .response();
+    assert_eq!(overview["statusCode"], 200, "{overview}");
+    let html = overview["body"].as_str().unwrap_or_default();
+    assert!(html.contains("<h1>Overview</h1>"), "{html}");
+    assert!(html.contains("not available in Lambda"), "{html}");
+    // The queues are read through the deployment's names (prefix included).
+    assert!(
+        html.contains(r#"<th scope="row">order-received</th><td class="num">0</td>"#),
+        "{html}"
+    );
+    let stream = on
+        .invoke(http_event("GET", "/console/events", &[], None))
+        .await
+        .response();
+    assert_eq!(stream["statusCode"], 200, "{stream}");
+    let body = stream["body"].as_str().unwrap_or_default();
+    assert!(body.starts_with("event: hello\n"), "{body}");
+    assert!(body.contains("retry: 5000"), "{body}");
+}

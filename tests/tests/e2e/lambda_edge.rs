@@ -40,7 +40,7 @@ const PROJECTOR_MEMORY_MB: u32 = 256;
 const HANDLER_MEMORY_MB: u32 = 256;
 
 /// A fresh deployment on moto: every resource created, as `orders aws bootstrap` does.
-async fn deployment() -> Aws {
+pub(crate) async fn deployment() -> Aws {
     let aws = connect(AwsConfig::prefixed(&prefix())).await;
     aws.bootstrap(route_table())
         .await
@@ -49,18 +49,25 @@ async fn deployment() -> Aws {
 }
 
 async fn api_function(aws: &Aws) -> Function {
+    api_function_with(aws, &[]).await
+}
+
+/// The API function with `extra` environment variables (a deployment setting).
+pub(crate) async fn api_function_with(aws: &Aws, extra: &[(&str, String)]) -> Function {
     let c = &aws.config;
+    let mut env = vec![
+        (ENV_EVENTS_TABLE, c.events_table.clone()),
+        (ENV_READ_MODEL_TABLE, c.read_model_table.clone()),
+        (ENV_LEDGER_TABLE, c.ledger_table.clone()),
+        (ENV_DOCUMENTS_BUCKET, c.documents_bucket.clone()),
+    ];
+    env.extend_from_slice(extra);
     Function::start(
         &lambda_bin("orders-api"),
         "OrdersApi",
         API_MEMORY_MB,
         moto::endpoint(),
-        &[
-            (ENV_EVENTS_TABLE, c.events_table.clone()),
-            (ENV_READ_MODEL_TABLE, c.read_model_table.clone()),
-            (ENV_LEDGER_TABLE, c.ledger_table.clone()),
-            (ENV_DOCUMENTS_BUCKET, c.documents_bucket.clone()),
-        ],
+        &env,
     )
     .await
 }
@@ -101,7 +108,12 @@ async fn handler_function(aws: &Aws, handler: &str) -> Function {
 // ---- Real-shaped events.
 
 /// An API Gateway HTTP API (payload format 2.0) request event.
-fn http_event(method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Value {
+pub(crate) fn http_event(
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Value {
     let (raw_path, query) = path.split_once('?').unwrap_or((path, ""));
     let mut all: serde_json::Map<String, Value> = headers
         .iter()
