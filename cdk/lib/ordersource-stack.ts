@@ -585,15 +585,15 @@ export class OrdersourceStack extends Stack {
 
   /**
    * The console in the API function (consoleEnabled): it serves the console's routes, and
-   * reads each route queue's depth and dead letters and redrives them (the `Queues` port:
-   * GetQueueAttributes, Receive/Delete/ChangeMessageVisibility on the DLQ, SendMessage to
-   * the queue).
+   * reads each route queue's and the intake queue's depth and dead letters and redrives them
+   * (the `Queues` port: GetQueueAttributes, Receive/Delete/ChangeMessageVisibility on the
+   * DLQ, SendMessage to the queue).
    */
   private enableConsole(): void {
     const fn = this.apiFunction;
     fn.addEnvironment(ENV.console, 'enabled');
     fn.addEnvironment(ENV.queuePrefix, this.settings.queueNamePrefix);
-    for (const r of this.routeResources) {
+    for (const r of [...this.routeResources, this.intakeResources]) {
       r.queue.grant(fn, 'sqs:GetQueueUrl', 'sqs:GetQueueAttributes');
       r.queue.grantSendMessages(fn);
       r.dlq.grantConsumeMessages(fn);

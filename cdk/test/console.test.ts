@@ -42,7 +42,7 @@ describe('the console, off by default', () => {
   });
 
   it('gives the API function no access to the queues', () => {
-    for (const route of ROUTES.routes) {
+    for (const route of [...ROUTES.routes, ROUTES.intake]) {
       assert.deepEqual(sqsActionsOn(json, route.queue), [], route.queue);
       assert.deepEqual(sqsActionsOn(json, route.deadLetterQueue), [], route.deadLetterQueue);
     }
@@ -70,11 +70,11 @@ describe('the console, turned on', () => {
     assert.equal(vars.ORDERS_QUEUE_PREFIX, 'stg-');
   });
 
-  it('lets the API function read each queue, take dead letters off its DLQ and send them back', () => {
-    for (const route of ROUTES.routes) {
+  it('lets the API function read each queue (the intake queue too), take dead letters off its DLQ and send them back', () => {
+    for (const route of [...ROUTES.routes, ROUTES.intake]) {
       const queue = sqsActionsOn(json, `stg-${route.queue}`);
       for (const a of ['sqs:GetQueueAttributes', 'sqs:GetQueueUrl', 'sqs:SendMessage']) assert.ok(queue.includes(a), `${a} on ${route.queue}: ${queue}`);
-      assert.ok(!queue.includes('sqs:ReceiveMessage'), `no ReceiveMessage on ${route.queue}: the handlers consume it`);
+      assert.ok(!queue.includes('sqs:ReceiveMessage'), `no ReceiveMessage on ${route.queue}: its handler consumes it`);
       const dlq = sqsActionsOn(json, `stg-${route.deadLetterQueue}`);
       for (const a of ['sqs:ReceiveMessage', 'sqs:DeleteMessage', 'sqs:ChangeMessageVisibility', 'sqs:GetQueueAttributes']) {
         assert.ok(dlq.includes(a), `${a} on ${route.deadLetterQueue}: ${dlq}`);
