@@ -37,11 +37,12 @@ async fn every_resource_is_created_and_named_from_the_config() {
         format!("event bus {}", config.event_bus),
         format!("bucket {}", config.documents_bucket),
     ];
-    for route in &route_table().routes {
-        expected.push(format!("queue {}", config.queue_name(&route.queue)));
+    // The route queues and the intake queue, each with its dead-letter queue.
+    for declared in route_table().queues() {
+        expected.push(format!("queue {}", config.queue_name(declared.queue)));
         expected.push(format!(
             "queue {}",
-            config.queue_name(&route.dead_letter_queue)
+            config.queue_name(declared.dead_letter_queue)
         ));
     }
     // The projector's on-failure destination, where the stream's records are parked.

@@ -618,8 +618,9 @@ async fn commands_on_an_unknown_order_are_404() {
 #[tokio::test]
 async fn unknown_routes_are_404_problems() {
     let app = app_with_order().await;
+    // `/` is the operator console's overview (tests/tests/e2e/console.rs).
     for path in [
-        "/",
+        "/index.html",
         "/order",
         "/orders/V-1/ship",
         "/orders/V-1/events/1",
