@@ -29,6 +29,38 @@ impl S3Documents {
     pub fn new(client: aws_sdk_s3::Client, bucket: String) -> Self {
         Self { client, bucket }
     }
+
+    /// The object at `key` with its content type, `None` if there is none.
+    async fn object(
+        &self,
+        key: String,
+        context: &'static str,
+    ) -> Result<Option<(Option<String>, Vec<u8>)>, StoreError> {
+        let result = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await;
+        let out = match result {
+            Ok(out) => out,
+            Err(err) => {
+                return match err.into_service_error() {
+                    GetObjectError::NoSuchKey(_) => Ok(None),
+                    other => Err(sdk_error(context, other)),
+                };
+            }
+        };
+        let body = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| StoreError::new(context, e))?
+            .into_bytes()
+            .to_vec();
+        Ok(Some((out.content_type, body)))
+    }
 }
 
 #[async_trait]
@@ -93,38 +125,15 @@ impl DocumentStore for S3Documents {
         if !Document::valid_name(name) {
             return Ok(None);
         }
-        let result = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(format!("{}{name}", prefix(order_id)))
-            .send()
-            .await;
-        let out = match result {
-            Ok(out) => out,
-            Err(err) => {
-                return match err.into_service_error() {
-                    GetObjectError::NoSuchKey(_) => Ok(None),
-                    other => Err(sdk_error("reading a document", other)),
-                };
-            }
-        };
-        let content_type = out
-            .content_type
-            .clone()
-            .unwrap_or_else(|| "application/octet-stream".into());
-        let body = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| StoreError::new("reading a document", e))?
-            .into_bytes()
-            .to_vec();
-        Ok(Some(Document {
-            name: name.to_owned(),
-            content_type,
-            body,
-        }))
+        let key = format!("{}{name}", prefix(order_id));
+        Ok(self
+            .object(key, "reading a document")
+            .await?
+            .map(|(content_type, body)| Document {
+                name: name.to_owned(),
+                content_type: content_type.unwrap_or_else(|| "application/octet-stream".into()),
+                body,
+            }))
     }
 
     /// A presigned `GetObject` of the document, after a `HeadObject` that tells a missing
@@ -193,29 +202,11 @@ impl IntakeArchive for S3Documents {
         channel: &Channel,
         request_id: &RequestId,
     ) -> Result<Option<String>, StoreError> {
-        let result = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(intake_archive_key(channel, request_id))
-            .send()
-            .await;
-        let out = match result {
-            Ok(out) => out,
-            Err(err) => {
-                return match err.into_service_error() {
-                    GetObjectError::NoSuchKey(_) => Ok(None),
-                    other => Err(sdk_error("reading an archived intake message", other)),
-                };
-            }
-        };
-        let body = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| StoreError::new("reading an archived intake message", e))?
-            .into_bytes();
-        Ok(Some(String::from_utf8_lossy(&body).into_owned()))
+        let key = intake_archive_key(channel, request_id);
+        Ok(self
+            .object(key, "reading an archived intake message")
+            .await?
+            .map(|(_, body)| String::from_utf8_lossy(&body).into_owned()))
     }
 }
 

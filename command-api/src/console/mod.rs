@@ -69,9 +69,7 @@ impl Console {
 /// The console's routes, merged into the API's router.
 pub(crate) fn routes() -> Router<App> {
     let writes = Router::new()
-        .route("/console/orders/{id}/start", post(order::start))
-        .route("/console/orders/{id}/complete", post(order::complete))
-        .route("/console/orders/{id}/cancel", post(order::cancel))
+        .route("/console/orders/{id}/{action}", post(order::action))
         .route(
             "/console/dead-letters/{queue}/redrive",
             post(dead_letters::redrive),

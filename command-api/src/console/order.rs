@@ -11,7 +11,7 @@ use axum::{
 };
 use backend::StoreError;
 use chrono::{DateTime, NaiveDateTime, Utc};
-use events_schema::{ChainHash, Command, Envelope, Order, OrderId, Status, hash_of};
+use events_schema::{ChainBreak, Command, Envelope, Order, OrderId, Status, verify_chain};
 use maud::{Markup, html};
 use serde_json::{Map, Value};
 
@@ -57,7 +57,9 @@ async fn read(app: &App, id: &OrderId) -> Result<Option<Shown>, StoreError> {
 }
 
 /// Whether each event links to the one before it: its `prevHash` is the previous event's
-/// `hash` (64 zeros for the first), and its `hash` is that of its own content.
+/// `hash` (64 zeros for the first), and its `hash` is that of its own content. Judged by
+/// the audit's own check ([`events_schema::verify_chain`]), each break shown on the event it
+/// names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Link {
     Linked,
@@ -65,23 +67,28 @@ enum Link {
 }
 
 fn chain(events: &[Envelope]) -> Vec<Link> {
-    let mut prev = ChainHash::GENESIS;
-    events
+    let raw: Vec<String> = events
         .iter()
-        .map(|e| {
-            let link = if e.prev_hash != prev {
-                Link::Broken(format!(
-                    "prevHash is not the previous event's hash ({prev})"
-                ))
-            } else if hash_of(e) != e.hash {
-                Link::Broken("hash does not match the event's content".into())
-            } else {
-                Link::Linked
+        .map(|e| serde_json::to_string(e).unwrap_or_default())
+        .collect();
+    let mut links = vec![Link::Linked; events.len()];
+    for broken in verify_chain(raw.iter().map(String::as_str)) {
+        let index = match &broken {
+            ChainBreak::HashMismatch { version, .. }
+            | ChainBreak::PrevHashMismatch { version, .. } => {
+                events.iter().position(|e| e.version == *version)
+            }
+            ChainBreak::VersionGap { found, .. } => events.iter().position(|e| e.version == *found),
+            ChainBreak::Unreadable { index, .. } => index.checked_sub(1),
+        };
+        if let Some(link) = index.and_then(|i| links.get_mut(i)) {
+            *link = match std::mem::replace(link, Link::Linked) {
+                Link::Linked => Link::Broken(broken.to_string()),
+                Link::Broken(before) => Link::Broken(format!("{before}; {broken}")),
             };
-            prev = e.hash;
-            link
-        })
-        .collect()
+        }
+    }
+    links
 }
 
 fn order_id(raw: &str) -> Result<OrderId, String> {
@@ -461,34 +468,21 @@ fn field<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-pub(super) async fn start(
+/// `POST /console/orders/{id}/{start|complete|cancel}`: the page's action buttons.
+pub(super) async fn action(
     State(app): State<App>,
-    Path(raw): Path<String>,
+    Path((raw, action)): Path<(String, String)>,
     ctx: WriteContext,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    act(&app, &raw, ctx, &headers, &body, Act::Start).await
-}
-
-pub(super) async fn complete(
-    State(app): State<App>,
-    Path(raw): Path<String>,
-    ctx: WriteContext,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    act(&app, &raw, ctx, &headers, &body, Act::Complete).await
-}
-
-pub(super) async fn cancel(
-    State(app): State<App>,
-    Path(raw): Path<String>,
-    ctx: WriteContext,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    act(&app, &raw, ctx, &headers, &body, Act::Cancel).await
+    let action = match action.as_str() {
+        "start" => Act::Start,
+        "complete" => Act::Complete,
+        "cancel" => Act::Cancel,
+        other => return not_found(&format!("There is no action {other:?} on an order.")),
+    };
+    act(&app, &raw, ctx, &headers, &body, action).await
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -630,7 +624,7 @@ fn message(headers: &HeaderMap, id: &OrderId, text: &str) -> Response {
 mod tests {
     use chrono::Utc;
     use events_schema::{
-        Description, EventContext, Metadata, PlaceOrder, Recorded, decide, record,
+        ChainHash, Description, EventContext, Metadata, PlaceOrder, Recorded, decide, record,
     };
 
     use super::*;
@@ -683,7 +677,7 @@ mod tests {
         let links = chain(&s.events);
         assert_eq!(links[0], Link::Linked);
         assert!(
-            matches!(&links[1], Link::Broken(why) if why.contains("content")),
+            matches!(&links[1], Link::Broken(why) if why.contains("does not match the recomputed")),
             "{links:?}"
         );
         assert!(
