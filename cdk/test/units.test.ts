@@ -99,6 +99,7 @@ describe('settings', () => {
       queueNamePrefix: '',
       rustLog: 'info',
       documentLinkExpirySeconds: 900,
+      consoleEnabled: false,
     });
   });
   it('rejects values AWS would reject', () => {
