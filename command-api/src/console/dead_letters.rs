@@ -92,7 +92,9 @@ async fn queue_section(app: &App, queue: &str, note: Option<Markup>) -> Markup {
     }
 }
 
-/// A queue's dead letters and its "Redrive all". It refreshes itself when the page hears of
+/// A queue's dead letters and, when it holds more than one, its "Redrive all" (with one,
+/// "Redrive" is the one button of that name on the page: a person, or a script, asking
+/// for "Redrive" finds exactly it). It refreshes itself when the page hears of
 /// a change, asking with the count it shows: the answer is empty (204, nothing swapped)
 /// while the dead-letter queue still holds that many, so that an unrelated change costs a
 /// `stats` and not a listing (on SQS a listing is a receive, which counts against each
@@ -108,11 +110,13 @@ async fn messages(app: &App, queue: &str) -> Markup {
                 Ok(messages) if messages.is_empty() => p.note { "No dead letters." },
                 Ok(messages) => {
                     (table(queue, &messages))
-                    form method="post" action={ "/console/dead-letters/" (queue) "/redrive" }
-                        hx-post={ "/console/dead-letters/" (queue) "/redrive" } hx-disabled-elt="find button"
-                        hx-target={ "#queue-" (queue) } hx-swap="outerHTML"
-                        hx-confirm={ "Move every dead letter of " (queue) " (" (messages.len()) ") back to the queue?" } {
-                        button type="submit" { "Redrive all" }
+                    @if messages.len() > 1 {
+                        form method="post" action={ "/console/dead-letters/" (queue) "/redrive" }
+                            hx-post={ "/console/dead-letters/" (queue) "/redrive" } hx-disabled-elt="find button"
+                            hx-target={ "#queue-" (queue) } hx-swap="outerHTML"
+                            hx-confirm={ "Move every dead letter of " (queue) " (" (messages.len()) ") back to the queue?" } {
+                            button type="submit" { "Redrive all" }
+                        }
                     }
                 },
                 Err(e) => (layout::unavailable("the dead letters", &e)),
