@@ -284,7 +284,7 @@ fn start_pipeline(
             let poller = QueuePoller {
                 queue: route.queue.clone(),
                 queues: ports.queues.clone(),
-                handler: handler.clone(),
+                consumer: handler.clone(),
                 batch_size: route.batch_size as usize,
                 visibility_timeout: visibility,
             };
@@ -308,9 +308,11 @@ fn start_intake(
         args.visibility_timeout
             .unwrap_or(u64::from(routes.intake.visibility_timeout_seconds)),
     );
+    let consumer = Arc::new(intake.clone());
     for _ in 0..args.handler_concurrency.max(1) {
-        let poller = crate::intake::poller::IntakePoller {
-            intake: intake.clone(),
+        let poller = QueuePoller {
+            queue: routes.intake.queue.clone(),
+            consumer: consumer.clone(),
             queues: ports.queues.clone(),
             batch_size: routes.intake.batch_size as usize,
             visibility_timeout: visibility,

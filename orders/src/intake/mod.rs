@@ -4,9 +4,8 @@
 //! (`events-schema/schema/intake-message.schema.json`). Works beside a running
 //! `orders dev`, and on AWS beside the running intake Lambda.
 //!
-//! The intake queue's poller for `orders dev` is in [`poller`].
-
-pub mod poller;
+//! `orders dev` polls the intake queue with the route queues' poller
+//! (`runtime::queue`), the intake being the queue's consumer.
 
 use std::io::Read as _;
 
