@@ -24,7 +24,7 @@ use e2e::{
 use events_schema::{Channel, OrderId, RequestId, route_table};
 use serde_json::{Value, json};
 
-use crate::lambda_runtime::{ACCOUNT, Function, REGION, lambda_bin};
+use crate::lambda_runtime::{Function, lambda_bin};
 
 const TIMEOUT: Duration = Duration::from_secs(40);
 /// A message whose body holds this fails on its first receive (the intake's test hook).
@@ -270,28 +270,18 @@ async fn intake_messages_are_applied_once_deduplicated_dead_lettered_or_retried_
 
 /// An SQS event (Lambda's shape) of intake messages `(message id, body)`, each received once.
 fn intake_event(queue: &str, messages: &[(&str, &str)]) -> Value {
-    let records: Vec<Value> = messages
+    let messages: Vec<backend::QueueMessage> = messages
         .iter()
-        .map(|(id, body)| {
-            json!({
-                "messageId": id,
-                "receiptHandle": format!("receipt-{id}"),
-                "body": body,
-                "attributes": {
-                    "ApproximateReceiveCount": "1",
-                    "SentTimestamp": chrono::Utc::now().timestamp_millis().to_string(),
-                    "SenderId": "AIDAIENQZJOLO23YVJ4VO",
-                    "ApproximateFirstReceiveTimestamp": chrono::Utc::now().timestamp_millis().to_string(),
-                },
-                "messageAttributes": {},
-                "md5OfBody": "",
-                "eventSource": "aws:sqs",
-                "eventSourceARN": format!("arn:aws:sqs:{REGION}:{ACCOUNT}:{queue}"),
-                "awsRegion": REGION,
-            })
+        .map(|(id, body)| backend::QueueMessage {
+            message_id: (*id).to_owned(),
+            receipt_handle: format!("receipt-{id}"),
+            body: (*body).to_owned(),
+            receive_count: 1,
+            sent_at: chrono::Utc::now(),
+            last_error: None,
         })
         .collect();
-    json!({ "Records": records })
+    crate::lambda_edge::sqs_event(queue, &messages)
 }
 
 /// The `orders-intake` binary started as Lambda starts it (Runtime API emulator) on a moto

@@ -238,7 +238,7 @@ fn stream_event(aws: &Aws, images: &[std::collections::HashMap<String, Attribute
 }
 
 /// An SQS event (Lambda's shape) of these messages from `queue`.
-fn sqs_event(queue: &str, messages: &[QueueMessage]) -> Value {
+pub(crate) fn sqs_event(queue: &str, messages: &[QueueMessage]) -> Value {
     let records: Vec<Value> = messages
         .iter()
         .map(|m| {
