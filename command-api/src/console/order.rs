@@ -225,6 +225,7 @@ fn live_part(shown: &Shown, version: Option<u64>, as_of: Markup, note: Option<Ma
                                 th.num scope="col" { "Version" }
                                 th scope="col" { "Type" }
                                 th scope="col" { "Time" }
+                                th scope="col" { "Channel" }
                                 th scope="col" { "Actor" }
                                 th scope="col" { "Correlation id" }
                                 th scope="col" { "Hash" }
@@ -238,6 +239,9 @@ fn live_part(shown: &Shown, version: Option<u64>, as_of: Markup, note: Option<Ma
                                     td.num { (e.version) }
                                     td { (e.event.type_name()) }
                                     td { (layout::time(e.occurred_at)) }
+                                    // Where the command came in: an intake channel, or the
+                                    // HTTP API (no channel recorded).
+                                    td { (e.metadata.channel.as_deref().unwrap_or("HTTP API")) }
                                     td { (e.metadata.actor.as_deref().unwrap_or("—")) }
                                     td { code { (e.metadata.correlation_id) } }
                                     td { code.hash { (e.hash) } }
@@ -667,6 +671,16 @@ mod tests {
     fn every_link_of_an_intact_chain_is_linked() {
         let s = shown(&[Command::Start, Command::Complete]);
         assert_eq!(chain(&s.events), vec![Link::Linked; 3]);
+    }
+
+    #[test]
+    fn the_timeline_says_which_channel_each_command_came_in_through() {
+        let mut s = shown(&[Command::Start]);
+        s.events[1].metadata.channel = Some("atm".into());
+        let out = live_part(&s, None, html! {}, None).into_string();
+        assert!(out.contains(r#"<th scope="col">Channel</th>"#), "{out}");
+        assert_eq!(out.matches("<td>HTTP API</td>").count(), 1, "{out}");
+        assert_eq!(out.matches("<td>atm</td>").count(), 1, "{out}");
     }
 
     #[test]

@@ -38,6 +38,7 @@ use backend::{
     emf::{self, Origin},
 };
 use events_schema::{Command, IntakeCommand, IntakeMessage, Metadata, Order, OrderId};
+use serde_json::value::RawValue;
 use tracing::Instrument;
 
 use crate::{
@@ -195,18 +196,39 @@ impl Intake {
         self.queues.clone()
     }
 
-    /// Handles a batch in the order received (a start and a complete of one order in one
-    /// batch apply in that order); returns the messages that failed for a passing reason,
-    /// each with its error, to be retried. Every other message is done with: applied,
-    /// recognised as a duplicate, or dead-lettered as invalid.
+    /// Handles a batch: the messages of one order in the order received (a start and a
+    /// complete of one order in one batch apply in that order), different orders
+    /// concurrently (their commits then share the store's writes instead of queueing one
+    /// behind the other). Returns the messages that failed for a passing reason, each with
+    /// its error, to be retried. Every other message is done with: applied, recognised as
+    /// a duplicate, or dead-lettered as invalid.
     pub async fn handle(&self, deliveries: Vec<IntakeDelivery>) -> Vec<(String, String)> {
-        let mut failed = Vec::new();
+        let mut by_order: Vec<(Option<String>, Vec<IntakeDelivery>)> = Vec::new();
         for delivery in deliveries {
-            if let Some(error) = self.handle_one(&delivery).await {
-                failed.push((delivery.message_id, error));
+            // A message naming no order (a place without orderId, or unreadable) is alone.
+            let key = order_of(&delivery.body);
+            match by_order
+                .iter_mut()
+                .find(|(k, _)| key.is_some() && *k == key)
+            {
+                Some((_, same_order)) => same_order.push(delivery),
+                None => by_order.push((key, vec![delivery])),
             }
         }
-        failed
+        let runs = by_order.into_iter().map(|(_, same_order)| async move {
+            let mut failed = Vec::new();
+            for delivery in same_order {
+                if let Some(error) = self.handle_one(&delivery).await {
+                    failed.push((delivery.message_id, error));
+                }
+            }
+            failed
+        });
+        futures_util::future::join_all(runs)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     /// Handles one message; `Some(error)` if it is to be retried.
@@ -502,6 +524,28 @@ fn rejection(error: &ApiError) -> String {
     )
 }
 
+/// The order a message acts on, as far as a quick look tells (`orderId` of the message, or
+/// of a place's body): what orders the messages of a batch. The message is judged in full
+/// when it is handled.
+fn order_of(body: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Named<'a> {
+        #[serde(borrow, default)]
+        order_id: Option<std::borrow::Cow<'a, str>>,
+        #[serde(borrow, default)]
+        body: Option<&'a RawValue>,
+    }
+    let named: Named = serde_json::from_str(body).ok()?;
+    match named.order_id {
+        Some(id) => Some(id.into_owned()),
+        None => {
+            let body: Named = serde_json::from_str(named.body?.get()).ok()?;
+            body.order_id.map(std::borrow::Cow::into_owned)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -571,5 +615,25 @@ mod tests {
         );
         assert_eq!(fingerprint(&a), fingerprint(&b));
         assert_ne!(fingerprint(&a), fingerprint(&c));
+    }
+
+    #[test]
+    fn a_batch_is_ordered_by_the_order_each_message_names() {
+        assert_eq!(
+            order_of(r#"{"command":"start","orderId":"A-1","body":{"orderId":"B"}}"#).as_deref(),
+            Some("A-1")
+        );
+        assert_eq!(
+            order_of(r#"{"command":"place","body":{"descripcion":"d","orderId":"P-9"}}"#)
+                .as_deref(),
+            Some("P-9")
+        );
+        for alone in [
+            r#"{"command":"place","body":{"description":"a new order, named by the server"}}"#,
+            r#"{"command":"start"}"#,
+            "not json",
+        ] {
+            assert_eq!(order_of(alone), None, "{alone}");
+        }
     }
 }

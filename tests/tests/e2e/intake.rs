@@ -163,6 +163,9 @@ async fn intake_scenario(app: &TestApp, backend: &Backend<'_>) {
     let web = app.events("WEB-1").await;
     assert_eq!(web.len(), 1);
     assert_eq!(web[0]["metadata"]["channel"], "web");
+    // The console's timeline shows where each command came in.
+    let page = app.get("/console/orders/ATM-1").await.text;
+    assert_eq!(page.matches("<td>atm</td>").count(), 2, "{page}");
     // The duplicate is logged with both message ids: the first is the one that applied.
     let first_message = events[0]["metadata"]["causationId"]
         .as_str()
