@@ -38,7 +38,6 @@ use backend::{
     emf::{self, Origin},
 };
 use events_schema::{Command, IntakeCommand, IntakeMessage, Metadata, Order, OrderId};
-use serde_json::value::RawValue;
 use tracing::Instrument;
 
 use crate::{
@@ -203,22 +202,25 @@ impl Intake {
     /// its error, to be retried. Every other message is done with: applied, recognised as
     /// a duplicate, or dead-lettered as invalid.
     pub async fn handle(&self, deliveries: Vec<IntakeDelivery>) -> Vec<(String, String)> {
-        let mut by_order: Vec<(Option<String>, Vec<IntakeDelivery>)> = Vec::new();
+        type Read = (IntakeDelivery, Result<IntakeMessage, String>);
+        let mut by_order: Vec<(Option<String>, Vec<Read>)> = Vec::new();
         for delivery in deliveries {
+            // Read once, here: the message's order groups it, and it is applied as read.
+            let message = read(&delivery.body);
             // A message naming no order (a place without orderId, or unreadable) is alone.
-            let key = order_of(&delivery.body);
+            let key = message.as_ref().ok().and_then(order_of);
             match by_order
                 .iter_mut()
                 .find(|(k, _)| key.is_some() && *k == key)
             {
-                Some((_, same_order)) => same_order.push(delivery),
-                None => by_order.push((key, vec![delivery])),
+                Some((_, same_order)) => same_order.push((delivery, message)),
+                None => by_order.push((key, vec![(delivery, message)])),
             }
         }
         let runs = by_order.into_iter().map(|(_, same_order)| async move {
             let mut failed = Vec::new();
-            for delivery in same_order {
-                if let Some(error) = self.handle_one(&delivery).await {
+            for (delivery, message) in same_order {
+                if let Some(error) = self.handle_one(&delivery, message).await {
                     failed.push((delivery.message_id, error));
                 }
             }
@@ -232,14 +234,21 @@ impl Intake {
     }
 
     /// Handles one message; `Some(error)` if it is to be retried.
-    async fn handle_one(&self, delivery: &IntakeDelivery) -> Option<String> {
+    async fn handle_one(
+        &self,
+        delivery: &IntakeDelivery,
+        message: Result<IntakeMessage, String>,
+    ) -> Option<String> {
         let span = tracing::info_span!("intake", message_id = %delivery.message_id);
         async {
             let outcome = match &self.fail_marker {
                 Some(m) if delivery.receive_count <= 1 && delivery.body.contains(m.as_str()) => {
                     Outcome::Failed("test hook: fails on its first receive".into())
                 }
-                _ => self.apply(delivery).await,
+                _ => match message {
+                    Ok(message) => self.apply(delivery, message).await,
+                    Err(reason) => Outcome::Invalid(reason),
+                },
             };
             self.settle(delivery, outcome).await
         }
@@ -301,15 +310,7 @@ impl Intake {
         }
     }
 
-    async fn apply(&self, delivery: &IntakeDelivery) -> Outcome {
-        let message: IntakeMessage = match serde_json::from_str(&delivery.body) {
-            Ok(m) => m,
-            Err(e) => {
-                return Outcome::Invalid(format!(
-                    "not an intake message (see events-schema/schema/intake-message.schema.json): {e}"
-                ));
-            }
-        };
+    async fn apply(&self, delivery: &IntakeDelivery, message: IntakeMessage) -> Outcome {
         let parsed = match parse(&message) {
             Ok(p) => p,
             Err(e) => return Outcome::Invalid(rejection(&e)),
@@ -524,23 +525,27 @@ fn rejection(error: &ApiError) -> String {
     )
 }
 
-/// The order a message acts on, as far as a quick look tells (`orderId` of the message, or
-/// of a place's body): what orders the messages of a batch. The message is judged in full
-/// when it is handled.
-fn order_of(body: &str) -> Option<String> {
+/// A queue message as an intake message, or why it is not one (it is invalid).
+fn read(body: &str) -> Result<IntakeMessage, String> {
+    serde_json::from_str(body).map_err(|e| {
+        format!("not an intake message (see events-schema/schema/intake-message.schema.json): {e}")
+    })
+}
+
+/// The order a message acts on, as far as a quick look tells (its `orderId`, or a place's
+/// `orderId` in its body): what orders the messages of a batch. The body is judged in full
+/// when the message is handled.
+fn order_of(message: &IntakeMessage) -> Option<String> {
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Named<'a> {
         #[serde(borrow, default)]
         order_id: Option<std::borrow::Cow<'a, str>>,
-        #[serde(borrow, default)]
-        body: Option<&'a RawValue>,
     }
-    let named: Named = serde_json::from_str(body).ok()?;
-    match named.order_id {
-        Some(id) => Some(id.into_owned()),
+    match &message.order_id {
+        Some(id) => Some(id.clone()),
         None => {
-            let body: Named = serde_json::from_str(named.body?.get()).ok()?;
+            let body: Named = serde_json::from_str(message.body.as_ref()?.get()).ok()?;
             body.order_id.map(std::borrow::Cow::into_owned)
         }
     }
@@ -619,21 +624,24 @@ mod tests {
 
     #[test]
     fn a_batch_is_ordered_by_the_order_each_message_names() {
+        let order_key = |body: &str| read(body).ok().as_ref().and_then(order_of);
         assert_eq!(
-            order_of(r#"{"command":"start","orderId":"A-1","body":{"orderId":"B"}}"#).as_deref(),
+            order_key(r#"{"channel":"atm","requestId":"r1","command":"start","orderId":"A-1","body":{"orderId":"B"}}"#)
+                .as_deref(),
             Some("A-1")
         );
         assert_eq!(
-            order_of(r#"{"command":"place","body":{"descripcion":"d","orderId":"P-9"}}"#)
+            order_key(r#"{"channel":"atm","requestId":"r2","command":"place","body":{"descripcion":"d","orderId":"P-9"}}"#)
                 .as_deref(),
             Some("P-9")
         );
         for alone in [
-            r#"{"command":"place","body":{"description":"a new order, named by the server"}}"#,
-            r#"{"command":"start"}"#,
+            r#"{"channel":"atm","requestId":"r3","command":"place","body":{"description":"a new order, named by the server"}}"#,
+            r#"{"channel":"atm","requestId":"r4","command":"start"}"#,
+            r#"{"command":"start","orderId":"A-1"}"#,
             "not json",
         ] {
-            assert_eq!(order_of(alone), None, "{alone}");
+            assert_eq!(order_key(alone), None, "{alone}");
         }
     }
 }
